@@ -1,0 +1,214 @@
+// Package diff is rollcall's vocabulary and its pure logic: what a participant, a
+// snapshot of a session and a change of presence are, and how two snapshots turn into
+// changes. It does no I/O, reads no clock and logs nothing.
+//
+// # Contract
+//
+// A stint is one continuous presence of a participantId in a session: one timelog
+// entry, identified by the participantId and the start of that entry. Compute compares
+// the stints present in the previous state with those of a new snapshot:
+//
+//   - a stint present now and not before is Joined;
+//   - a stint present before and not now is Left, but only when the snapshot is
+//     Complete (every page fetched and consistent) or the session has ended: absence
+//     in an incomplete snapshot proves nothing, so such a stint stays in the state and
+//     the next complete snapshot decides;
+//   - a participantId present in both with a different stint start left and came
+//     back between the two snapshots: Left for the old stint, then Joined for the new
+//     one. This needs no completeness, since the new stint is itself the proof;
+//   - a session whose status is "ended" yields Left for every stint still present and
+//     then SessionEnded; after that the state is Ended and Compute yields nothing more.
+//
+// Within one call, changes come in this order: SessionStarted, then every Left (by
+// participantId), then every Joined (by join time, then participantId); for a session
+// that ended, the Joined come before the Left and SessionEnded comes last. A Left is
+// always for a stint whose Joined was emitted by an earlier call or earlier in the
+// same call. A participantId listed twice in a snapshot counts once (the first).
+//
+// What polling cannot see: a stint that begins and ends between two snapshots leaves
+// no trace here, and the time of a plain leave is unknown (LeftAt is nil) unless a
+// later timelog entry of the same participant shows it.
+package diff
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// StatusEnded is the session status after which no one is present.
+const StatusEnded = "ended"
+
+// Entry is one timelog entry of a participant: one stint. End is nil while it lasts.
+type Entry struct {
+	Start time.Time  `json:"start"`
+	End   *time.Time `json:"end"`
+}
+
+// Participant is a participant in one of its stints, as far as events need it.
+type Participant struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name,omitempty"`
+	JoinedAt    time.Time       `json:"joinedAt"` // start of the stint's timelog entry
+	Mode        string          `json:"mode,omitempty"`
+	SDKType     string          `json:"sdkType,omitempty"`
+	DeviceInfo  json.RawMessage `json:"deviceInfo,omitempty"`
+	GeoLocation json.RawMessage `json:"geoLocation,omitempty"`
+	// Timelog is the participant's whole timelog as last fetched. It is not kept in the
+	// state: only a fresh snapshot's timelog is used, to find when an old stint ended.
+	Timelog []Entry `json:"-"`
+}
+
+// Snapshot is what one scan of a session's active participants found.
+type Snapshot struct {
+	SessionID string
+	RoomID    string
+	Status    string // "ongoing", "ended", or any other string, kept opaque
+	Start     time.Time
+	End       *time.Time // when the session ended, if it has
+	// Complete is true when every page was fetched and the pages agreed with each
+	// other; only then does absence from Participants mean a participant left.
+	Complete     bool
+	Participants []Participant
+}
+
+// State is what rollcall remembers of a session between cycles.
+type State struct {
+	RoomID  string        `json:"roomId,omitempty"`
+	Started bool          `json:"started,omitempty"` // SessionStarted was emitted
+	Ended   bool          `json:"ended,omitempty"`   // SessionEnded was emitted; nothing more to do
+	Present []Participant `json:"present,omitempty"` // by participantId
+}
+
+// Kind says what a Change is.
+type Kind int
+
+const (
+	// Joined: a stint was seen for the first time.
+	Joined Kind = iota + 1
+	// Left: a stint that was seen before has ended.
+	Left
+	// SessionStarted: the session was seen for the first time.
+	SessionStarted
+	// SessionEnded: the session ended; it follows the Left of everyone still present.
+	SessionEnded
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Joined:
+		return "joined"
+	case Left:
+		return "left"
+	case SessionStarted:
+		return "session.started"
+	case SessionEnded:
+		return "session.ended"
+	}
+	return "unknown"
+}
+
+// Change is one event to publish. Participant is zero for session changes.
+type Change struct {
+	Kind        Kind
+	Participant Participant
+	LeftAt      *time.Time // Left only: the stint's timelog end, when known
+}
+
+// Compute returns the changes from prev to next and the state to keep after them.
+// It does not modify its arguments.
+func Compute(prev State, next Snapshot) ([]Change, State) {
+	if prev.Ended {
+		return nil, prev
+	}
+	ended := next.Status == StatusEnded
+	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: true}
+
+	var changes, lefts, joins []Change
+	if !prev.Started {
+		changes = append(changes, Change{Kind: SessionStarted})
+	}
+
+	now := make(map[string]Participant, len(next.Participants))
+	current := make([]Participant, 0, len(next.Participants))
+	for _, p := range next.Participants {
+		if _, dup := now[p.ID]; !dup {
+			now[p.ID] = p
+			current = append(current, p)
+		}
+	}
+	before := make(map[string]bool, len(prev.Present))
+	for _, old := range prev.Present {
+		before[old.ID] = true
+		cur, seen := now[old.ID]
+		switch {
+		case seen && cur.JoinedAt.Equal(old.JoinedAt):
+			// Same stint; keep what the API says of it now (name and mode may change).
+		case seen:
+			lefts = append(lefts, Change{Kind: Left, Participant: old, LeftAt: endOf(cur.Timelog, old.JoinedAt)})
+			joins = append(joins, Change{Kind: Joined, Participant: cur})
+		case next.Complete || ended:
+			lefts = append(lefts, Change{Kind: Left, Participant: old})
+		default:
+			state.Present = append(state.Present, old) // unproven absence: keep it
+		}
+	}
+	for _, p := range current {
+		if !before[p.ID] {
+			joins = append(joins, Change{Kind: Joined, Participant: p})
+		}
+		if !ended {
+			state.Present = append(state.Present, stored(p))
+		}
+	}
+	if ended {
+		// Everyone who just joined has also left with the session.
+		for _, j := range joins {
+			lefts = append(lefts, Change{Kind: Left, Participant: j.Participant, LeftAt: endOf(j.Participant.Timelog, j.Participant.JoinedAt)})
+		}
+	}
+
+	slices.SortStableFunc(joins, func(a, b Change) int {
+		return cmp.Or(a.Participant.JoinedAt.Compare(b.Participant.JoinedAt), cmp.Compare(a.Participant.ID, b.Participant.ID))
+	})
+	slices.SortStableFunc(lefts, func(a, b Change) int { return cmp.Compare(a.Participant.ID, b.Participant.ID) })
+	if ended {
+		// Joins come first so that each Left follows its Joined.
+		changes = append(append(changes, joins...), lefts...)
+		changes = append(changes, Change{Kind: SessionEnded})
+		state.Ended = true
+	} else {
+		changes = append(append(changes, lefts...), joins...)
+	}
+	slices.SortFunc(state.Present, func(a, b Participant) int { return cmp.Compare(a.ID, b.ID) })
+	return changes, state
+}
+
+// endOf returns the end of the timelog entry that started at start, if it has one.
+func endOf(timelog []Entry, start time.Time) *time.Time {
+	for _, e := range timelog {
+		if e.Start.Equal(start) && e.End != nil {
+			end := *e.End
+			return &end
+		}
+	}
+	return nil
+}
+
+// stored drops what the state does not keep.
+func stored(p Participant) Participant {
+	p.Timelog = nil
+	return p
+}
+
+// Equal reports whether two states are the same, so that an unchanged one need not be
+// saved again.
+func (s State) Equal(o State) bool {
+	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended &&
+		slices.EqualFunc(s.Present, o.Present, func(a, b Participant) bool {
+			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode &&
+				a.SDKType == b.SDKType && bytes.Equal(a.DeviceInfo, b.DeviceInfo) && bytes.Equal(a.GeoLocation, b.GeoLocation)
+		})
+}

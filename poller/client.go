@@ -1,0 +1,243 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// MaxBody caps a response body. A page of 1000 participants is about 1 MiB, so 16 MiB
+// leaves room for any page the API should send while bounding a broken one.
+const MaxBody = 16 << 20
+
+// maxRetryAfter caps how long a Retry-After can hold requests back, so that a broken
+// header cannot stall the worker for hours.
+const maxRetryAfter = 5 * time.Minute
+
+// Errors that a retry cannot mend.
+var (
+	ErrNotFound = errors.New("session not found")
+	ErrTooLarge = fmt.Errorf("response body over %d MiB", MaxBody>>20)
+	errToken    = errors.New("no token")
+)
+
+// StatusError is an HTTP answer other than 200.
+type StatusError struct {
+	Code int
+	Body string // the start of the body, for the log
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("http %d: %s", e.Code, e.Body)
+}
+
+// ClientConfig configures a Client. Zero values take the defaults given.
+type ClientConfig struct {
+	BaseURL        string
+	Tokens         Tokens
+	PerPage        int           // default 100
+	RequestTimeout time.Duration // per request; default 10s
+	RateLimit      float64       // requests per second across all sessions; 0 = unlimited
+	Attempts       int           // tries per request for 429, 5xx and timeouts; default 4
+	Backoff        time.Duration // first retry wait, doubling; default 500ms
+	MaxBackoff     time.Duration // default 10s
+	HTTPClient     *http.Client  // default: a client with no timeout of its own
+	Log            *slog.Logger
+}
+
+// Client is a VideoSDK REST API client. It is safe for concurrent use.
+type Client struct {
+	cfg     ClientConfig
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	holdUntil time.Time // after a 429: the API is the account's, so everyone waits
+}
+
+// NewClient returns a client for cfg.
+func NewClient(cfg ClientConfig) *Client {
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.PerPage <= 0 {
+		cfg.PerPage = 100
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 4
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 500 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	limit := rate.Inf
+	if cfg.RateLimit > 0 {
+		limit = rate.Limit(cfg.RateLimit)
+	}
+	return &Client{cfg: cfg, limiter: rate.NewLimiter(limit, 1)}
+}
+
+// get fetches path?query and returns the body of a 200 answer. It retries 429 (after
+// Retry-After when given), 5xx, timeouts and broken connections with capped
+// exponential backoff and full jitter, and a 401 once with a fresh token.
+func (c *Client) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	u := c.cfg.BaseURL + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	wait := c.cfg.Backoff
+	refreshed := false
+	for attempt := 1; ; attempt++ {
+		body, retryAfter, err := c.once(ctx, u)
+		var se *StatusError
+		switch {
+		case err == nil:
+			return body, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("get %s: %w", path, context.Cause(ctx))
+		case errors.As(err, &se) && se.Code == http.StatusUnauthorized && !refreshed:
+			refreshed = true
+			attempt-- // a fresh token is not a retry of a failure
+			continue
+		case !retryable(err) || attempt >= c.cfg.Attempts:
+			return nil, fmt.Errorf("get %s (attempt %d): %w", path, attempt, err)
+		}
+		// Full jitter, so that sessions retrying together do not stay in step.
+		d := max(rand.N(wait)+time.Millisecond, retryAfter)
+		c.cfg.Log.Warn("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
+		if err := sleep(ctx, d); err != nil {
+			return nil, fmt.Errorf("get %s: %w", path, err)
+		}
+		wait = min(2*wait, c.cfg.MaxBackoff)
+	}
+}
+
+// once makes one request. For a 429 it also returns how long to wait.
+func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, error) {
+	if err := c.hold(ctx); err != nil {
+		return nil, 0, err
+	}
+	if err := c.limiter.Wait(ctx); err != nil {
+		return nil, 0, err
+	}
+	tok, err := c.cfg.Tokens.Token()
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errToken, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Authorization", string(tok)) // no "Bearer ": the API wants the bare token
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read body: %w", err)
+	}
+	if len(body) > MaxBody {
+		return nil, 0, ErrTooLarge
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return body, 0, nil
+	case http.StatusNotFound:
+		return nil, 0, ErrNotFound
+	case http.StatusUnauthorized:
+		c.cfg.Tokens.Invalidate(tok)
+	case http.StatusTooManyRequests:
+		d := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if d > 0 {
+			c.holdFor(d)
+		}
+		return nil, d, &StatusError{Code: resp.StatusCode, Body: snippet(body)}
+	}
+	return nil, 0, &StatusError{Code: resp.StatusCode, Body: snippet(body)}
+}
+
+// hold waits while a 429 holds every request back.
+func (c *Client) hold(ctx context.Context) error {
+	c.mu.Lock()
+	until := c.holdUntil
+	c.mu.Unlock()
+	if d := time.Until(until); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}
+
+func (c *Client) holdFor(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until := time.Now().Add(d); until.After(c.holdUntil) {
+		c.holdUntil = until
+	}
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date); 0 if absent or bad.
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+func retryable(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code == http.StatusTooManyRequests || se.Code >= 500
+	}
+	// Anything else that is not ours is the transport: a timeout, a reset, a refusal.
+	return !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, errToken)
+}
+
+func snippet(body []byte) string {
+	const n = 200
+	s := strings.TrimSpace(string(body))
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

@@ -1,0 +1,223 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/rollcall/rollcall/diff"
+)
+
+// maxPages bounds one scan, so that a broken lastPage cannot make it endless.
+const maxPages = 10_000
+
+// maxScans is how many times a session is scanned when its pages disagree (a
+// participant came or went mid-scan and shifted them) before the snapshot is given up
+// as incomplete.
+const maxScans = 3
+
+// ErrMalformed is returned for a 200 answer whose body is not a page of the API.
+var ErrMalformed = errors.New("malformed page")
+
+// Page is one decoded page of active participants.
+type Page struct {
+	// Paged is false for the older shape (data an object, no pageInfo), which holds
+	// every participant at once.
+	Paged                                 bool
+	CurrentPage, PerPage, LastPage, Total int
+	Sessions                              []diff.Snapshot // one per element of data; usually one
+}
+
+type pageInfo struct {
+	CurrentPage int `json:"currentPage"`
+	PerPage     int `json:"perPage"`
+	LastPage    int `json:"lastPage"`
+	Total       int `json:"total"`
+}
+
+type sessionDoc struct {
+	ID           string           `json:"_id"`
+	AltID        string           `json:"id"`
+	RoomID       string           `json:"roomId"`
+	Start        *time.Time       `json:"start"`
+	End          *time.Time       `json:"end"`
+	Status       string           `json:"status"`
+	Participants []participantDoc `json:"participants"`
+}
+
+type participantDoc struct {
+	ParticipantID string          `json:"participantId"`
+	Name          string          `json:"name"`
+	Timelog       []diff.Entry    `json:"timelog"`
+	Mode          string          `json:"mode"`
+	DeviceInfo    json.RawMessage `json:"deviceInfo"`
+	GeoLocation   json.RawMessage `json:"geoLocation"`
+}
+
+// DecodePage decodes a body of GET /v2/sessions/{id}/participants/active, in either the
+// current shape ({pageInfo, data: [session]}) or the older one ({data: session}).
+// Every participant must have a participantId; an error means the page is unusable.
+func DecodePage(body []byte) (Page, error) {
+	var raw struct {
+		PageInfo *pageInfo       `json:"pageInfo"`
+		Data     json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	var docs []sessionDoc
+	switch d := bytes.TrimSpace(raw.Data); {
+	case len(d) > 0 && d[0] == '[':
+		if err := json.Unmarshal(d, &docs); err != nil {
+			return Page{}, fmt.Errorf("%w: data: %w", ErrMalformed, err)
+		}
+	case len(d) > 0 && d[0] == '{':
+		var doc sessionDoc
+		if err := json.Unmarshal(d, &doc); err != nil {
+			return Page{}, fmt.Errorf("%w: data: %w", ErrMalformed, err)
+		}
+		docs = []sessionDoc{doc}
+	default:
+		return Page{}, fmt.Errorf("%w: data is neither an array nor an object", ErrMalformed)
+	}
+	p := Page{Sessions: make([]diff.Snapshot, 0, len(docs))}
+	if pi := raw.PageInfo; pi != nil {
+		p.Paged, p.CurrentPage, p.PerPage, p.LastPage, p.Total = true, pi.CurrentPage, pi.PerPage, pi.LastPage, pi.Total
+		if pi.LastPage < 0 || pi.Total < 0 || pi.LastPage > maxPages {
+			return Page{}, fmt.Errorf("%w: pageInfo lastPage %d, total %d", ErrMalformed, pi.LastPage, pi.Total)
+		}
+	}
+	for _, doc := range docs {
+		s := diff.Snapshot{SessionID: cmpOr(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: doc.End}
+		if doc.Start != nil {
+			s.Start = doc.Start.UTC()
+		}
+		for i, pd := range doc.Participants {
+			if pd.ParticipantID == "" {
+				return Page{}, fmt.Errorf("%w: participant %d has no participantId", ErrMalformed, i)
+			}
+			s.Participants = append(s.Participants, participant(pd))
+		}
+		p.Sessions = append(p.Sessions, s)
+	}
+	return p, nil
+}
+
+func participant(pd participantDoc) diff.Participant {
+	p := diff.Participant{
+		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
+		DeviceInfo: pd.DeviceInfo, GeoLocation: pd.GeoLocation, Timelog: pd.Timelog,
+	}
+	var di struct {
+		SDKType string `json:"sdkType"`
+	}
+	if json.Unmarshal(pd.DeviceInfo, &di) == nil {
+		p.SDKType = di.SDKType
+	}
+	for i := range p.Timelog {
+		p.Timelog[i].Start = p.Timelog[i].Start.UTC()
+	}
+	// The stint is the open timelog entry. The API lists only present participants,
+	// so when none is open (a late write), the last entry stands for it.
+	if n := len(p.Timelog); n > 0 {
+		p.JoinedAt = p.Timelog[n-1].Start
+	}
+	for _, e := range slices.Backward(p.Timelog) {
+		if e.End == nil {
+			p.JoinedAt = e.Start
+			break
+		}
+	}
+	return p
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Snapshot scans every page of a session's active participants. A page that fails
+// fails the scan: nothing is returned from it. When the pages disagree with each other
+// (total or lastPage changed, a participant listed twice, fewer or more listed than
+// total), the session is scanned again, up to maxScans times; the last scan is then
+// returned with Complete false, so that no one's absence from it counts.
+func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error) {
+	var snap diff.Snapshot
+	var why string
+	for scan := 1; scan <= maxScans; scan++ {
+		var err error
+		snap, why, err = c.scan(ctx, sessionID)
+		if err != nil {
+			return diff.Snapshot{}, err
+		}
+		if why == "" {
+			snap.Complete = true
+			return snap, nil
+		}
+		c.cfg.Log.Info("pages disagreed, scanning again", "session_id", sessionID, "scan", scan, "why", why)
+	}
+	c.cfg.Log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "session_id", sessionID, "why", why)
+	return snap, nil
+}
+
+// scan fetches page 1, then every page up to its lastPage. why says how the pages
+// disagreed, if they did.
+func (c *Client) scan(ctx context.Context, sessionID string) (snap diff.Snapshot, why string, err error) {
+	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
+	snap = diff.Snapshot{SessionID: sessionID}
+	var first Page
+	seen := make(map[string]bool)
+	for n := 1; n == 1 || n <= first.LastPage; n++ {
+		body, err := c.get(ctx, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
+		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return snap, "", ErrNotFound
+			}
+			return snap, "", err
+		}
+		page, err := DecodePage(body)
+		if err != nil {
+			return snap, "", fmt.Errorf("page %d: %w", n, err)
+		}
+		if n == 1 {
+			first = page
+			if !page.Paged {
+				first.LastPage = 1 // the older shape holds everyone at once
+			}
+		} else if page.Total != first.Total || page.LastPage != first.LastPage {
+			why = fmt.Sprintf("page %d: total %d, lastPage %d; page 1: total %d, lastPage %d", n, page.Total, page.LastPage, first.Total, first.LastPage)
+		}
+		for _, s := range page.Sessions {
+			if snap.RoomID == "" {
+				snap.RoomID, snap.Start = s.RoomID, s.Start
+			}
+			// Any page saying ended is enough: the session ended during the scan.
+			if snap.Status != diff.StatusEnded {
+				snap.Status = s.Status
+			}
+			if s.End != nil {
+				snap.End = s.End
+			}
+			for _, p := range s.Participants {
+				if seen[p.ID] {
+					why = fmt.Sprintf("participant %s listed twice", p.ID)
+					continue
+				}
+				seen[p.ID] = true
+				snap.Participants = append(snap.Participants, p)
+			}
+		}
+	}
+	if why == "" && first.Paged && len(snap.Participants) != first.Total {
+		why = fmt.Sprintf("%d participants listed, total says %d", len(snap.Participants), first.Total)
+	}
+	return snap, why, nil
+}

@@ -1,0 +1,152 @@
+// Package poller turns VideoSDK's active-participants API into presence changes: a
+// Client fetches every page of a session with its own tokens, retries and rate limit,
+// and a Poller runs one cycle per tracked session: fetch all, load the previous state,
+// diff, publish, save.
+//
+// # Guarantees
+//
+//   - A cycle whose fetch fails publishes nothing and saves nothing; the next cycle
+//     starts again from the last saved state.
+//   - A scan whose pages disagree is retried; if they keep disagreeing, the snapshot is
+//     incomplete and no one's absence from it yields a left (see package diff).
+//   - The state is saved only after the stream acknowledged every event of the cycle,
+//     and only with compare-and-set on the revision that was loaded. A crash in
+//     between republishes the same events, with the same ids, on the next cycle.
+//   - Changes of one session are published in order; sessions are independent.
+//
+// What polling cannot see: a stint shorter than the interval between two polls, and
+// the exact time of a leave.
+package poller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/rollcall/rollcall/diff"
+)
+
+// Source fetches a snapshot of a session; Client is one.
+type Source interface {
+	Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error)
+}
+
+// Store keeps each session's state between cycles, with compare-and-set on revision.
+type Store interface {
+	Load(ctx context.Context, sessionID string) (diff.State, uint64, error)
+	Save(ctx context.Context, sessionID string, st diff.State, rev uint64) (uint64, error)
+}
+
+// Publisher publishes a session's changes and returns once all are acknowledged.
+type Publisher interface {
+	Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error
+}
+
+// Poller polls a fixed set of sessions.
+type Poller struct {
+	src         Source
+	store       Store
+	pub         Publisher
+	log         *slog.Logger
+	concurrency int
+	now         func() time.Time
+
+	mu       sync.Mutex
+	sessions []string
+	ended    map[string]bool // sessions no longer polled
+}
+
+// New returns a Poller of sessions that fetches up to concurrency sessions at once.
+func New(src Source, store Store, pub Publisher, sessions []string, concurrency int, log *slog.Logger) *Poller {
+	return &Poller{
+		src: src, store: store, pub: pub, log: log, concurrency: max(1, concurrency), now: time.Now,
+		sessions: sessions, ended: make(map[string]bool),
+	}
+}
+
+// Cycle polls every session that has not ended, up to concurrency at once, and returns
+// when all are done. Each session's failure is logged and left to the next cycle.
+func (p *Poller) Cycle(ctx context.Context) {
+	p.mu.Lock()
+	var todo []string
+	for _, id := range p.sessions {
+		if !p.ended[id] {
+			todo = append(todo, id)
+		}
+	}
+	p.mu.Unlock()
+
+	sem := make(chan struct{}, p.concurrency)
+	var wg sync.WaitGroup
+	for _, id := range todo {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			log := p.log.With("session_id", id)
+			ended, err := p.Poll(ctx, log, id)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				log.Info("cycle abandoned", "err", err)
+			case err != nil:
+				log.Error("cycle failed", "err", err)
+			case ended:
+				p.mu.Lock()
+				p.ended[id] = true
+				p.mu.Unlock()
+				log.Info("session ended: no longer polled")
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Poll runs one cycle of one session and reports whether the session has ended.
+func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (ended bool, err error) {
+	start := p.now()
+	snap, err := p.src.Snapshot(ctx, sessionID)
+	if err != nil {
+		return false, fmt.Errorf("fetch: %w", err)
+	}
+	observedAt := p.now()
+	prev, rev, err := p.store.Load(ctx, sessionID)
+	if err != nil {
+		return false, err
+	}
+	if snap.RoomID == "" {
+		snap.RoomID = prev.RoomID
+	}
+	changes, next := diff.Compute(prev, snap)
+	if err := p.pub.Publish(ctx, snap, observedAt, changes); err != nil {
+		return false, err
+	}
+	if len(changes) > 0 || !next.Equal(prev) {
+		if _, err := p.store.Save(ctx, sessionID, next, rev); err != nil {
+			// The events are in the stream; the next cycle computes them again from the
+			// old state and the stream drops them as duplicates.
+			return false, err
+		}
+	}
+	joined, left := count(changes)
+	log.Info("cycle", "joined", joined, "left", left, "present", len(next.Present),
+		"complete", snap.Complete, "duration", p.now().Sub(start).Round(time.Millisecond))
+	return next.Ended, nil
+}
+
+func count(changes []diff.Change) (joined, left int) {
+	for _, c := range changes {
+		switch c.Kind {
+		case diff.Joined:
+			joined++
+		case diff.Left:
+			left++
+		}
+	}
+	return joined, left
+}

@@ -1,0 +1,166 @@
+// Package publisher does all of rollcall's JetStream I/O: it sets up the stream, puts
+// changes on the wire as CloudEvents, and keeps each session's state in a KV bucket.
+//
+// # Delivery
+//
+// Every event carries a deterministic id, sent as the Nats-Msg-Id header, so the stream
+// drops a republished event as a duplicate while the id is inside its duplicate window.
+// Publish returns only when the stream has acknowledged every event of the batch; a
+// publish error or timeout is an unknown outcome (the message may be stored), so the
+// same events are sent again, with the same ids, until acknowledged or until the context
+// ends. The state is saved only after that, which makes the whole at-least-once
+// delivery effectively exactly-once within the duplicate window.
+//
+// # Order
+//
+// A batch is sent in runs of one kind (all the lefts, then all the joins, say): a run is
+// pipelined, and the next run starts only when the previous one is acknowledged, so a
+// left is never stored before the joined of the same stint, even when a retry
+// reorders messages within a run.
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/diff"
+)
+
+// window bounds the publishes outstanding at once, well under nats.go's default
+// limit of 4000 pending async publishes, which would otherwise stall.
+const window = 512
+
+// ackTimeout is how long one publish may wait for its acknowledgement before it is
+// treated as an unknown outcome and sent again.
+const ackTimeout = 5 * time.Second
+
+// Publisher sends changes to the stream.
+type Publisher struct {
+	js     jetstream.JetStream
+	prefix string
+	log    *slog.Logger
+	// backoff is the first wait before a retry; it doubles up to maxBackoff.
+	backoff, maxBackoff time.Duration
+}
+
+// NewJetStream opens JetStream on nc with the acknowledgement timeout Publisher needs.
+func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("open jetstream: %w", err)
+	}
+	return js, nil
+}
+
+// New returns a Publisher that publishes under subject prefix.
+func New(js jetstream.JetStream, prefix string, log *slog.Logger) *Publisher {
+	return &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second}
+}
+
+// Publish sends the changes of session snap, observed at observedAt, and returns when
+// the stream has acknowledged all of them, or with the context's error.
+func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error {
+	msgs := make([]*nats.Msg, len(changes))
+	for i, c := range changes {
+		e, err := NewEvent(snap, observedAt, c)
+		if err != nil {
+			return fmt.Errorf("encode %s event: %w", c.Kind, err)
+		}
+		body, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode %s event: %w", c.Kind, err)
+		}
+		msgs[i] = &nats.Msg{
+			Subject: Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID),
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
+			Data:    body,
+		}
+	}
+	for start := 0; start < len(changes); {
+		end := start + 1
+		for end < len(changes) && changes[end].Kind == changes[start].Kind && end-start < window {
+			end++
+		}
+		if err := p.publishAll(ctx, msgs[start:end]); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// publishAll pipelines msgs and sends again those whose outcome is unknown, until every
+// one is acknowledged.
+func (p *Publisher) publishAll(ctx context.Context, msgs []*nats.Msg) error {
+	wait := p.backoff
+	for attempt := 1; ; attempt++ {
+		failed, err := p.try(ctx, msgs)
+		if len(failed) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("publish: %d of %d events unacknowledged: %w", len(failed), len(msgs), context.Cause(ctx))
+		}
+		p.log.Warn("publish failed, retrying with the same ids", "unacknowledged", len(failed), "attempt", attempt, "err", err)
+		msgs = failed
+		// Full jitter, so that sessions retrying together do not stay in step.
+		if err := sleep(ctx, rand.N(wait)+time.Millisecond); err != nil {
+			return fmt.Errorf("publish: %d events unacknowledged: %w", len(failed), err)
+		}
+		wait = min(2*wait, p.maxBackoff)
+	}
+}
+
+// try publishes msgs once and returns those not acknowledged, with the first error.
+func (p *Publisher) try(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
+	var failed []*nats.Msg
+	var firstErr error
+	fail := func(m *nats.Msg, err error) {
+		failed = append(failed, m)
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	sent := make([]*nats.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := p.js.PublishMsgAsync(m)
+		if err != nil {
+			fail(m, err)
+			continue
+		}
+		futures = append(futures, f)
+		sent = append(sent, m)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			fail(sent[i], err)
+		case <-ctx.Done():
+			return append(failed, sent[i:]...), context.Cause(ctx)
+		}
+	}
+	if errors.Is(firstErr, jetstream.ErrNoStreamResponse) {
+		firstErr = fmt.Errorf("%w (no stream captures the subject)", firstErr)
+	}
+	return failed, firstErr
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

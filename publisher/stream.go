@@ -1,0 +1,88 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamConfig is what rollcall asks of its stream.
+type StreamConfig struct {
+	Name            string
+	Prefix          string // the stream captures <Prefix>.>
+	Replicas        int
+	DuplicateWindow time.Duration
+	MaxAge          time.Duration
+}
+
+// EnsureStream creates the stream if it is missing. An existing stream must capture
+// every subject under the prefix, or EnsureStream refuses it; its duplicate window and
+// maximum age are brought in line with cfg, and nothing else of it is changed.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig, log *slog.Logger) error {
+	want := cfg.Prefix + ".>"
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        cfg.Name,
+			Description: "rollcall presence events",
+			Subjects:    []string{want},
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+			Duplicates:  cfg.DuplicateWindow,
+			MaxAge:      cfg.MaxAge,
+		})
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+		log.Info("created stream", "stream", cfg.Name, "subjects", want)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+	}
+	sc := s.CachedInfo().Config
+	if !captures(sc.Subjects, want) {
+		return fmt.Errorf("stream %s captures %q, not every subject of %q: point nats.stream at another stream or add %q to its subjects",
+			cfg.Name, sc.Subjects, want, want)
+	}
+	if sc.Duplicates != cfg.DuplicateWindow || sc.MaxAge != cfg.MaxAge {
+		sc.Duplicates, sc.MaxAge = cfg.DuplicateWindow, cfg.MaxAge
+		if _, err := js.UpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("update stream %s: %w", cfg.Name, err)
+		}
+		log.Info("updated stream", "stream", cfg.Name, "duplicate_window", cfg.DuplicateWindow, "max_age", cfg.MaxAge)
+	}
+	return nil
+}
+
+// captures reports whether some filter in filters matches every subject that subject
+// matches (subject may end in ">").
+func captures(filters []string, subject string) bool {
+	for _, f := range filters {
+		if covers(strings.Split(f, "."), strings.Split(subject, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
+func covers(filter, subject []string) bool {
+	for i, tok := range filter {
+		switch {
+		case tok == ">":
+			return i < len(subject)
+		case i >= len(subject):
+			return false
+		case subject[i] == ">":
+			return false // subject goes deeper than this filter can follow
+		case tok != "*" && tok != subject[i]:
+			return false
+		}
+	}
+	return len(filter) == len(subject)
+}

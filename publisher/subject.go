@@ -1,0 +1,56 @@
+package publisher
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/rollcall/rollcall/diff"
+)
+
+var plainToken = regexp.MustCompile(`^[A-Za-z0-9-][A-Za-z0-9_-]*$`)
+
+// EscapeToken makes an ID safe as one subject token (and as a KV key).
+//
+// The rule, reversible by UnescapeToken: an ID made only of A-Z a-z 0-9 - _ that does
+// not begin with "_" is used as it is; any other ID, the empty one included, becomes
+// "_" followed by its unpadded base64url encoding (RFC 4648 §5). Plain IDs never begin
+// with "_" and escaped ones always do, so the two cannot collide.
+func EscapeToken(id string) string {
+	if plainToken.MatchString(id) {
+		return id
+	}
+	return "_" + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// UnescapeToken reverses EscapeToken.
+func UnescapeToken(token string) (string, error) {
+	rest, escaped := strings.CutPrefix(token, "_")
+	if !escaped {
+		return token, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return "", fmt.Errorf("unescape subject token %q: %w", token, err)
+	}
+	return string(b), nil
+}
+
+// Subject is where a change of a session in a room is published:
+// <prefix>.participant.joined|left.<roomId>.<sessionId> and
+// <prefix>.session.started|ended.<roomId>.<sessionId>.
+func Subject(prefix string, k diff.Kind, roomID, sessionID string) string {
+	var kind string
+	switch k {
+	case diff.Joined:
+		kind = "participant.joined"
+	case diff.Left:
+		kind = "participant.left"
+	case diff.SessionStarted:
+		kind = "session.started"
+	case diff.SessionEnded:
+		kind = "session.ended"
+	}
+	return prefix + "." + kind + "." + EscapeToken(roomID) + "." + EscapeToken(sessionID)
+}
