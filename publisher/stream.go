@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/diff"
 )
 
 // StreamConfig is what rollcall asks of its stream.
@@ -46,9 +47,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 	}
 	sc := s.CachedInfo().Config
-	if !captures(sc.Subjects, want) {
-		return fmt.Errorf("stream %s captures %q, not every subject of %q: point nats.stream at another stream or add %q to its subjects",
-			cfg.Name, sc.Subjects, want, want)
+	for _, k := range []diff.Kind{diff.Joined, diff.Left, diff.SessionStarted, diff.SessionEnded} {
+		if subj := cfg.Prefix + "." + kindTokens(k) + ".*.*"; !captures(sc.Subjects, subj) {
+			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
+				cfg.Name, sc.Subjects, subj, want)
+		}
 	}
 	if sc.Duplicates != cfg.DuplicateWindow || sc.MaxAge != cfg.MaxAge {
 		sc.Duplicates, sc.MaxAge = cfg.DuplicateWindow, cfg.MaxAge
@@ -60,8 +63,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 	return nil
 }
 
-// captures reports whether some filter in filters matches every subject that subject
-// matches (subject may end in ">").
+// captures reports whether some filter in filters matches every subject that the
+// pattern subject matches.
 func captures(filters []string, subject string) bool {
 	for _, f := range filters {
 		if covers(strings.Split(f, "."), strings.Split(subject, ".")) {

@@ -41,16 +41,12 @@ func UnescapeToken(token string) (string, error) {
 // <prefix>.participant.joined|left.<roomId>.<sessionId> and
 // <prefix>.session.started|ended.<roomId>.<sessionId>.
 func Subject(prefix string, k diff.Kind, roomID, sessionID string) string {
-	var kind string
-	switch k {
-	case diff.Joined:
-		kind = "participant.joined"
-	case diff.Left:
-		kind = "participant.left"
-	case diff.SessionStarted:
-		kind = "session.started"
-	case diff.SessionEnded:
-		kind = "session.ended"
+	return prefix + "." + kindTokens(k) + "." + EscapeToken(roomID) + "." + EscapeToken(sessionID)
+}
+
+func kindTokens(k diff.Kind) string {
+	if k == diff.Joined || k == diff.Left {
+		return "participant." + k.String()
 	}
-	return prefix + "." + kind + "." + EscapeToken(roomID) + "." + EscapeToken(sessionID)
+	return k.String() // session.started, session.ended
 }

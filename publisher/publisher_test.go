@@ -1,0 +1,364 @@
+package publisher_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/publisher"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+var (
+	joinedAt   = time.Date(2023, 7, 24, 8, 28, 9, 650e6, time.UTC)
+	leftAt     = time.Date(2023, 7, 24, 8, 40, 1, 5e6, time.UTC)
+	observedAt = time.Date(2023, 7, 24, 8, 28, 12, 4e6, time.UTC)
+	snap       = diff.Snapshot{SessionID: "64bb3619669942e088479mm0", RoomID: "r10p-2qz8-si67", Status: "ongoing", Start: joinedAt.Add(-time.Second)}
+	demo1      = diff.Participant{
+		ID: "iqpq5uen", Name: "demo1", JoinedAt: joinedAt, Mode: "CONFERENCE",
+		DeviceInfo:  json.RawMessage(`{"sdkType":"prebuilt"}`),
+		GeoLocation: json.RawMessage(`{"city":"Surat","region":"Gujarat","country":"India"}`),
+	}
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestEscapeToken(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"64bb3619669942e088479mm0", "64bb3619669942e088479mm0"},
+		{"r10p-2qz8-si67", "r10p-2qz8-si67"},
+		{"a_b", "a_b"},
+		{"", "_"},
+		{"a.b", "_YS5i"},
+		{"a b*>", "_YSBiKj4"},
+		{"_x", "_X3g"}, // plain-looking, but a leading "_" marks escaped tokens
+		{"été", "_w6l0w6k"},
+	}
+	for _, tt := range tests {
+		got := publisher.EscapeToken(tt.id)
+		if got != tt.want {
+			t.Errorf("EscapeToken(%q) = %q, want %q", tt.id, got, tt.want)
+		}
+		back, err := publisher.UnescapeToken(got)
+		if err != nil || back != tt.id {
+			t.Errorf("UnescapeToken(%q) = %q, %v, want %q", got, back, err, tt.id)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	tests := []struct {
+		kind diff.Kind
+		want string
+	}{
+		{diff.Joined, "videosdk.participant.joined.r10p-2qz8-si67.64bb3619669942e088479mm0"},
+		{diff.Left, "videosdk.participant.left.r10p-2qz8-si67.64bb3619669942e088479mm0"},
+		{diff.SessionStarted, "videosdk.session.started.r10p-2qz8-si67.64bb3619669942e088479mm0"},
+		{diff.SessionEnded, "videosdk.session.ended.r10p-2qz8-si67.64bb3619669942e088479mm0"},
+	}
+	for _, tt := range tests {
+		if got := publisher.Subject("videosdk", tt.kind, snap.RoomID, snap.SessionID); got != tt.want {
+			t.Errorf("Subject(%v) = %q, want %q", tt.kind, got, tt.want)
+		}
+	}
+}
+
+// TestNewEvent compares events with the golden files in testdata, which follow the
+// spec's example event.
+func TestNewEvent(t *testing.T) {
+	ended := snap
+	ended.Status, ended.End = diff.StatusEnded, &leftAt
+	tests := []struct {
+		golden string
+		snap   diff.Snapshot
+		change diff.Change
+	}{
+		{"joined.json", snap, diff.Change{Kind: diff.Joined, Participant: demo1}},
+		{"left-time-known.json", snap, diff.Change{Kind: diff.Left, Participant: demo1, LeftAt: &leftAt}},
+		{"left-time-unknown.json", snap, diff.Change{Kind: diff.Left, Participant: diff.Participant{ID: "mxavzgb5", Name: "demo2", JoinedAt: joinedAt}}},
+		{"session-started.json", snap, diff.Change{Kind: diff.SessionStarted}},
+		{"session-ended.json", ended, diff.Change{Kind: diff.SessionEnded}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			e, err := publisher.NewEvent(tt.snap, observedAt, tt.change)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.MarshalIndent(e, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tt.golden)
+			if *update {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(string(want), string(got)+"\n"); d != "" {
+				t.Errorf("event (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestEventID(t *testing.T) {
+	j := diff.Change{Kind: diff.Joined, Participant: demo1}
+	l := diff.Change{Kind: diff.Left, Participant: demo1, LeftAt: &leftAt}
+	other := demo1
+	other.JoinedAt = leftAt
+	id := publisher.EventID(snap.SessionID, j)
+	for _, tt := range []struct {
+		name string
+		got  string
+		same bool
+	}{
+		{"same stint and kind, other details", publisher.EventID(snap.SessionID, diff.Change{Kind: diff.Joined, Participant: diff.Participant{ID: demo1.ID, JoinedAt: joinedAt.In(time.FixedZone("IST", 19800))}}), true},
+		{"left of the same stint", publisher.EventID(snap.SessionID, l), false},
+		{"next stint of the same participant", publisher.EventID(snap.SessionID, diff.Change{Kind: diff.Joined, Participant: other}), false},
+		{"same stint in another session", publisher.EventID("other", j), false},
+	} {
+		if (tt.got == id) != tt.same {
+			t.Errorf("%s: id %s, joined id %s, want same=%v", tt.name, tt.got, id, tt.same)
+		}
+	}
+}
+
+func setup(t *testing.T) (jetstream.JetStream, *nats.Conn) {
+	t.Helper()
+	nc := natstest.Connect(t, natstest.Start(t))
+	js, err := publisher.NewJetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, nc
+}
+
+var streamCfg = publisher.StreamConfig{Name: "ROLLCALL", Prefix: "videosdk", Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: 720 * time.Hour}
+
+func TestEnsureStream(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		existing *jetstream.StreamConfig
+		wantErr  bool
+	}{
+		{name: "missing: created"},
+		{name: "captures the prefix exactly", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.>"}}},
+		{name: "captures more than the prefix", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"other", "videosdk.*.>"}, Duplicates: time.Minute}},
+		{name: "captures only joins", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.joined.>"}}, wantErr: true},
+		{name: "captures another prefix", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"zoom.>"}}, wantErr: true},
+		{name: "captures one token too few", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.*.*"}}, wantErr: true},
+		{name: "captures one room only", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.*.*.r1.*"}}, wantErr: true},
+		{name: "captures each kind apart", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.>", "videosdk.session.*.*.*"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js, _ := setup(t)
+			if tt.existing != nil {
+				if _, err := js.CreateStream(ctx, *tt.existing); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := publisher.EnsureStream(ctx, js, streamCfg, quiet())
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("EnsureStream: %v, want error: %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			s, err := js.Stream(ctx, "ROLLCALL")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.CachedInfo().Config; got.Duplicates != streamCfg.DuplicateWindow || got.MaxAge != streamCfg.MaxAge {
+				t.Errorf("stream duplicates %v, max age %v; want %v, %v", got.Duplicates, got.MaxAge, streamCfg.DuplicateWindow, streamCfg.MaxAge)
+			}
+		})
+	}
+}
+
+// stored reads every message of the stream.
+func stored(t *testing.T, js jetstream.JetStream) []*nats.Msg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "ROLLCALL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*nats.Msg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	}
+	return msgs
+}
+
+func TestPublishIsIdempotentAndOrdered(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	if err := publisher.EnsureStream(ctx, js, streamCfg, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	p := publisher.New(js, "videosdk", quiet())
+	demo2 := diff.Participant{ID: "mxavzgb5", Name: "demo2", JoinedAt: joinedAt.Add(time.Second)}
+	changes := []diff.Change{
+		{Kind: diff.SessionStarted},
+		{Kind: diff.Joined, Participant: demo1}, {Kind: diff.Joined, Participant: demo2},
+		{Kind: diff.Left, Participant: demo1, LeftAt: &leftAt},
+	}
+	// The second time is a cycle that crashed before saving its state and runs again.
+	for range 2 {
+		if err := p.Publish(ctx, snap, observedAt, changes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, m := range stored(t, js) {
+		var e publisher.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) != e.ID {
+			t.Errorf("Nats-Msg-Id %q, event id %q", m.Header.Get(jetstream.MsgIDHeader), e.ID)
+		}
+		got = append(got, e.Type+" "+e.Subject+" "+m.Subject)
+	}
+	want := []string{
+		"live.videosdk.session.started  videosdk.session.started.r10p-2qz8-si67.64bb3619669942e088479mm0",
+		"live.videosdk.participant.joined iqpq5uen videosdk.participant.joined.r10p-2qz8-si67.64bb3619669942e088479mm0",
+		"live.videosdk.participant.joined mxavzgb5 videosdk.participant.joined.r10p-2qz8-si67.64bb3619669942e088479mm0",
+		"live.videosdk.participant.left iqpq5uen videosdk.participant.left.r10p-2qz8-si67.64bb3619669942e088479mm0",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("stream (-want +got):\n%s", d)
+	}
+}
+
+// TestPublishWaitsForTheBroker publishes while the server is down: Publish keeps
+// retrying with the same ids, returns once the restarted server acknowledged
+// everything, and the stream holds each event once.
+func TestPublishWaitsForTheBroker(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ns := natstest.StartIn(t, dir, -1)
+	url := ns.ClientURL()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := publisher.NewJetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := publisher.EnsureStream(ctx, js, streamCfg, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	tcpPort := ns.Addr().(*net.TCPAddr).Port
+	ns.Shutdown()
+	ns.WaitForShutdown()
+
+	done := make(chan error, 1)
+	go func() {
+		p := publisher.New(js, "videosdk", quiet())
+		done <- p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}})
+	}()
+	// Let Publish fail at least once against the absent server before bringing it back.
+	waitFor(t, func() bool { return nc.Status() == nats.RECONNECTING })
+	natstest.StartIn(t, dir, tcpPort)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Publish did not return after the server came back")
+	}
+	if n := len(stored(t, js)); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+func TestPublishCancelled(t *testing.T) {
+	js, _ := setup(t)
+	// No stream captures the subjects: nothing is ever acknowledged.
+	p := publisher.New(js, "videosdk", quiet())
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	err := p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestStore(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "session.with.dots" // not a valid KV key as it is
+	st, rev, err := s.Load(ctx, id)
+	if err != nil || rev != 0 || !st.Equal(diff.State{}) {
+		t.Fatalf("Load of a new session = %+v, %d, %v; want zero state, 0, nil", st, rev, err)
+	}
+	want := diff.State{RoomID: "r1", Started: true, Present: []diff.Participant{demo1}}
+	rev1, err := s.Save(ctx, id, want, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, rev, err := s.Load(ctx, id)
+	if err != nil || rev != rev1 {
+		t.Fatalf("Load = rev %d, %v; want rev %d", rev, err, rev1)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("state (-want +got):\n%s", d)
+	}
+	if _, err := s.Save(ctx, id, want, 0); !errors.Is(err, publisher.ErrConflict) {
+		t.Errorf("Save as new over an existing state = %v, want ErrConflict", err)
+	}
+	if _, err := s.Save(ctx, id, want, rev1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Save(ctx, id, want, rev1); !errors.Is(err, publisher.ErrConflict) {
+		t.Errorf("Save at a stale revision = %v, want ErrConflict", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
