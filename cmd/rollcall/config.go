@@ -1,0 +1,493 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/robfig/cron/v3"
+)
+
+// Config is rollcall's configuration: config.toml decoded over defaultConfig,
+// then overridden by the environment. It holds only the keys of capabilities
+// that exist; any other key is rejected, never accepted and ignored.
+type Config struct {
+	VideoSDK VideoSDK  `toml:"videosdk"`
+	Poll     Poll      `toml:"poll"`
+	Sessions []Session `toml:"sessions"`
+	NATS     NATS      `toml:"nats"`
+	Log      Log       `toml:"log"`
+}
+
+// VideoSDK is how rollcall reaches and authenticates to the VideoSDK REST API.
+type VideoSDK struct {
+	BaseURL        string   `toml:"base_url"`
+	APIKey         string   `toml:"api_key"`         // env VIDEOSDK_API_KEY overrides
+	Secret         string   `toml:"secret"`          // env VIDEOSDK_SECRET overrides; never logged
+	Token          string   `toml:"token"`           // env VIDEOSDK_TOKEN overrides; pre-minted, instead of key and secret
+	TokenTTL       Duration `toml:"token_ttl"`       // lifetime of each minted token
+	PerPage        int      `toml:"per_page"`        // participants asked for per page
+	RequestTimeout Duration `toml:"request_timeout"` // per HTTP request
+	MaxConcurrency int      `toml:"max_concurrency"` // sessions fetched at once
+	RateLimit      float64  `toml:"rate_limit"`      // requests per second across all sessions; 0 = unlimited
+}
+
+// Poll is when sessions are polled.
+type Poll struct {
+	Schedule string `toml:"schedule"` // robfig/cron spec, see parseSchedule
+}
+
+// Session is one tracked VideoSDK session.
+type Session struct {
+	ID string `toml:"id"`
+}
+
+// NATS is the server events are published to, and the JetStream names used.
+type NATS struct {
+	URL             string   `toml:"url"`      // "" = embedded server; env NATS_URL overrides; comma-separated list
+	User            string   `toml:"user"`     // with Password
+	Password        string   `toml:"password"` // never logged
+	Token           string   `toml:"token"`    // instead of User and Password; never logged
+	Stream          string   `toml:"stream"`
+	SubjectPrefix   string   `toml:"subject_prefix"`
+	StateBucket     string   `toml:"state_bucket"` // KV bucket of each session's last snapshot
+	Replicas        int      `toml:"replicas"`     // of the stream and the bucket
+	DuplicateWindow Duration `toml:"duplicate_window"`
+	MaxAge          Duration `toml:"max_age"`   // how long events stay in the stream
+	StoreDir        string   `toml:"store_dir"` // the embedded server's JetStream storage
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn or error
+	Format string `toml:"format"` // text or json
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("10s", "1h30m"), not as an integer of nanoseconds.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", text)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a string, so that the effective config
+// logged by slog's JSON handler reads "10s" rather than 10000000000.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(d.String()), nil
+}
+
+func defaultConfig() Config {
+	return Config{
+		VideoSDK: VideoSDK{
+			BaseURL:        "https://api.videosdk.live",
+			TokenTTL:       Duration{time.Hour},
+			PerPage:        100,
+			RequestTimeout: Duration{10 * time.Second},
+			MaxConcurrency: 8,
+			RateLimit:      20,
+		},
+		Poll: Poll{Schedule: "@every 5s"},
+		NATS: NATS{
+			Stream:          "ROLLCALL",
+			SubjectPrefix:   "videosdk",
+			StateBucket:     "ROLLCALL_STATE",
+			Replicas:        1,
+			DuplicateWindow: Duration{10 * time.Minute},
+			MaxAge:          Duration{720 * time.Hour}, // 30 days
+			StoreDir:        "./data",
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// loadConfig reads the config file at path; see parseConfig.
+func loadConfig(path string, getenv func(string) string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err // already names the path
+	}
+	cfg, err := parseConfig(data, getenv)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// parseConfig decodes a TOML config over the defaults, applies the
+// environment overrides (getenv is os.Getenv outside tests) and validates the
+// result. The error lists every problem found, one per line.
+func parseConfig(data []byte, getenv func(string) string) (Config, error) {
+	cfg := defaultConfig()
+	if err := decodeStrict(string(data), &cfg); err != nil {
+		return Config{}, err
+	}
+	cfg.applyEnv(getenv)
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decodeStrict decodes doc into cfg after checking every key and value
+// against Config, so that unknown keys and wrongly typed values are all
+// reported, key first, in file order.
+//
+// The check is ours rather than MetaData.Undecoded because BurntSushi/toml
+// matches keys to fields case-insensitively: "API_KEY" would be accepted,
+// and with both "api_key" and "API_KEY" set, either could win.
+func decodeStrict(doc string, cfg *Config) error {
+	var raw map[string]any
+	md, err := toml.Decode(doc, &raw)
+	if err != nil {
+		return err // a syntax error; toml's message has the line
+	}
+	s := shapeCheck{order: make(map[string]int)}
+	for i, k := range slices.Backward(md.Keys()) {
+		s.order[k.String()] = i // backwards, so the first appearance wins
+	}
+	s.check(nil, "", raw, reflect.TypeFor[Config]())
+	if len(s.errs) > 0 {
+		return errors.Join(s.errs...)
+	}
+	_, err = toml.Decode(doc, cfg)
+	return err
+}
+
+// shapeCheck walks a decoded TOML document alongside the Go type it is to be
+// decoded into, in file order.
+type shapeCheck struct {
+	order map[string]int // dotted key, without array indices -> first appearance in the file
+	errs  []error
+}
+
+// check checks the value v of key against the type t. name is the key as the
+// user should read it, with array indices: "sessions[1].id".
+func (s *shapeCheck) check(key toml.Key, name string, v any, t reflect.Type) {
+	mismatch := func(want string) {
+		s.errs = append(s.errs, fmt.Errorf("%s: must be %s, got %s", name, want, tomlType(v)))
+	}
+	switch {
+	case t == reflect.TypeFor[Duration]():
+		text, ok := v.(string)
+		if !ok {
+			mismatch(`a duration string such as "10s"`)
+			return
+		}
+		if err := new(Duration).UnmarshalText([]byte(text)); err != nil {
+			s.errs = append(s.errs, fmt.Errorf("%s: %w", name, err))
+		}
+	case t.Kind() == reflect.Struct:
+		table, ok := v.(map[string]any)
+		if !ok {
+			mismatch("a table")
+			return
+		}
+		fields := make(map[string]reflect.Type)
+		for f := range t.Fields() {
+			fields[f.Tag.Get("toml")] = f.Type
+		}
+		pos := func(k string) int { return s.order[append(slices.Clip(key), k).String()] }
+		keys := slices.SortedFunc(maps.Keys(table), func(a, b string) int {
+			return cmp.Or(cmp.Compare(pos(a), pos(b)), strings.Compare(a, b))
+		})
+		for _, k := range keys {
+			sub := append(slices.Clip(key), k)
+			subName := sub[len(sub)-1:].String() // quoted if it is not a bare key
+			if name != "" {
+				subName = name + "." + subName
+			}
+			ft, ok := fields[k]
+			if !ok {
+				s.errs = append(s.errs, fmt.Errorf("unknown key %q", subName))
+				continue
+			}
+			s.check(sub, subName, table[k], ft)
+		}
+	case t.Kind() == reflect.Slice:
+		list := reflect.ValueOf(v)
+		if list.Kind() != reflect.Slice {
+			if t.Elem().Kind() == reflect.Struct {
+				mismatch("an array of tables") // e.g. [sessions] written for [[sessions]]
+			} else {
+				mismatch("an array")
+			}
+			return
+		}
+		for i := range list.Len() {
+			s.check(key, fmt.Sprintf("%s[%d]", name, i), list.Index(i).Interface(), t.Elem())
+		}
+	case t.Kind() == reflect.String:
+		if _, ok := v.(string); !ok {
+			mismatch("a string")
+		}
+	case t.Kind() == reflect.Int:
+		if _, ok := v.(int64); !ok {
+			mismatch("an integer")
+		}
+	case t.Kind() == reflect.Float64:
+		switch v.(type) {
+		case int64, float64:
+		default:
+			mismatch("a number")
+		}
+	}
+}
+
+// tomlType names the type of a value decoded from TOML into an any.
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case time.Time:
+		return "a datetime"
+	case map[string]any:
+		return "a table"
+	default: // []any, or []map[string]any for an array of tables
+		return "an array"
+	}
+}
+
+// applyEnv lets the environment override the file, so that secrets need not
+// be written in it. An empty variable overrides nothing.
+func (c *Config) applyEnv(getenv func(string) string) {
+	for _, o := range []struct {
+		name string
+		dst  *string
+	}{
+		{"VIDEOSDK_API_KEY", &c.VideoSDK.APIKey},
+		{"VIDEOSDK_SECRET", &c.VideoSDK.Secret},
+		{"VIDEOSDK_TOKEN", &c.VideoSDK.Token},
+		{"NATS_URL", &c.NATS.URL},
+	} {
+		if v := getenv(o.name); v != "" {
+			*o.dst = v
+		}
+	}
+}
+
+var (
+	// Names and subject tokens made of the characters every NATS API accepts:
+	// no wildcards, '$', spaces or path separators.
+	natsName    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	natsSubject = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
+
+// validate reports every invalid value, one per line, in file order.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+
+	v := c.VideoSDK
+	if u, err := url.Parse(v.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("videosdk.base_url: must be an absolute http or https URL")
+	}
+	if (v.APIKey == "" || v.Secret == "") && v.Token == "" {
+		bad("videosdk: need api_key and secret, or token")
+	}
+	if v.TokenTTL.Duration < time.Minute {
+		bad("videosdk.token_ttl: must be at least 1m")
+	}
+	if v.PerPage < 1 || v.PerPage > 1000 {
+		bad("videosdk.per_page: must be between 1 and 1000")
+	}
+	if v.RequestTimeout.Duration <= 0 {
+		bad("videosdk.request_timeout: must be positive")
+	}
+	if v.MaxConcurrency < 1 {
+		bad("videosdk.max_concurrency: must be at least 1")
+	}
+	if !(v.RateLimit >= 0) || math.IsInf(v.RateLimit, 1) { // TOML allows nan and inf
+		bad("videosdk.rate_limit: must be a number >= 0 (0 = unlimited)")
+	}
+
+	if _, err := parseSchedule(c.Poll.Schedule); err != nil {
+		bad("poll.schedule: %w", err)
+	}
+
+	if len(c.Sessions) == 0 {
+		bad("sessions: none configured")
+	}
+	seen := make(map[string]int)
+	for i, s := range c.Sessions {
+		if s.ID == "" {
+			bad("sessions[%d].id: empty", i)
+			continue
+		}
+		if j, ok := seen[s.ID]; ok {
+			bad("sessions[%d].id: duplicate of sessions[%d].id", i, j)
+			continue
+		}
+		seen[s.ID] = i
+	}
+
+	n := c.NATS
+	errs = append(errs, natsURLErrors(n.URL)...)
+	if (n.User == "") != (n.Password == "") {
+		bad("nats: need both user and password, or neither")
+	}
+	if n.Token != "" && (n.User != "" || n.Password != "") {
+		bad("nats: use token or user and password, not both")
+	}
+	if !natsName.MatchString(n.Stream) {
+		bad("nats.stream: must match [A-Za-z0-9_-]+")
+	}
+	if !natsSubject.MatchString(n.SubjectPrefix) {
+		bad("nats.subject_prefix: must be dot-separated tokens matching [A-Za-z0-9_-]+")
+	}
+	if !natsName.MatchString(n.StateBucket) {
+		bad("nats.state_bucket: must match [A-Za-z0-9_-]+")
+	}
+	switch {
+	case n.Replicas < 1 || n.Replicas > 5:
+		bad("nats.replicas: must be between 1 and 5")
+	case n.Replicas > 1 && n.URL == "":
+		bad(`nats.replicas: must be 1 with the embedded server (url = "")`)
+	}
+	// JetStream refuses a window under 100ms or over the stream's max age.
+	switch {
+	case n.DuplicateWindow.Duration < 100*time.Millisecond:
+		bad("nats.duplicate_window: must be at least 100ms")
+	case n.MaxAge.Duration > 0 && n.DuplicateWindow.Duration > n.MaxAge.Duration:
+		bad("nats.duplicate_window: must not exceed max_age")
+	}
+	if n.MaxAge.Duration <= 0 {
+		bad("nats.max_age: must be positive")
+	}
+	if n.StoreDir == "" && n.URL == "" {
+		bad(`nats.store_dir: must be set for the embedded server (url = "")`)
+	}
+
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level: must be one of debug, info, warn, error")
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log.format: must be one of text, json")
+	}
+	return errors.Join(errs...)
+}
+
+// natsURLErrors checks a nats.url list. The messages give an entry's position,
+// not its text, which may hold credentials.
+func natsURLErrors(list string) []error {
+	if list == "" {
+		return nil // the embedded server
+	}
+	var errs []error
+	entries := strings.Split(list, ",")
+	var websocket, plain int
+	for i, e := range entries {
+		at := ""
+		if len(entries) > 1 {
+			at = fmt.Sprintf("entry %d: ", i+1)
+		}
+		e = strings.TrimSpace(e)
+		u, err := natsServerURL(e)
+		switch {
+		case e == "":
+			errs = append(errs, fmt.Errorf("nats.url: %sempty", at))
+		case err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Hostname() == "":
+			errs = append(errs, fmt.Errorf("nats.url: %smust be a nats://, tls://, ws:// or wss:// URL, or host:port", at))
+		case u.Scheme == "ws" || u.Scheme == "wss":
+			websocket++
+		default:
+			plain++
+		}
+	}
+	if websocket > 0 && plain > 0 { // nats.go refuses the mix
+		errs = append(errs, errors.New("nats.url: cannot mix ws:// or wss:// servers with nats:// or tls:// ones"))
+	}
+	return errs
+}
+
+// natsServerURL parses one nats.url entry as nats.go does: a bare host:port
+// means nats://host:port.
+func natsServerURL(entry string) (*url.URL, error) {
+	if !strings.Contains(entry, "://") {
+		entry = "nats://" + entry
+	}
+	return url.Parse(entry)
+}
+
+const redacted = "REDACTED"
+
+// Redacted returns a copy of c that is safe to log: secrets that are set read
+// "REDACTED", and so do credentials embedded in nats.url.
+func (c Config) Redacted() Config {
+	for _, s := range []*string{&c.VideoSDK.Secret, &c.VideoSDK.Token, &c.NATS.Password, &c.NATS.Token} {
+		if *s != "" {
+			*s = redacted
+		}
+	}
+	entries := strings.Split(c.NATS.URL, ",")
+	for i, e := range entries {
+		u, err := natsServerURL(strings.TrimSpace(e))
+		if err != nil {
+			entries[i] = redacted // unparsable, so it may hide anything
+			continue
+		}
+		if u.User == nil {
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), redacted)
+		} else {
+			u.User = url.User(redacted) // nats.go takes a lone user name as a token
+		}
+		entries[i] = u.String()
+	}
+	c.NATS.URL = strings.Join(entries, ",")
+	return c
+}
+
+// scheduleParser accepts standard 5-field specs, 6-field specs that start
+// with seconds, and descriptors such as "@every 5s" and "@hourly".
+var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// parseSchedule parses a robfig/cron spec.
+func parseSchedule(spec string) (sched cron.Schedule, err error) {
+	// robfig/cron v3.0.1 panics on some specs, such as "TZ=UTC" with no
+	// schedule after it.
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("invalid cron spec %q: parser panicked: %v", spec, r)
+		}
+	}()
+	sched, err = scheduleParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("invalid cron spec %q: %w", spec, err)
+	}
+	// cron rounds @every up to 1s and truncates it to whole seconds: refuse
+	// a spec that would run at another interval than the one written.
+	if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+		_, text, _ := strings.Cut(spec, "@every ")
+		if d, _ := time.ParseDuration(text); d != every.Delay {
+			return nil, fmt.Errorf("invalid cron spec %q: @every takes a whole number of seconds, at least 1s", spec)
+		}
+	}
+	return sched, nil
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// env is a getenv backed by a map, so tests never touch the process environment.
+func env(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func TestLoadConfigBad(t *testing.T) {
+	tests := []struct {
+		name string // testdata/config/bad/<name>.toml
+		want string // the error, less the "<path>: " prefix
+	}{
+		{"syntax", `toml: line 2 (last key "videosdk.token"): expected value but found "t" instead`},
+		{"duplicate_key", `toml: line 4 (last key "videosdk.per_page"): Key 'videosdk.per_page' has already been defined.`},
+		{"unknown_key", `unknown key "videosdk.colour"`},
+		{"unknown_rooms", `unknown key "rooms"`},
+		{"unknown_later_keys", `unknown key "poll.discover_schedule"
+unknown key "poll.exclude_modes"
+unknown key "nats.creds"
+unknown key "nats.lease_ttl"
+unknown key "http"`},
+		{"unknown_key_case", `unknown key "videosdk.API_KEY"`},
+		{"unknown_key_in_session", `unknown key "sessions[1].room"`},
+		{"wrong_types", `videosdk.per_page: must be an integer, got a string
+videosdk.rate_limit: must be a number, got a string
+videosdk.max_concurrency: must be an integer, got a float
+log.level: must be a string, got a boolean
+sessions[1].id: must be a string, got an integer`},
+		{"table_not_table", `poll: must be a table, got a string`},
+		{"sessions_not_tables", `sessions[0]: must be a table, got a string
+sessions[1]: must be a table, got a string`},
+		{"sessions_single_table", `sessions: must be an array of tables, got a table`},
+		{"duration_invalid", `videosdk.token_ttl: invalid duration "soon"`},
+		{"duration_not_string", `videosdk.token_ttl: must be a duration string such as "10s", got an integer`},
+		{"no_sessions", `sessions: none configured`},
+		{"session_empty_id", `sessions[1].id: empty`},
+		{"session_duplicate", `sessions[2].id: duplicate of sessions[0].id`},
+		{"no_credentials", `videosdk: need api_key and secret, or token`},
+		{"videosdk_values", `videosdk.base_url: must be an absolute http or https URL
+videosdk.token_ttl: must be at least 1m
+videosdk.per_page: must be between 1 and 1000
+videosdk.request_timeout: must be positive
+videosdk.max_concurrency: must be at least 1
+videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
+		{"videosdk_base_url_scheme", `videosdk.base_url: must be an absolute http or https URL`},
+		{"rate_limit_nan", `videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
+		{"schedule_invalid", `poll.schedule: invalid cron spec "every 5s": expected 5 to 6 fields, found 2: [every 5s]`},
+		{"schedule_parser_panic", `poll.schedule: invalid cron spec "TZ=UTC": parser panicked: runtime error: slice bounds out of range [:-1]`},
+		{"schedule_subsecond", `poll.schedule: invalid cron spec "@every 500ms": @every takes a whole number of seconds, at least 1s`},
+		{"nats_values", `nats.stream: must match [A-Za-z0-9_-]+
+nats.subject_prefix: must be dot-separated tokens matching [A-Za-z0-9_-]+
+nats.state_bucket: must match [A-Za-z0-9_-]+
+nats.replicas: must be between 1 and 5
+nats.duplicate_window: must be at least 100ms
+nats.max_age: must be positive`},
+		{"nats_window_over_max_age", `nats.duplicate_window: must not exceed max_age`},
+		{"nats_url_bad", `nats.url: must be a nats://, tls://, ws:// or wss:// URL, or host:port`},
+		{"nats_url_list", `nats.url: entry 2: empty
+nats.url: entry 3: must be a nats://, tls://, ws:// or wss:// URL, or host:port
+nats.url: cannot mix ws:// or wss:// servers with nats:// or tls:// ones`},
+		{"nats_auth", `nats: need both user and password, or neither
+nats: use token or user and password, not both`},
+		{"nats_auth_both", `nats: use token or user and password, not both`},
+		{"nats_embedded", `nats.replicas: must be 1 with the embedded server (url = "")
+nats.store_dir: must be set for the embedded server (url = "")`},
+		{"log_values", `log.level: must be one of debug, info, warn, error
+log.format: must be one of text, json`},
+		{"file_order", `videosdk: need api_key and secret, or token
+videosdk.per_page: must be between 1 and 1000
+poll.schedule: invalid cron spec "@daily at noon": unrecognized descriptor: @daily at noon
+sessions: none configured
+nats.stream: must match [A-Za-z0-9_-]+
+log.format: must be one of text, json`},
+	}
+
+	files, err := filepath.Glob(filepath.Join("testdata", "config", "bad", "*.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	untested := make(map[string]bool)
+	for _, f := range files {
+		untested[strings.TrimSuffix(filepath.Base(f), ".toml")] = true
+	}
+
+	for _, tt := range tests {
+		delete(untested, tt.name)
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join("testdata", "config", "bad", tt.name+".toml")
+			_, err := loadConfig(path, env(nil))
+			if err == nil {
+				t.Fatal("loadConfig succeeded, want an error")
+			}
+			if diff := cmp.Diff(path+": "+tt.want, err.Error()); diff != "" {
+				t.Errorf("error (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for name := range untested {
+		t.Errorf("testdata/config/bad/%s.toml has no test case", name)
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	_, err := loadConfig(path, env(nil))
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("loadConfig(missing file) error = %v, want one naming %s", err, path)
+	}
+}
+
+func TestLoadConfigGood(t *testing.T) {
+	got, err := loadConfig(filepath.Join("testdata", "config", "good.toml"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		VideoSDK: VideoSDK{
+			BaseURL:        "http://127.0.0.1:8080/api",
+			APIKey:         "key-123",
+			Secret:         "secret-456",
+			Token:          "token-789",
+			TokenTTL:       Duration{30 * time.Minute},
+			PerPage:        50,
+			RequestTimeout: Duration{2500 * time.Millisecond},
+			MaxConcurrency: 4,
+			RateLimit:      2.5,
+		},
+		Poll: Poll{Schedule: "*/10 * * * * *"},
+		Sessions: []Session{
+			{ID: "64bb3619669942e088479mm0"},
+			{ID: "room/with spaces"},
+		},
+		NATS: NATS{
+			URL:             "nats://n1:4222, tls://n2:4443,n3:4222",
+			User:            "rollcall",
+			Password:        "pw",
+			Stream:          "PRESENCE",
+			SubjectPrefix:   "acme.videosdk",
+			StateBucket:     "PRESENCE_STATE",
+			Replicas:        3,
+			DuplicateWindow: Duration{5 * time.Minute},
+			MaxAge:          Duration{24 * time.Hour},
+			StoreDir:        "/var/lib/rollcall",
+		},
+		Log: Log{Level: "debug", Format: "json"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+// wantDefaults is the spec's defaults, written out rather than taken from
+// defaultConfig so that a changed default fails a test.
+func wantDefaults() Config {
+	return Config{
+		VideoSDK: VideoSDK{
+			BaseURL:        "https://api.videosdk.live",
+			TokenTTL:       Duration{time.Hour},
+			PerPage:        100,
+			RequestTimeout: Duration{10 * time.Second},
+			MaxConcurrency: 8,
+			RateLimit:      20,
+		},
+		Poll: Poll{Schedule: "@every 5s"},
+		NATS: NATS{
+			Stream:          "ROLLCALL",
+			SubjectPrefix:   "videosdk",
+			StateBucket:     "ROLLCALL_STATE",
+			Replicas:        1,
+			DuplicateWindow: Duration{10 * time.Minute},
+			MaxAge:          Duration{720 * time.Hour},
+			StoreDir:        "./data",
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	got, err := parseConfig([]byte(`
+[videosdk]
+token = "t"
+
+[[sessions]]
+id = "s1"
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantDefaults()
+	want.VideoSDK.Token = "t"
+	want.Sessions = []Session{{ID: "s1"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseConfigEnv(t *testing.T) {
+	const file = `
+[videosdk]
+api_key = "file-key"
+secret = "file-secret"
+token = "file-token"
+
+[[sessions]]
+id = "s1"
+
+[nats]
+url = "nats://file:4222"
+`
+	tests := []struct {
+		name string
+		env  map[string]string
+		want func(*Config)
+	}{
+		{
+			name: "set",
+			env: map[string]string{
+				"VIDEOSDK_API_KEY": "env-key",
+				"VIDEOSDK_SECRET":  "env-secret",
+				"VIDEOSDK_TOKEN":   "env-token",
+				"NATS_URL":         "nats://env:4222",
+			},
+			want: func(c *Config) {
+				c.VideoSDK.APIKey, c.VideoSDK.Secret, c.VideoSDK.Token = "env-key", "env-secret", "env-token"
+				c.NATS.URL = "nats://env:4222"
+			},
+		},
+		{
+			name: "empty overrides nothing",
+			env:  map[string]string{"VIDEOSDK_API_KEY": "", "VIDEOSDK_SECRET": "", "VIDEOSDK_TOKEN": "", "NATS_URL": ""},
+			want: func(c *Config) {
+				c.VideoSDK.APIKey, c.VideoSDK.Secret, c.VideoSDK.Token = "file-key", "file-secret", "file-token"
+				c.NATS.URL = "nats://file:4222"
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseConfig([]byte(file), env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wantDefaults()
+			want.Sessions = []Session{{ID: "s1"}}
+			tt.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The environment applies before validation: credentials may come from it
+// alone, and a bad NATS_URL is caught.
+func TestParseConfigEnvValidated(t *testing.T) {
+	const file = "[[sessions]]\nid = \"s1\"\n"
+	if _, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t"})); err != nil {
+		t.Errorf("token from the environment: %v", err)
+	}
+	_, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t", "NATS_URL": "http://x"}))
+	want := "nats.url: must be a nats://, tls://, ws:// or wss:// URL, or host:port"
+	if err == nil || err.Error() != want {
+		t.Errorf("bad NATS_URL: error = %v, want %q", err, want)
+	}
+}
+
+// The example shipped at the repository root is valid once the credentials
+// it leaves to the environment are given, and shows the defaults.
+func TestExampleConfig(t *testing.T) {
+	got, err := loadConfig(filepath.Join("..", "..", "config.toml"), env(map[string]string{
+		"VIDEOSDK_API_KEY": "key",
+		"VIDEOSDK_SECRET":  "secret",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := wantDefaults()
+	want.VideoSDK.APIKey, want.VideoSDK.Secret = "key", "secret"
+	want.Sessions = []Session{{ID: "64bb3619669942e088479mm0"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	from := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		spec string
+		next time.Time // the first run after from
+	}{
+		{"*/5 * * * *", from.Add(5 * time.Minute)},
+		{"*/10 * * * * *", from.Add(10 * time.Second)},
+		{"@every 5s", from.Add(5 * time.Second)},
+		{"@every 1m30s", from.Add(90 * time.Second)},
+		{"@hourly", from.Add(time.Hour)},
+		{"TZ=Asia/Tokyo 0 9 * * *", from.Add(24 * time.Hour)}, // 09:00 in Tokyo is 00:00 UTC
+	} {
+		sched, err := parseSchedule(tt.spec)
+		if err != nil {
+			t.Errorf("parseSchedule(%q): %v", tt.spec, err)
+			continue
+		}
+		if got := sched.Next(from); !got.Equal(tt.next) {
+			t.Errorf("parseSchedule(%q).Next = %v, want %v", tt.spec, got, tt.next)
+		}
+	}
+
+	for _, spec := range []string{"", "TZ=UTC", "CRON_TZ=UTC", "every 5s", "* * * *", "* * * * * * *", "@every 0s", "@every 1500ms", "@fortnightly"} {
+		if _, err := parseSchedule(spec); err == nil {
+			t.Errorf("parseSchedule(%q) succeeded, want an error", spec)
+		}
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := wantDefaults()
+	c.VideoSDK.APIKey, c.VideoSDK.Secret, c.VideoSDK.Token = "key", "secret", "vtoken"
+	c.NATS.User, c.NATS.Password, c.NATS.Token = "user", "password", "ntoken"
+	c.NATS.URL = "nats://u:p@a:4222, tok@b:4222,tls://c:4443"
+
+	want := c
+	want.VideoSDK.Secret, want.VideoSDK.Token = "REDACTED", "REDACTED"
+	want.NATS.Password, want.NATS.Token = "REDACTED", "REDACTED"
+	want.NATS.URL = "nats://u:REDACTED@a:4222,nats://REDACTED@b:4222,tls://c:4443"
+	if diff := cmp.Diff(want, c.Redacted()); diff != "" {
+		t.Errorf("Redacted (-want +got):\n%s", diff)
+	}
+	if c.VideoSDK.Secret != "secret" || c.NATS.URL != "nats://u:p@a:4222, tok@b:4222,tls://c:4443" {
+		t.Error("Redacted changed its receiver")
+	}
+
+	// Unset secrets stay empty: "REDACTED" would claim one was configured.
+	if diff := cmp.Diff(wantDefaults(), wantDefaults().Redacted()); diff != "" {
+		t.Errorf("Redacted with no secrets (-want +got):\n%s", diff)
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	got, err := json.Marshal(Duration{90 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != `"1m30s"` {
+		t.Errorf("json.Marshal(Duration{90s}) = %s, want \"1m30s\"", got)
+	}
+}

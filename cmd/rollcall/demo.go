@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rollcall/rollcall/sim"
+)
+
+// The demo's world: a few rooms, changes about every 700 ms, and small pages so that
+// every scan crosses page boundaries.
+const (
+	demoRooms    = 3
+	demoChurn    = 700 * time.Millisecond
+	demoPerPage  = 3
+	demoSchedule = "@every 1s"
+)
+
+// runDemo runs everything in one process: an embedded NATS server, the simulated API
+// with churning rooms, the worker on a short schedule, and a live feed of the events.
+func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) error {
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	dir, err := os.MkdirTemp("", "rollcall-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := startEmbedded(dir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+
+	key, secret := "demo-api-key", randomSecret()
+	api := sim.New(sim.Config{APIKey: key, Secret: secret})
+	sessions := api.DemoWorld(demoRooms)
+	apiURL, stopAPI, err := serve(api, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+	go api.Churn(ctx, sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, Seed: uint64(time.Now().UnixNano())})
+
+	cfg := defaultConfig()
+	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
+	cfg.VideoSDK.PerPage = demoPerPage
+	cfg.Poll.Schedule = demoSchedule
+	cfg.NATS.URL = ns.ClientURL()
+	for _, id := range sessions {
+		cfg.Sessions = append(cfg.Sessions, Session{ID: id})
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, %d sessions polled %s.\n",
+		ns.ClientURL(), apiURL, len(sessions), demoSchedule)
+	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub '%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
+		cfg.NATS.SubjectPrefix, ns.ClientURL())
+	fmt.Fprintln(stdout, "Events (Ctrl-C to stop):")
+
+	// The worker's own log shows only problems, so that the feed stays readable.
+	log := newLogger(stderr, Log{Level: "warn", Format: "text"})
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- work(ctx, cfg, log) }()
+
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("rollcall demo feed"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	feedDone := make(chan error, 1)
+	go func() { feedDone <- tailWhenReady(ctx, nc, cfg.NATS.Stream, stdout) }()
+
+	err = <-workerDone
+	return errors.Join(err, <-feedDone)
+}
+
+// tailWhenReady tails the stream from its start once the worker has created it.
+func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, w io.Writer) error {
+	for {
+		err := tail(ctx, nc, stream, true, w)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond): // the stream is not there yet
+		}
+	}
+}
+
+// runSim serves the simulated API with a churning demo world until ctx is done.
+func runSim(ctx context.Context, listen string, stdout io.Writer, getenv func(string) string) error {
+	key, secret := getenv("VIDEOSDK_API_KEY"), getenv("VIDEOSDK_SECRET")
+	if key == "" || secret == "" {
+		return errors.New("set VIDEOSDK_API_KEY and VIDEOSDK_SECRET: the simulated API accepts tokens signed with them")
+	}
+	api := sim.New(sim.Config{APIKey: key, Secret: secret})
+	sessions := api.DemoWorld(demoRooms)
+	url, stop, err := serve(api, listen)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(stdout, "simulated VideoSDK API on %s\nsessions:\n", url)
+	for _, id := range sessions {
+		fmt.Fprintf(stdout, "  %s\n", id)
+	}
+	api.Churn(ctx, sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, Seed: uint64(time.Now().UnixNano())})
+	return nil
+}
+
+// serve serves h on addr and returns its base URL and a stop function.
+func serve(h http.Handler, addr string) (string, func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
+	go srv.Serve(l)
+	return "http://" + l.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+func randomSecret() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/publisher"
+)
+
+// runTail prints the stream's events as they arrive, one readable line each.
+func runTail(ctx context.Context, url, stream string, all bool, w io.Writer) error {
+	nc, err := nats.Connect(url, nats.Name("rollcall tail"))
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", redactURL(url), err)
+	}
+	defer nc.Close()
+	return tail(ctx, nc, stream, all, w)
+}
+
+func tail(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writer) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	policy := jetstream.DeliverNewPolicy
+	if all {
+		policy = jetstream.DeliverAllPolicy
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: policy})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	msgs, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	go func() {
+		<-ctx.Done()
+		msgs.Stop()
+	}()
+	for {
+		m, err := msgs.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
+		fmt.Fprintln(w, feedLine(m.Data()))
+	}
+}
+
+// feedLine renders an event for people: time, what happened, who, where.
+func feedLine(data []byte) string {
+	var e struct {
+		Type string    `json:"type"`
+		Time time.Time `json:"time"`
+		Data struct {
+			SessionID     string     `json:"sessionId"`
+			RoomID        string     `json:"roomId"`
+			ParticipantID string     `json:"participantId"`
+			Name          string     `json:"name"`
+			JoinedAt      *time.Time `json:"joinedAt"`
+			LeftAt        *time.Time `json:"leftAt"`
+			ObservedAt    time.Time  `json:"observedAt"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(data, &e); err != nil {
+		return "unreadable event: " + err.Error()
+	}
+	d := e.Data
+	where := fmt.Sprintf("room %s  session %s", d.RoomID, d.SessionID)
+	stamp := e.Time.Local().Format("15:04:05.000")
+	switch e.Type {
+	case publisher.TypeJoined:
+		return fmt.Sprintf("%s  joined   %-24s %s", stamp, who(d.Name, d.ParticipantID), where)
+	case publisher.TypeLeft:
+		stay := ""
+		if d.JoinedAt != nil {
+			end := d.ObservedAt
+			if d.LeftAt != nil {
+				end = *d.LeftAt
+			}
+			stay = fmt.Sprintf("  (stayed %s)", end.Sub(*d.JoinedAt).Round(time.Second))
+		}
+		return fmt.Sprintf("%s  left     %-24s %s%s", stamp, who(d.Name, d.ParticipantID), where, stay)
+	case publisher.TypeSessionStarted:
+		return fmt.Sprintf("%s  session started          %s", stamp, where)
+	case publisher.TypeSessionEnded:
+		return fmt.Sprintf("%s  session ended            %s", stamp, where)
+	}
+	return fmt.Sprintf("%s  %s  %s", stamp, strings.TrimPrefix(e.Type, "live.videosdk."), where)
+}
+
+func who(name, id string) string {
+	if name == "" {
+		return id
+	}
+	return name + " (" + id + ")"
+}

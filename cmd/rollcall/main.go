@@ -1,0 +1,115 @@
+// Command rollcall turns VideoSDK.live's active-participants API into a live stream of
+// presence events on NATS JetStream. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+const usage = `usage: rollcall <command> [flags]
+
+commands:
+  run      [-config PATH]                   the worker (default config ./config.toml)
+  demo     [-for DURATION]                  embedded NATS, simulated API, worker, live feed
+  sim      [-listen ADDR]                   the simulated VideoSDK API alone
+  tail     [-nats URL] [-stream NAME] [-all]  print events as they arrive
+  token    [-config PATH]                   print an API token for curl
+  version                                   version and build info
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "rollcall:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only adds the process around it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("rollcall "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	switch cmd {
+	case "run":
+		path := fs.String("config", "config.toml", "config file")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runWorker(ctx, *path, stderr, getenv)
+	case "demo":
+		dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runDemo(ctx, *dur, stdout, stderr)
+	case "sim":
+		listen := fs.String("listen", "127.0.0.1:8080", "address to serve the simulated API on")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runSim(ctx, *listen, stdout, getenv)
+	case "tail":
+		url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL (env NATS_URL)")
+		stream := fs.String("stream", "ROLLCALL", "stream name")
+		all := fs.Bool("all", false, "print the stream from its start, not only new events")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if u := getenv("NATS_URL"); u != "" && !flagSet(fs, "nats") {
+			*url = u
+		}
+		return runTail(ctx, *url, *stream, *all, stdout)
+	case "token":
+		path := fs.String("config", "config.toml", "config file")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return printToken(*path, stdout, getenv)
+	case "version":
+		printVersion(stdout)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "rollcall %s\n", version)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		fmt.Fprintf(w, "go %s\n", bi.GoVersion)
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision", "vcs.time", "vcs.modified", "GOOS", "GOARCH":
+				fmt.Fprintf(w, "%s %s\n", s.Key, s.Value)
+			}
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/sim"
+)
+
+func TestDecodePage(t *testing.T) {
+	tests := []struct {
+		file      string
+		wantPaged bool
+		wantIDs   []string
+	}{
+		{"documented-example.json", true, []string{"iqpq5uen", "mxavzgb5"}},
+		{"older-shape.json", false, []string{"iqpq5uen", "mxavzgb5"}},
+		{"two-data-elements.json", true, []string{"iqpq5uen", "mxavzgb5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			page, err := poller.DecodePage(readFile(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range page.Sessions {
+				if s.SessionID != session || s.RoomID != room || s.Status != "ongoing" {
+					t.Errorf("session %q room %q status %q", s.SessionID, s.RoomID, s.Status)
+				}
+				got = append(got, ids(s)...)
+			}
+			if d := cmp.Diff(tt.wantIDs, got); d != "" || page.Paged != tt.wantPaged {
+				t.Errorf("paged %v, want %v; participants (-want +got):\n%s", page.Paged, tt.wantPaged, d)
+			}
+			p := page.Sessions[0].Participants[0]
+			want := time.Date(2023, 7, 24, 8, 28, 9, 650e6, time.UTC)
+			if !p.JoinedAt.Equal(want) || p.Name != "demo1" || p.Mode != "CONFERENCE" || p.SDKType != "prebuilt" {
+				t.Errorf("first participant %+v, want demo1 joined at %v, CONFERENCE, prebuilt", p, want)
+			}
+		})
+	}
+}
+
+// TestDecodePageRejects: every fixture named bad-* is unusable as a whole page.
+func TestDecodePageRejects(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "bad-*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad-* fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			page, err := poller.DecodePage(readFile(t, filepath.Base(f)))
+			if !errors.Is(err, poller.ErrMalformed) {
+				t.Errorf("DecodePage = %+v, %v; want ErrMalformed", page, err)
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSnapshotShiftedMidScan: a participant on page 1 leaves right after page 1 is
+// served, which shifts the next page and hides someone from the scan. The pages
+// disagree, the session is scanned again, and the snapshot is the true one.
+func TestSnapshotShiftedMidScan(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e")
+	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "a") }})
+	got, err := w.client(2).Snapshot(context.Background(), session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"b", "c", "d", "e"}, ids(got)); d != "" || !got.Complete {
+		t.Errorf("complete=%v, participants (-want +got):\n%s", got.Complete, d)
+	}
+	if n := w.api.Requests(); n != 3+2 {
+		t.Errorf("%d requests, want 5: a scan of 3 pages, then one of 2", n)
+	}
+}
+
+// TestSnapshotKeepsShifting: when every scan is shifted, the last one is returned as
+// incomplete, so that no one's absence from it counts.
+func TestSnapshotKeepsShifting(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e", "f", "g")
+	for _, id := range []string{"a", "b", "c"} {
+		w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, id) }})
+	}
+	got, err := w.client(2).Snapshot(context.Background(), session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The third scan: page 1 lists c and d, then c leaves, page 2 lists f and g, and
+	// e, shifted onto page 1, is missed.
+	if d := cmp.Diff([]string{"c", "d", "f", "g"}, ids(got)); d != "" || got.Complete {
+		t.Errorf("complete=%v, want false; participants (-want +got):\n%s", got.Complete, d)
+	}
+}
+
+func TestSnapshotUnknownSession(t *testing.T) {
+	w := newWorld(t)
+	_, err := w.client(20).Snapshot(context.Background(), "no-such-session")
+	if !errors.Is(err, poller.ErrNotFound) {
+		t.Errorf("Snapshot of an unknown session: %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,257 @@
+package poller_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/publisher"
+	"github.com/rollcall/rollcall/sim"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// rig is a poller wired to a simulated API and a real JetStream server.
+type rig struct {
+	*world
+	js     jetstream.JetStream
+	store  *publisher.Store
+	poller *poller.Poller
+	seen   int // events already returned by newEvents
+}
+
+func newRig(t *testing.T, w *world, withStream bool, sessions ...string) *rig {
+	t.Helper()
+	ctx := context.Background()
+	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withStream {
+		ensureStream(t, js)
+	}
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := poller.New(w.client(2), store, publisher.New(js, "videosdk", quiet()), sessions, 4, quiet())
+	return &rig{world: w, js: js, store: store, poller: p}
+}
+
+func ensureStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	err := publisher.EnsureStream(context.Background(), js, publisher.StreamConfig{
+		Name: "ROLLCALL", Prefix: "videosdk", Replicas: 1, DuplicateWindow: time.Hour, MaxAge: 24 * time.Hour,
+	}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events returns the stream's events as "kind participant@second-of-join" lines,
+// seconds counted from the session's start, after those already returned.
+func (r *rig) newEvents(t *testing.T) []string {
+	t.Helper()
+	all := streamEvents(t, r.js)
+	if r.seen == len(all) {
+		return nil
+	}
+	out := all[r.seen:]
+	r.seen = len(all)
+	return out
+}
+
+func streamEvents(t *testing.T, js jetstream.JetStream) []string {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "ROLLCALL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Type string `json:"type"`
+			Data struct {
+				ParticipantID string     `json:"participantId"`
+				JoinedAt      *time.Time `json:"joinedAt"`
+				LeftAt        *time.Time `json:"leftAt"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			t.Fatal(err)
+		}
+		line := e.Type[len("live.videosdk."):]
+		if e.Data.ParticipantID != "" {
+			line += fmt.Sprintf(" %s@%d", e.Data.ParticipantID, e.Data.JoinedAt.Sub(newClock().Now())/time.Second)
+		}
+		if e.Data.LeftAt != nil {
+			line += fmt.Sprintf(" until %d", e.Data.LeftAt.Sub(newClock().Now())/time.Second)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// TestPollScenario walks one session through the cases of the spec, one cycle per
+// step, and checks what each cycle adds to the stream.
+func TestPollScenario(t *testing.T) {
+	w := newWorld(t, "a", "b", "c") // joined at seconds 1, 2, 3
+	r := newRig(t, w, true, session)
+	steps := []struct {
+		name      string
+		change    func()
+		want      []string
+		wantEnded bool
+		wantErr   bool
+	}{{
+		name: "first poll: the session starts, everyone present joins, across two pages",
+		want: []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.joined c@3"},
+	}, {
+		name:   "nothing changed",
+		change: func() {},
+	}, {
+		name: "a leaves, d joins",
+		change: func() {
+			w.clock.Add(7 * time.Second) // 10
+			w.api.Leave(session, "a")
+			w.api.Join(session, "d", "name-d")
+		},
+		want: []string{"participant.left a@1", "participant.joined d@10"},
+	}, {
+		name: "b leaves and comes back between two polls",
+		change: func() {
+			w.clock.Add(2 * time.Second) // 12
+			w.api.Leave(session, "b")
+			w.clock.Add(3 * time.Second) // 15
+			w.api.Join(session, "b", "name-b")
+		},
+		want: []string{"participant.left b@2 until 12", "participant.joined b@15"},
+	}, {
+		name: "page 2 keeps failing while c leaves and g joins: nothing is published",
+		change: func() {
+			w.api.Leave(session, "c")
+			w.api.Join(session, "g", "name-g")
+			w.api.InjectFault(sim.Fault{Page: 2, Status: 503, Times: 3})
+		},
+		wantErr: true,
+	}, {
+		name:   "the next complete cycle catches up",
+		change: func() {},
+		want:   []string{"participant.left c@3", "participant.joined g@15"},
+	}, {
+		name: "the shifted pages of a mid-scan leave give no false left",
+		change: func() {
+			w.clock.Add(5 * time.Second) // 20
+			w.api.Join(session, "e", "name-e")
+			w.api.Join(session, "f", "name-f")
+			w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "d") }})
+		},
+		want: []string{"participant.left d@10", "participant.joined e@20", "participant.joined f@20"},
+	}, {
+		name:      "the session ends: everyone left, then the session ended",
+		change:    func() { w.api.EndSession(session) },
+		want:      []string{"participant.left b@15", "participant.left e@20", "participant.left f@20", "participant.left g@15", "session.ended"},
+		wantEnded: true,
+	}, {
+		name:      "an ended session yields nothing more",
+		change:    func() {},
+		wantEnded: true,
+	}}
+	for _, s := range steps {
+		if s.change != nil {
+			s.change()
+		}
+		ended, err := r.poller.Poll(context.Background(), quiet(), session)
+		if (err != nil) != s.wantErr || ended != s.wantEnded {
+			t.Fatalf("%s: Poll = %v, %v; want ended %v, error %v", s.name, ended, err, s.wantEnded, s.wantErr)
+		}
+		if d := cmp.Diff(s.want, r.newEvents(t)); d != "" {
+			t.Errorf("%s: events (-want +got):\n%s", s.name, d)
+		}
+	}
+}
+
+// TestPollSavesStateOnlyAfterAck: while no stream captures the events, a cycle
+// cannot be acknowledged and saves nothing; once the stream exists, the next cycle
+// publishes every event once.
+func TestPollSavesStateOnlyAfterAck(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	r := newRig(t, w, false, session)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := r.poller.Poll(ctx, quiet(), session); err == nil {
+		t.Fatal("Poll succeeded with no stream to publish to")
+	}
+	if _, rev, err := r.store.Load(context.Background(), session); err != nil || rev != 0 {
+		t.Fatalf("state saved at revision %d (%v) though nothing was acknowledged", rev, err)
+	}
+	ensureStream(t, r.js)
+	if _, err := r.poller.Poll(context.Background(), quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2"}
+	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
+func TestPollDoesNotSaveAnUnchangedState(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	var revs []uint64
+	for range 3 {
+		if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+			t.Fatal(err)
+		}
+		_, rev, err := r.store.Load(ctx, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, rev)
+	}
+	if revs[0] == 0 || revs[1] != revs[0] || revs[2] != revs[0] {
+		t.Errorf("revisions after three cycles, the last two unchanged: %v", revs)
+	}
+}
+
+// TestCycle polls several sessions at once and stops polling the one that ended.
+func TestCycle(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("s2", "r2")
+	w.api.Join("s2", "x", "name-x")
+	w.api.StartSession("s3", "r3")
+	r := newRig(t, w, true, session, "s2", "s3", "unknown")
+	ctx := context.Background()
+	r.poller.Cycle(ctx)
+	w.api.EndSession("s2")
+	r.poller.Cycle(ctx)
+	before := w.api.Requests()
+	r.poller.Cycle(ctx)
+	// One page each for the session and s3; the unknown session's 404 is asked again;
+	// s2 ended and is no longer polled.
+	if n := w.api.Requests() - before; n != 3 {
+		t.Errorf("%d requests in the cycle after s2 ended, want 3", n)
+	}
+	got := streamEvents(t, r.js)
+	if n := len(got); n != 7 {
+		t.Errorf("%d events, want 7 (3 started, a and x joined, x left, s2 ended, and nothing for the unknown session): %v", n, got)
+	}
+}
