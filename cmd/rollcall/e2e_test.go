@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/sim"
+)
+
+const (
+	testKey    = "e2e-key"
+	testSecret = "e2e-secret"
+)
+
+// e2e is the real program, `rollcall run`, against the simulated API and an embedded
+// JetStream server that outlives the worker's restarts.
+type e2e struct {
+	t        *testing.T
+	api      *sim.Server
+	ns       *server.Server
+	js       jetstream.JetStream
+	config   string
+	sessions map[string]string // session id -> room id
+
+	mu        sync.Mutex
+	published map[string]int // every publish seen on the wire, by event id, duplicates included
+}
+
+func newE2E(t *testing.T, sessions map[string]string) *e2e {
+	t.Helper()
+	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
+	for id, room := range sessions {
+		api.StartSession(id, room)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	ns := natstest.Start(t)
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: map[string]int{}}
+	// A core subscription sees every publish, also those the stream drops as duplicates.
+	if _, err := nc.Subscribe("videosdk.>", func(m *nats.Msg) {
+		e.mu.Lock()
+		e.published[m.Header.Get(jetstream.MsgIDHeader)]++
+		e.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var list strings.Builder
+	for id := range sessions {
+		fmt.Fprintf(&list, "[[sessions]]\nid = %q\n", id)
+	}
+	e.config = filepath.Join(t.TempDir(), "config.toml")
+	cfg := fmt.Sprintf(`
+[videosdk]
+base_url = %q
+api_key = %q
+per_page = 2
+request_timeout = "2s"
+rate_limit = 0
+
+[poll]
+schedule = "@every 1s"
+
+%s
+[nats]
+url = %q
+duplicate_window = "1h"
+
+[log]
+level = "debug"
+`, srv.URL, testKey, list.String(), ns.ClientURL())
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// start runs `rollcall run` until the returned stop is called; stop checks that it
+// exits cleanly within the spec's 10 seconds.
+func (e *e2e) start() (stop func()) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan error, 1)
+	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
+	go func() {
+		done <- run(ctx, []string{"run", "-config", e.config}, &logs, &logs, func(k string) string { return env[k] })
+	}()
+	return func() {
+		e.t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Fatalf("rollcall run: %v\n%s", err, logs.String())
+			}
+		case <-time.After(10 * time.Second):
+			e.t.Fatalf("rollcall run did not stop within 10s of the signal\n%s", logs.String())
+		}
+		if strings.Contains(logs.String(), testSecret) {
+			e.t.Errorf("the log shows the secret")
+		}
+	}
+}
+
+type event struct {
+	Subject string
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Data    struct {
+		SessionID     string     `json:"sessionId"`
+		RoomID        string     `json:"roomId"`
+		ParticipantID string     `json:"participantId"`
+		JoinedAt      *time.Time `json:"joinedAt"`
+	} `json:"data"`
+}
+
+func (e *e2e) events() []event {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, "ROLLCALL")
+	if err != nil {
+		return nil // not created yet
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []event
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var ev event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			e.t.Fatal(err)
+		}
+		ev.Subject = m.Subject
+		out = append(out, ev)
+	}
+	return out
+}
+
+// settle waits until the stream matches the simulator's ground truth, then checks it
+// in full.
+func (e *e2e) settle(step string) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for e.truth() != nil {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: the stream did not catch up with the world: %v", step, e.truth())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// hold waits for two more cycles of every session and checks that the stream still
+// matches the ground truth: nothing late, nothing extra.
+func (e *e2e) hold(step string) {
+	e.t.Helper()
+	target := e.api.Requests() + 2*len(e.sessions)
+	deadline := time.Now().Add(20 * time.Second)
+	for e.api.Requests() < target {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: the worker stopped polling", step)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := e.truth(); err != nil {
+		e.t.Fatalf("%s: %v", step, err)
+	}
+}
+
+// truth compares the stream with the simulator's ground truth: each stint has exactly
+// one joined, with joinedAt its timelog start, on its room's and session's subject;
+// each ended stint exactly one left after its joined; nothing else.
+func (e *e2e) truth() error {
+	type key struct{ session, participant, start string }
+	want := map[key][]string{}
+	for id := range e.sessions {
+		for _, s := range e.api.Stints(id) {
+			k := key{id, s.ParticipantID, s.Start.UTC().Format(time.RFC3339Nano)}
+			want[k] = []string{"joined"}
+			if s.End != nil {
+				want[k] = append(want[k], "left")
+			}
+		}
+	}
+	got := map[key][]string{}
+	for _, ev := range e.events() {
+		kind, ok := strings.CutPrefix(ev.Type, "live.videosdk.participant.")
+		if !ok {
+			continue
+		}
+		d := ev.Data
+		wantSubject := fmt.Sprintf("videosdk.participant.%s.%s.%s", kind, e.sessions[d.SessionID], d.SessionID)
+		if ev.Subject != wantSubject || d.RoomID != e.sessions[d.SessionID] {
+			return fmt.Errorf("%s event on %q, room %q; want %q", kind, ev.Subject, d.RoomID, wantSubject)
+		}
+		k := key{d.SessionID, d.ParticipantID, d.JoinedAt.UTC().Format(time.RFC3339Nano)}
+		got[k] = append(got[k], kind)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		return fmt.Errorf("stints (-want +got):\n%s", d)
+	}
+	return nil
+}
+
+// sessionEvents lists the session events in stream order.
+func (e *e2e) sessionEvents() []string {
+	var out []string
+	for _, ev := range e.events() {
+		if kind, ok := strings.CutPrefix(ev.Type, "live.videosdk.session."); ok {
+			out = append(out, kind+" "+ev.Data.SessionID)
+		}
+	}
+	return out
+}
+
+// republished lists the event ids published more than once.
+func (e *e2e) republished() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for id, n := range e.published {
+		if n > 1 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func join(api *sim.Server, session string, ids ...string) {
+	for _, id := range ids {
+		api.Join(session, id, "name-"+id)
+	}
+}
+
+func leave(api *sim.Server, session string, ids ...string) {
+	for _, id := range ids {
+		api.Leave(session, id)
+	}
+}
+
+// TestRun is the core scenario: three sessions, one spanning three pages that shrinks
+// to one, joins, leaves, a rejoin between polls, and a session that ends.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the worker for several seconds")
+	}
+	e := newE2E(t, map[string]string{"big": "room-big", "small": "room-small", "ending": "room-ending"})
+	join(e.api, "big", "p1", "p2", "p3", "p4", "p5", "p6")
+	join(e.api, "small", "q1", "q2")
+	join(e.api, "ending", "r1", "r2")
+	stop := e.start()
+	defer stop()
+	e.settle("first cycle")
+
+	leave(e.api, "big", "p2", "p3", "p4", "p5", "p6") // three pages shrink to one
+	e.settle("big session shrank")
+
+	leave(e.api, "small", "q1")
+	join(e.api, "small", "q1", "q3") // q1 back with a new stint before the next poll
+	e.settle("rejoin")
+
+	e.api.EndSession("ending")
+	join(e.api, "big", "p7")
+	e.settle("session ended")
+	e.hold("two cycles later")
+
+	// Every participant event must come after its session started; the ended session
+	// ends once, after its lefts.
+	want := []string{"ended ending"}
+	got := e.sessionEvents()
+	if len(got) != 4 || !cmp.Equal(got[3:], want) {
+		t.Errorf("session events %v, want three started and then %v", got, want)
+	}
+	if r := e.republished(); len(r) > 0 {
+		t.Errorf("events published more than once without a fault: %v", r)
+	}
+}
+
+// TestRunRestart stops the worker, changes the world, and starts it again: what
+// happened meanwhile is published once, and nothing is published twice.
+func TestRunRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the worker for several seconds")
+	}
+	e := newE2E(t, map[string]string{"s1": "room-1", "s2": "room-2"})
+	join(e.api, "s1", "a", "b", "c")
+	join(e.api, "s2", "x")
+	stop := e.start()
+	e.settle("before the restart")
+	stop()
+
+	leave(e.api, "s1", "a")
+	leave(e.api, "s1", "b")
+	join(e.api, "s1", "b", "d") // b rejoined while the worker was down
+	e.api.EndSession("s2")
+
+	stop = e.start()
+	defer stop()
+	e.settle("after the restart")
+	e.hold("two cycles later")
+	if r := e.republished(); len(r) > 0 {
+		t.Errorf("events published again after a restart: %v", r)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the worker's log and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+

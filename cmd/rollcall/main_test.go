@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestRunBadConfigNamesTheKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("[videosdk]\ntoken = \"t\"\ncolour = \"blue\"\n[[sessions]]\nid = \"s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"run", "-config", path}, &stderr, &stderr, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), `unknown key "videosdk.colour"`) {
+		t.Fatalf("run with a bad config: %v, want an error naming videosdk.colour", err)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("[[sessions]]\nid = \"s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VIDEOSDK_API_KEY": "key", "VIDEOSDK_SECRET": "secret"}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token", "-config", path}, &out, &out, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(strings.TrimSpace(out.String()), claims, func(*jwt.Token) (any, error) { return []byte("secret"), nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+	if err != nil {
+		t.Fatalf("token %q: %v", out.String(), err)
+	}
+	if claims["apikey"] != "key" {
+		t.Errorf("apikey claim %v, want key", claims["apikey"])
+	}
+}
+
+// TestDemo runs the demo briefly: it must show joins in readable lines on its own.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for seconds")
+	}
+	var out, errs syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"demo", "-for", "20s"}, &out, &errs, os.Getenv) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "  joined   ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no joined line within 20s:\n%s\n%s", out.String(), errs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("demo: %v\n%s", err, errs.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, &out, os.Getenv); err != nil || !strings.HasPrefix(out.String(), "rollcall ") {
+		t.Fatalf("version: %q, %v", out.String(), err)
+	}
+}
