@@ -87,25 +87,10 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	feedDone := make(chan error, 1)
-	go func() { feedDone <- tailWhenReady(ctx, nc, cfg.NATS.Stream, stdout) }()
+	go func() { feedDone <- tailWhenReady(ctx, nc, cfg.NATS.Stream, true, stdout) }()
 
 	err = <-workerDone
 	return errors.Join(err, <-feedDone)
-}
-
-// tailWhenReady tails the stream from its start once the worker has created it.
-func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, w io.Writer) error {
-	for {
-		err := tail(ctx, nc, stream, true, w)
-		if err == nil || ctx.Err() != nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond): // the stream is not there yet
-		}
-	}
 }
 
 // runSim serves the simulated API with a churning demo world until ctx is done.

@@ -21,7 +21,26 @@ func runTail(ctx context.Context, url, stream string, all bool, w io.Writer) err
 		return fmt.Errorf("nats %s: %w", redactURL(url), err)
 	}
 	defer nc.Close()
-	return tail(ctx, nc, stream, all, w)
+	return tailWhenReady(ctx, nc, stream, all, w)
+}
+
+// tailWhenReady tails the stream once it exists: the worker creates it on start-up,
+// which may come after the tail.
+func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writer) error {
+	for {
+		err := tail(ctx, nc, stream, all, w)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func tail(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writer) error {
