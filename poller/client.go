@@ -99,7 +99,7 @@ func NewClient(cfg ClientConfig) *Client {
 // get fetches path?query and returns the body of a 200 answer. It retries 429 (after
 // Retry-After when given), 5xx, timeouts and broken connections with capped
 // exponential backoff and full jitter, and a 401 once with a fresh token.
-func (c *Client) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
+func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query url.Values) ([]byte, error) {
 	u := c.cfg.BaseURL + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -123,7 +123,7 @@ func (c *Client) get(ctx context.Context, path string, query url.Values) ([]byte
 		}
 		// Full jitter, so that sessions retrying together do not stay in step.
 		d := max(rand.N(wait)+time.Millisecond, retryAfter)
-		c.cfg.Log.Warn("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
+		log.Warn("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
 			return nil, fmt.Errorf("get %s: %w", path, err)
 		}

@@ -209,3 +209,36 @@ func TestSnapshotRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestTooManyRequestsHoldsEveryRequest: the rate limit is the account's, so a 429 with
+// Retry-After holds back the requests of every session, not only the one that got it.
+func TestTooManyRequestsHoldsEveryRequest(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("other", "r2")
+	var mu sync.Mutex
+	arrivals := map[string]time.Time{}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrivals[r.URL.Path] = time.Now()
+		mu.Unlock()
+		w.api.ServeHTTP(rw, r)
+	}))
+	defer srv.Close()
+	w.api.InjectFault(sim.Fault{PathContains: session, Status: 429, Header: http.Header{"Retry-After": {"1"}}})
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, Attempts: 1})
+	if _, err := c.Snapshot(context.Background(), session); err == nil {
+		t.Fatal("Snapshot succeeded through a 429 with no retry allowed")
+	}
+	mu.Lock()
+	limited := arrivals["/v2/sessions/"+session+"/participants/active"]
+	mu.Unlock()
+	if _, err := c.Snapshot(context.Background(), "other"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	next := arrivals["/v2/sessions/other/participants/active"]
+	mu.Unlock()
+	if held := next.Sub(limited); held < time.Second {
+		t.Errorf("the other session's request came %v after the 429, want at least the Retry-After of 1s", held)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -150,11 +151,12 @@ func cmpOr(a, b string) string {
 // total), the session is scanned again, up to maxScans times; the last scan is then
 // returned with Complete false, so that no one's absence from it counts.
 func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error) {
+	log := c.cfg.Log.With("session_id", sessionID)
 	var snap diff.Snapshot
 	var why string
 	for scan := 1; scan <= maxScans; scan++ {
 		var err error
-		snap, why, err = c.scan(ctx, sessionID)
+		snap, why, err = c.scan(ctx, log, sessionID)
 		if err != nil {
 			return diff.Snapshot{}, err
 		}
@@ -162,21 +164,21 @@ func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot,
 			snap.Complete = true
 			return snap, nil
 		}
-		c.cfg.Log.Info("pages disagreed, scanning again", "session_id", sessionID, "scan", scan, "why", why)
+		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
 	}
-	c.cfg.Log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "session_id", sessionID, "why", why)
+	log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "why", why)
 	return snap, nil
 }
 
 // scan fetches page 1, then every page up to its lastPage. why says how the pages
 // disagreed, if they did.
-func (c *Client) scan(ctx context.Context, sessionID string) (snap diff.Snapshot, why string, err error) {
+func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (snap diff.Snapshot, why string, err error) {
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
 	snap = diff.Snapshot{SessionID: sessionID}
 	var first Page
 	seen := make(map[string]bool)
 	for n := 1; n == 1 || n <= first.LastPage; n++ {
-		body, err := c.get(ctx, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
+		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return snap, "", ErrNotFound

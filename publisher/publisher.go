@@ -88,7 +88,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		for end < len(changes) && changes[end].Kind == changes[start].Kind && end-start < window {
 			end++
 		}
-		if err := p.publishAll(ctx, msgs[start:end]); err != nil {
+		if err := p.publishAll(ctx, p.log.With("session_id", snap.SessionID), msgs[start:end]); err != nil {
 			return err
 		}
 		start = end
@@ -98,7 +98,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 
 // publishAll pipelines msgs and sends again those whose outcome is unknown, until every
 // one is acknowledged.
-func (p *Publisher) publishAll(ctx context.Context, msgs []*nats.Msg) error {
+func (p *Publisher) publishAll(ctx context.Context, log *slog.Logger, msgs []*nats.Msg) error {
 	wait := p.backoff
 	for attempt := 1; ; attempt++ {
 		failed, err := p.try(ctx, msgs)
@@ -108,7 +108,7 @@ func (p *Publisher) publishAll(ctx context.Context, msgs []*nats.Msg) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("publish: %d of %d events unacknowledged: %w", len(failed), len(msgs), context.Cause(ctx))
 		}
-		p.log.Warn("publish failed, retrying with the same ids", "unacknowledged", len(failed), "attempt", attempt, "err", err)
+		log.Warn("publish failed, retrying with the same ids", "unacknowledged", len(failed), "attempt", attempt, "err", err)
 		msgs = failed
 		// Full jitter, so that sessions retrying together do not stay in step.
 		if err := sleep(ctx, rand.N(wait)+time.Millisecond); err != nil {
