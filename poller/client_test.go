@@ -242,3 +242,25 @@ func TestTooManyRequestsHoldsEveryRequest(t *testing.T) {
 		t.Errorf("the other session's request came %v after the 429, want at least the Retry-After of 1s", held)
 	}
 }
+
+// TestRateLimitIsShared: rate_limit bounds the requests of all sessions together. At 5
+// requests per second with a burst of 1, no more than 1 + 0.5*5 requests fit in half
+// a second, however many sessions ask at once.
+func TestRateLimitIsShared(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e", "f")
+	w.api.StartSession("other", "r2")
+	for _, id := range []string{"x", "y", "z"} {
+		w.api.Join("other", id, id)
+	}
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, PerPage: 1, RateLimit: 5})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, id := range []string{session, "other"} {
+		wg.Go(func() { _, _ = c.Snapshot(ctx, id) })
+	}
+	wg.Wait()
+	if n := w.api.Requests(); n < 1 || n > 3 {
+		t.Errorf("%d requests in 500ms at 5/s across two sessions, want 1 to 3", n)
+	}
+}

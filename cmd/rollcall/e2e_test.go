@@ -343,3 +343,69 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRunEmbeddedNATS: with nats.url = "", `run` starts its own JetStream server in
+// store_dir, logs its URL, and publishes there.
+func TestRunEmbeddedNATS(t *testing.T) {
+	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
+	api.StartSession("s1", "room-1")
+	join(api, "s1", "a")
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.toml")
+	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\n[[sessions]]\nid = \"s1\"\n[nats]\nstore_dir = %q\n",
+		srv.URL, testKey, filepath.Join(dir, "data"))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
+	go func() { done <- run(ctx, []string{"run", "-config", path}, &logs, &logs, func(k string) string { return env[k] }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	url := ""
+	deadline := time.Now().Add(20 * time.Second)
+	for url == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no embedded server URL logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "embedded NATS server") {
+				_, rest, _ := strings.Cut(line, " url=")
+				url, _, _ = strings.Cut(rest, " ")
+			}
+		}
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if s, err := js.Stream(context.Background(), "ROLLCALL"); err == nil {
+			if info, err := s.Info(context.Background()); err == nil && info.State.Msgs == 2 {
+				break // session.started and a's joined
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the embedded server's stream did not get the first events:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "jetstream")); err != nil {
+		t.Errorf("nothing stored in store_dir: %v", err)
+	}
+}
