@@ -363,7 +363,9 @@ func TestRunEmbeddedNATS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
-	go func() { done <- run(ctx, []string{"run", "-config", path}, &logs, &logs, func(k string) string { return env[k] }) }()
+	go func() {
+		done <- run(ctx, []string{"run", "-config", path}, &logs, &logs, func(k string) string { return env[k] })
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
