@@ -180,15 +180,19 @@ func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, err
 	return nil, 0, &StatusError{Code: resp.StatusCode, Body: snippet(body)}
 }
 
-// hold waits while a 429 holds every request back.
+// hold waits while a 429 holds every request back; another 429 meanwhile extends it.
 func (c *Client) hold(ctx context.Context) error {
-	c.mu.Lock()
-	until := c.holdUntil
-	c.mu.Unlock()
-	if d := time.Until(until); d > 0 {
-		return sleep(ctx, d)
+	for {
+		c.mu.Lock()
+		d := time.Until(c.holdUntil)
+		c.mu.Unlock()
+		if d <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 func (c *Client) holdFor(d time.Duration) {
