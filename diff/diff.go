@@ -16,6 +16,7 @@
 //   - a participantId present in both with a different stint start left and came
 //     back between the two snapshots: Left for the old stint, then Joined for the new
 //     one. This needs no completeness, since the new stint is itself the proof;
+//   - a session is Started the first time the API returns its document (Found);
 //   - a session whose status is "ended" yields Left for every stint still present and
 //     then SessionEnded; after that the state is Ended and Compute yields nothing more.
 //
@@ -68,6 +69,8 @@ type Snapshot struct {
 	Status    string // "ongoing", "ended", or any other string, kept opaque
 	Start     time.Time
 	End       *time.Time // when the session ended, if it has
+	// Found is true when the API returned the session itself, not just an empty list.
+	Found bool
 	// Complete is true when every page was fetched and the pages agreed with each
 	// other; only then does absence from Participants mean a participant left.
 	Complete     bool
@@ -124,10 +127,10 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 		return nil, prev
 	}
 	ended := next.Status == StatusEnded
-	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: true}
+	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: prev.Started || next.Found}
 
 	var changes, lefts, joins []Change
-	if !prev.Started {
+	if !prev.Started && next.Found {
 		changes = append(changes, Change{Kind: SessionStarted})
 	}
 

@@ -33,7 +33,7 @@ func stored(ps ...diff.Participant) []diff.Participant {
 }
 
 func snap(complete bool, ps ...diff.Participant) diff.Snapshot {
-	return diff.Snapshot{SessionID: "s1", RoomID: "r1", Status: "ongoing", Complete: complete, Participants: ps}
+	return diff.Snapshot{SessionID: "s1", RoomID: "r1", Status: "ongoing", Found: true, Complete: complete, Participants: ps}
 }
 
 func state(ps ...diff.Participant) diff.State {
@@ -77,6 +77,11 @@ func TestCompute(t *testing.T) {
 		next:        snap(true, p("b", 1), p("a", 2)),
 		wantChanges: []change{{Kind: "session.started"}, {Kind: "joined", ID: "b", Start: 1}, {Kind: "joined", ID: "a", Start: 2}},
 		wantState:   state(p("a", 2), p("b", 1)),
+	}, {
+		name:      "no session document (an empty data array): not started, nothing emitted",
+		prev:      diff.State{},
+		next:      diff.Snapshot{SessionID: "s1", Status: "", Complete: true},
+		wantState: diff.State{},
 	}, {
 		name:      "nothing changed, nothing emitted",
 		prev:      state(p("a", 1)),

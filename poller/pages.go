@@ -198,6 +198,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 			why = fmt.Sprintf("page %d: total %d, lastPage %d; page 1: total %d, lastPage %d", n, page.Total, page.LastPage, first.Total, first.LastPage)
 		}
 		for _, s := range page.Sessions {
+			snap.Found = true
 			if snap.RoomID == "" {
 				snap.RoomID, snap.Start = s.RoomID, s.Start
 			}
