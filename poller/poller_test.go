@@ -71,21 +71,8 @@ func (r *rig) newEvents(t *testing.T) []string {
 
 func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, "ROLLCALL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range natstest.Messages(t, js, "ROLLCALL") {
 		var e struct {
 			Type string `json:"type"`
 			Data struct {

@@ -196,29 +196,6 @@ func TestEnsureStream(t *testing.T) {
 	}
 }
 
-// stored reads every message of the stream.
-func stored(t *testing.T, js jetstream.JetStream) []*nats.Msg {
-	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, "ROLLCALL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []*nats.Msg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-	}
-	return msgs
-}
-
 func TestPublishIsIdempotentAndOrdered(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
@@ -239,7 +216,7 @@ func TestPublishIsIdempotentAndOrdered(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, m := range stored(t, js) {
+	for _, m := range natstest.Messages(t, js, "ROLLCALL") {
 		var e publisher.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil {
 			t.Fatal(err)
@@ -300,7 +277,7 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Publish did not return after the server came back")
 	}
-	if n := len(stored(t, js)); n != 1 {
+	if n := len(natstest.Messages(t, js, "ROLLCALL")); n != 1 {
 		t.Errorf("stream holds %d messages, want 1", n)
 	}
 }

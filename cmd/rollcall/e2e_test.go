@@ -135,21 +135,8 @@ type event struct {
 
 func (e *e2e) events() []event {
 	e.t.Helper()
-	ctx := context.Background()
-	s, err := e.js.Stream(ctx, "ROLLCALL")
-	if err != nil {
-		return nil // not created yet
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var out []event
-	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			e.t.Fatal(err)
-		}
+	for _, m := range natstest.Messages(e.t, e.js, "ROLLCALL") {
 		var ev event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			e.t.Fatal(err)
