@@ -147,6 +147,8 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 		before[old.ID] = true
 		cur, seen := now[old.ID]
 		switch {
+		case seen && cur.JoinedAt.Equal(old.JoinedAt) && ended:
+			lefts = append(lefts, Change{Kind: Left, Participant: stored(cur), LeftAt: endOf(cur.Timelog, old.JoinedAt)})
 		case seen && cur.JoinedAt.Equal(old.JoinedAt):
 			// Same stint; keep what the API says of it now (name and mode may change).
 		case seen:
@@ -169,7 +171,7 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 	if ended {
 		// Everyone who just joined has also left with the session.
 		for _, j := range joins {
-			lefts = append(lefts, Change{Kind: Left, Participant: j.Participant, LeftAt: endOf(j.Participant.Timelog, j.Participant.JoinedAt)})
+			lefts = append(lefts, Change{Kind: Left, Participant: stored(j.Participant), LeftAt: endOf(j.Participant.Timelog, j.Participant.JoinedAt)})
 		}
 	}
 
@@ -214,4 +216,40 @@ func (s State) Equal(o State) bool {
 			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode &&
 				a.SDKType == b.SDKType && bytes.Equal(a.DeviceInfo, b.DeviceInfo) && bytes.Equal(a.GeoLocation, b.GeoLocation)
 		})
+}
+
+// Absent reports whether a stint of s is missing from snap: the absence that a left
+// would rest on.
+func (s State) Absent(snap Snapshot) bool {
+	listed := make(map[string]bool, len(snap.Participants))
+	for _, p := range snap.Participants {
+		listed[p.ID] = true
+	}
+	for _, p := range s.Present {
+		if !listed[p.ID] {
+			return true
+		}
+	}
+	return false
+}
+
+// Union is what two scans of a session, one after the other, saw together: whoever
+// either lists is present (with the later scan's stint), so only an absence from both
+// counts. It is complete only if both are, and ended if the later one is.
+func Union(first, second Snapshot) Snapshot {
+	u := second
+	u.Complete = first.Complete && second.Complete
+	u.Found = first.Found || second.Found
+	u.RoomID = cmp.Or(second.RoomID, first.RoomID)
+	listed := make(map[string]bool, len(second.Participants))
+	for _, p := range second.Participants {
+		listed[p.ID] = true
+	}
+	u.Participants = slices.Clone(second.Participants)
+	for _, p := range first.Participants {
+		if !listed[p.ID] {
+			u.Participants = append(u.Participants, p)
+		}
+	}
+	return u
 }

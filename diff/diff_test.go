@@ -1,6 +1,7 @@
 package diff_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -64,6 +65,10 @@ func TestCompute(t *testing.T) {
 	ended.Status = diff.StatusEnded
 	endedWithLate := snap(false, p("c", 9))
 	endedWithLate.Status = diff.StatusEnded
+	closedA := p("a", 1)
+	closedA.Timelog[0].End = ptr(at(30))
+	endedListing := snap(true, closedA, p("b", 2))
+	endedListing.Status = diff.StatusEnded
 
 	tests := []struct {
 		name        string
@@ -143,6 +148,14 @@ func TestCompute(t *testing.T) {
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
+		name: "an ended session still listing its participants: they leave too, at their timelog end when closed",
+		prev: state(p("a", 1), p("b", 2)),
+		next: endedListing,
+		wantChanges: []change{
+			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(30))}, {Kind: "left", ID: "b", Start: 2}, {Kind: "session.ended"},
+		},
+		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
 		name:      "after the end, nothing more",
 		prev:      diff.State{RoomID: "r1", Started: true, Ended: true},
 		next:      snap(true, p("a", 1)),
@@ -172,4 +185,28 @@ func TestComputeLeavesItsInputsAlone(t *testing.T) {
 	if d := cmp.Diff(nextCopy, next); d != "" {
 		t.Errorf("next modified (-want +got):\n%s", d)
 	}
+}
+
+func TestUnion(t *testing.T) {
+	first := snap(true, p("a", 1), p("b", 2), p("d", 4))
+	second := snap(true, p("b", 2), p("c", 3), p("a", 9, [2]int{1, 5}))
+	got := diff.Union(first, second)
+	if d := cmp.Diff([]string{"b@2", "c@3", "a@9", "d@4"}, stints(got)); d != "" || !got.Complete {
+		t.Errorf("complete %v; union (-want +got):\n%s", got.Complete, d)
+	}
+	second.Complete = false
+	if diff.Union(first, second).Complete {
+		t.Error("the union with an incomplete scan is complete")
+	}
+	if !state(p("a", 1), p("e", 1)).Absent(first) || state(p("a", 1), p("b", 7)).Absent(first) {
+		t.Error("Absent: want true only when a present participantId is not listed")
+	}
+}
+
+func stints(s diff.Snapshot) []string {
+	var out []string
+	for _, p := range s.Participants {
+		out = append(out, fmt.Sprintf("%s@%d", p.ID, int(p.JoinedAt.Sub(t0)/time.Second)))
+	}
+	return out
 }

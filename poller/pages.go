@@ -33,6 +33,10 @@ type Page struct {
 	Paged                                 bool
 	CurrentPage, PerPage, LastPage, Total int
 	Sessions                              []diff.Snapshot // one per element of data; usually one
+	// Skipped lists participants listed without a usable stint (no timelog start):
+	// they cannot be told apart from one poll to the next, so the snapshot that holds
+	// them is incomplete.
+	Skipped []string
 }
 
 type pageInfo struct {
@@ -63,7 +67,9 @@ type participantDoc struct {
 
 // DecodePage decodes a body of GET /v2/sessions/{id}/participants/active, in either the
 // current shape ({pageInfo, data: [session]}) or the older one ({data: session}).
-// Every participant must have a participantId; an error means the page is unusable.
+// Every session document must have an id and every participant a participantId; an
+// error means the page is unusable. Times are kept to the millisecond, as the API
+// writes them, so that a change of precision does not make a stint look new.
 func DecodePage(body []byte) (Page, error) {
 	var raw struct {
 		PageInfo *pageInfo       `json:"pageInfo"`
@@ -95,23 +101,42 @@ func DecodePage(body []byte) (Page, error) {
 		}
 	}
 	for _, doc := range docs {
-		s := diff.Snapshot{SessionID: cmpOr(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: doc.End}
+		s := diff.Snapshot{SessionID: cmpOr(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: msPtr(doc.End)}
+		if s.SessionID == "" {
+			return Page{}, fmt.Errorf("%w: session document without _id", ErrMalformed)
+		}
 		if doc.Start != nil {
-			s.Start = doc.Start.UTC()
+			s.Start = ms(*doc.Start)
 		}
 		for i, pd := range doc.Participants {
 			if pd.ParticipantID == "" {
 				return Page{}, fmt.Errorf("%w: participant %d has no participantId", ErrMalformed, i)
 			}
-			s.Participants = append(s.Participants, participant(pd))
+			if part, ok := participant(pd); ok {
+				s.Participants = append(s.Participants, part)
+			} else {
+				p.Skipped = append(p.Skipped, pd.ParticipantID)
+			}
 		}
 		p.Sessions = append(p.Sessions, s)
 	}
 	return p, nil
 }
 
-func participant(pd participantDoc) diff.Participant {
-	p := diff.Participant{
+func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+func msPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	m := ms(*t)
+	return &m
+}
+
+// participant reads a participant in its current stint; ok is false when the timelog
+// gives no stint start.
+func participant(pd participantDoc) (p diff.Participant, ok bool) {
+	p = diff.Participant{
 		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
 		DeviceInfo: pd.DeviceInfo, GeoLocation: pd.GeoLocation, Timelog: pd.Timelog,
 	}
@@ -122,7 +147,7 @@ func participant(pd participantDoc) diff.Participant {
 		p.SDKType = di.SDKType
 	}
 	for i := range p.Timelog {
-		p.Timelog[i].Start = p.Timelog[i].Start.UTC()
+		p.Timelog[i].Start, p.Timelog[i].End = ms(p.Timelog[i].Start), msPtr(p.Timelog[i].End)
 	}
 	// The stint is the open timelog entry. The API lists only present participants,
 	// so when none is open (a late write), the last entry stands for it.
@@ -135,7 +160,7 @@ func participant(pd participantDoc) diff.Participant {
 			break
 		}
 	}
-	return p
+	return p, !p.JoinedAt.IsZero()
 }
 
 func cmpOr(a, b string) string {
@@ -149,7 +174,9 @@ func cmpOr(a, b string) string {
 // fails the scan: nothing is returned from it. When the pages disagree with each other
 // (total or lastPage changed, a participant listed twice, fewer or more listed than
 // total), the session is scanned again, up to maxScans times; the last scan is then
-// returned with Complete false, so that no one's absence from it counts.
+// returned with Complete false, so that no one's absence from it counts. A scan that
+// found no session document, or a participant without a usable stint, is incomplete
+// too.
 func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error) {
 	log := c.cfg.Log.With("session_id", sessionID)
 	var snap diff.Snapshot
@@ -161,12 +188,12 @@ func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot,
 			return diff.Snapshot{}, err
 		}
 		if why == "" {
-			snap.Complete = true
 			return snap, nil
 		}
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
 	}
 	log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "why", why)
+	snap.Complete = false
 	return snap, nil
 }
 
@@ -176,13 +203,12 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
 	snap = diff.Snapshot{SessionID: sessionID}
 	var first Page
+	var skipped []string
+	listed := 0
 	seen := make(map[string]bool)
 	for n := 1; n == 1 || n <= first.LastPage; n++ {
 		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
 		if err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return snap, "", ErrNotFound
-			}
 			return snap, "", err
 		}
 		page, err := DecodePage(body)
@@ -197,7 +223,12 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 		} else if page.Total != first.Total || page.LastPage != first.LastPage {
 			why = fmt.Sprintf("page %d: total %d, lastPage %d; page 1: total %d, lastPage %d", n, page.Total, page.LastPage, first.Total, first.LastPage)
 		}
+		skipped = append(skipped, page.Skipped...)
+		listed += len(page.Skipped)
 		for _, s := range page.Sessions {
+			if s.SessionID != sessionID {
+				return snap, "", fmt.Errorf("page %d: %w: it is for session %q", n, ErrMalformed, s.SessionID)
+			}
 			snap.Found = true
 			if snap.RoomID == "" {
 				snap.RoomID, snap.Start = s.RoomID, s.Start
@@ -210,6 +241,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 				snap.End = s.End
 			}
 			for _, p := range s.Participants {
+				listed++
 				if seen[p.ID] {
 					why = fmt.Sprintf("participant %s listed twice", p.ID)
 					continue
@@ -219,8 +251,16 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 			}
 		}
 	}
-	if why == "" && first.Paged && len(snap.Participants) != first.Total {
-		why = fmt.Sprintf("%d participants listed, total says %d", len(snap.Participants), first.Total)
+	if why == "" && first.Paged && listed != first.Total {
+		why = fmt.Sprintf("%d participants listed, total says %d", listed, first.Total)
+	}
+	switch {
+	case !snap.Found:
+		log.Warn("no session document in the answer: no participant's absence counts this cycle")
+	case len(skipped) > 0:
+		log.Warn("participants listed without a timelog start: no participant's absence counts this cycle", "participants", skipped)
+	default:
+		snap.Complete = true
 	}
 	return snap, why, nil
 }

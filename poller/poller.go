@@ -1,6 +1,6 @@
 // Package poller turns VideoSDK's active-participants API into presence changes: a
 // Client fetches every page of a session with its own tokens, retries and rate limit,
-// and a Poller runs one cycle per tracked session: fetch all, load the previous state,
+// and a Poller runs one cycle per tracked session: load the previous state, fetch all,
 // diff, publish, save.
 //
 // # Guarantees
@@ -9,6 +9,8 @@
 //     starts again from the last saved state.
 //   - A scan whose pages disagree is retried; if they keep disagreeing, the snapshot is
 //     incomplete and no one's absence from it yields a left (see package diff).
+//   - A left that rests on absence needs two scans that agree on it: pages can shift
+//     without total changing, when one participant leaves and another joins mid-scan.
 //   - The state is saved only after the stream acknowledged every event of the cycle,
 //     and only with compare-and-set on the revision that was loaded. A crash in
 //     between republishes the same events, with the same ids, on the next cycle.
@@ -110,15 +112,18 @@ func (p *Poller) Cycle(ctx context.Context) {
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (ended bool, err error) {
 	start := p.now()
+	prev, rev, err := p.store.Load(ctx, sessionID)
+	if err != nil || prev.Ended {
+		return prev.Ended, err
+	}
 	snap, err := p.src.Snapshot(ctx, sessionID)
 	if err != nil {
 		return false, fmt.Errorf("fetch: %w", err)
 	}
-	observedAt := p.now()
-	prev, rev, err := p.store.Load(ctx, sessionID)
-	if err != nil {
-		return false, err
+	if snap.Complete && snap.Status != diff.StatusEnded && prev.Absent(snap) {
+		snap = p.confirm(ctx, log, sessionID, snap)
 	}
+	observedAt := p.now()
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
 	}
@@ -137,6 +142,20 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	log.Info("cycle", "joined", joined, "left", left, "present", len(next.Present),
 		"complete", snap.Complete, "duration", p.now().Sub(start).Round(time.Millisecond))
 	return next.Ended, nil
+}
+
+// confirm scans the session again before anyone's absence counts. One participant
+// leaving and another joining mid-scan shift the pages while total and count still
+// agree, hiding someone who never left; a second scan would have to be shifted the same
+// way to hide them again. Only an absence from both scans counts.
+func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string, snap diff.Snapshot) diff.Snapshot {
+	again, err := p.src.Snapshot(ctx, sessionID)
+	if err != nil {
+		log.Warn("confirming scan failed: no participant's absence counts this cycle", "err", err)
+		snap.Complete = false
+		return snap
+	}
+	return diff.Union(snap, again)
 }
 
 func count(changes []diff.Change) (joined, left int) {

@@ -152,9 +152,23 @@ func TestPollScenario(t *testing.T) {
 		},
 		want: []string{"participant.left d@10", "participant.joined e@20", "participant.joined f@20"},
 	}, {
+		name: "b leaves and h joins mid-scan: the pages shift, total unchanged, e is hidden; a second scan saves e from a false left",
+		change: func() {
+			w.clock.Add(5 * time.Second) // 25
+			w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() {
+				w.api.Leave(session, "b")
+				w.api.Join(session, "h", "name-h")
+			}})
+		},
+		want: []string{"participant.joined h@25"},
+	}, {
+		name:   "b, seen on page 1 before leaving, is gone from the next cycle's two scans",
+		change: func() {},
+		want:   []string{"participant.left b@15"},
+	}, {
 		name:      "the session ends: everyone left, then the session ended",
 		change:    func() { w.api.EndSession(session) },
-		want:      []string{"participant.left b@15", "participant.left e@20", "participant.left f@20", "participant.left g@15", "session.ended"},
+		want:      []string{"participant.left e@20", "participant.left f@20", "participant.left g@15", "participant.left h@25", "session.ended"},
 		wantEnded: true,
 	}, {
 		name:      "an ended session yields nothing more",
