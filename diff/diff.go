@@ -134,18 +134,23 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 		changes = append(changes, Change{Kind: SessionStarted})
 	}
 
-	now := make(map[string]Participant, len(next.Participants))
+	now := make(map[string]int, len(next.Participants)) // participantId -> index in current
 	current := make([]Participant, 0, len(next.Participants))
 	for _, p := range next.Participants {
 		if _, dup := now[p.ID]; !dup {
-			now[p.ID] = p
+			now[p.ID] = len(current)
 			current = append(current, p)
 		}
 	}
+	state.Present = make([]Participant, 0, len(prev.Present)+len(current))
 	before := make(map[string]bool, len(prev.Present))
 	for _, old := range prev.Present {
 		before[old.ID] = true
-		cur, seen := now[old.ID]
+		i, seen := now[old.ID]
+		var cur Participant
+		if seen {
+			cur = current[i]
+		}
 		switch {
 		case seen && cur.JoinedAt.Equal(old.JoinedAt) && ended:
 			lefts = append(lefts, Change{Kind: Left, Participant: stored(cur), LeftAt: endOf(cur.Timelog, old.JoinedAt)})

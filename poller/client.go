@@ -84,7 +84,11 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		// Keep a connection per session fetched at once: the default of two idle
+		// connections per host means a new TLS handshake for most requests.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		cfg.HTTPClient = &http.Client{Transport: t}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -1,7 +1,6 @@
 package poller
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,27 +70,31 @@ type participantDoc struct {
 // error means the page is unusable. Times are kept to the millisecond, as the API
 // writes them, so that a change of precision does not make a stint look new.
 func DecodePage(body []byte) (Page, error) {
+	// One pass for the current shape; the older one, where data is an object, shows as
+	// a type error and takes a second.
 	var raw struct {
-		PageInfo *pageInfo       `json:"pageInfo"`
-		Data     json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		PageInfo *pageInfo    `json:"pageInfo"`
+		Data     []sessionDoc `json:"data"`
 	}
 	var docs []sessionDoc
-	switch d := bytes.TrimSpace(raw.Data); {
-	case len(d) > 0 && d[0] == '[':
-		if err := json.Unmarshal(d, &docs); err != nil {
-			return Page{}, fmt.Errorf("%w: data: %w", ErrMalformed, err)
+	if err := json.Unmarshal(body, &raw); err == nil {
+		if raw.Data == nil {
+			return Page{}, fmt.Errorf("%w: data is neither an array nor an object", ErrMalformed)
 		}
-	case len(d) > 0 && d[0] == '{':
-		var doc sessionDoc
-		if err := json.Unmarshal(d, &doc); err != nil {
-			return Page{}, fmt.Errorf("%w: data: %w", ErrMalformed, err)
+		docs = raw.Data
+	} else {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		docs = []sessionDoc{doc}
-	default:
-		return Page{}, fmt.Errorf("%w: data is neither an array nor an object", ErrMalformed)
+		var older struct {
+			PageInfo *pageInfo  `json:"pageInfo"`
+			Data     sessionDoc `json:"data"`
+		}
+		if err := json.Unmarshal(body, &older); err != nil {
+			return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		raw.PageInfo, docs = older.PageInfo, []sessionDoc{older.Data}
 	}
 	p := Page{Sessions: make([]diff.Snapshot, 0, len(docs))}
 	if pi := raw.PageInfo; pi != nil {
@@ -123,6 +126,20 @@ func DecodePage(body []byte) (Page, error) {
 	return p, nil
 }
 
+// canonical writes raw JSON as the state store will (compact, HTML-escaped), so that
+// an unchanged participant compares equal after a round trip through the store and
+// an unchanged state is not saved again.
+func canonical(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil // cannot happen: the decoder checked it is JSON
+	}
+	return b
+}
+
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func msPtr(t *time.Time) *time.Time {
@@ -138,7 +155,7 @@ func msPtr(t *time.Time) *time.Time {
 func participant(pd participantDoc) (p diff.Participant, ok bool) {
 	p = diff.Participant{
 		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
-		DeviceInfo: pd.DeviceInfo, GeoLocation: pd.GeoLocation, Timelog: pd.Timelog,
+		DeviceInfo: canonical(pd.DeviceInfo), GeoLocation: canonical(pd.GeoLocation), Timelog: pd.Timelog,
 	}
 	var di struct {
 		SDKType string `json:"sdkType"`

@@ -116,3 +116,80 @@ func TestSnapshotUnknownSession(t *testing.T) {
 		t.Errorf("Snapshot of an unknown session: %v, want ErrNotFound", err)
 	}
 }
+
+func TestDecodePageEdges(t *testing.T) {
+	joined := func(s string) time.Time { t, _ := time.Parse(time.RFC3339Nano, s); return t }
+	tests := []struct {
+		file         string
+		wantJoinedAt []time.Time
+		wantSkipped  []string
+		wantSessions int
+	}{
+		{
+			// The same instants as the documented example: a change of precision or of
+			// offset must not make a stint look new.
+			file:         "microseconds-and-offsets.json",
+			wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z"), joined("2023-07-24T08:28:27.185Z")},
+			wantSessions: 1,
+		},
+		{file: "participant-without-timelog.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z")}, wantSkipped: []string{"mxavzgb5"}, wantSessions: 1},
+		{file: "empty-data.json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			page, err := poller.DecodePage(readFile(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []time.Time
+			for _, s := range page.Sessions {
+				for _, p := range s.Participants {
+					got = append(got, p.JoinedAt)
+				}
+			}
+			if d := cmp.Diff(tt.wantJoinedAt, got); d != "" || len(page.Sessions) != tt.wantSessions {
+				t.Errorf("%d sessions, want %d; joinedAt (-want +got):\n%s", len(page.Sessions), tt.wantSessions, d)
+			}
+			if d := cmp.Diff(tt.wantSkipped, page.Skipped); d != "" {
+				t.Errorf("skipped (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestSnapshotIncomplete: answers that cannot prove anyone's absence give a snapshot
+// that is not Complete, and no error, so that their joins still count.
+func TestSnapshotIncomplete(t *testing.T) {
+	body := func(file string) sim.Fault { return sim.Fault{Status: 200, Body: string(readFile(t, file)), Times: 3} }
+	tests := []struct {
+		name  string
+		fault sim.Fault
+		want  []string
+	}{
+		{"no session document: data is an empty array", body("empty-data.json"), nil},
+		{"a participant without a timelog", body("participant-without-timelog.json"), []string{"iqpq5uen"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.api.InjectFault(tt.fault)
+			got, err := w.client(20).Snapshot(context.Background(), "64bb3619669942e088479mm0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, ids(got)); d != "" || got.Complete {
+				t.Errorf("complete %v, want false; participants (-want +got):\n%s", got.Complete, d)
+			}
+		})
+	}
+}
+
+func TestSnapshotOfAnotherSession(t *testing.T) {
+	w := newWorld(t)
+	w.api.StartSession("other", "r2")
+	w.api.InjectFault(sim.Fault{Status: 200, Body: string(readFile(t, "documented-example.json"))})
+	_, err := w.client(20).Snapshot(context.Background(), "other")
+	if !errors.Is(err, poller.ErrMalformed) {
+		t.Errorf("Snapshot answered with another session's page: %v, want ErrMalformed", err)
+	}
+}

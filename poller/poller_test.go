@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,5 +255,30 @@ func TestCycle(t *testing.T) {
 	got := streamEvents(t, r.js)
 	if n := len(got); n != 7 {
 		t.Errorf("%d events, want 7 (3 started, a and x joined, x left, s2 ended, and nothing for the unknown session): %v", n, got)
+	}
+}
+
+// TestPollDoesNotSaveAnUnchangedStateWhateverItsJSON: the API's deviceInfo and
+// geoLocation are kept as raw JSON; written with spaces and "&", they must still
+// compare equal after a round trip through the state store.
+func TestPollDoesNotSaveAnUnchangedStateWhateverItsJSON(t *testing.T) {
+	w := newWorld(t)
+	r := newRig(t, w, true, session)
+	body := strings.Replace(string(readFile(t, "documented-example.json")), `"platform": "desktop"`, `"platform" :  "desktop & <laptop>"`, 1)
+	w.api.InjectFault(sim.Fault{Status: 200, Body: body, Times: 3})
+	ctx := context.Background()
+	var revs []uint64
+	for range 3 {
+		if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+			t.Fatal(err)
+		}
+		_, rev, err := r.store.Load(ctx, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, rev)
+	}
+	if revs[0] == 0 || revs[1] != revs[0] || revs[2] != revs[0] {
+		t.Errorf("revisions after three identical cycles: %v, want one save", revs)
 	}
 }
