@@ -137,10 +137,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 
 // once makes one request. For a 429 it also returns how long to wait.
 func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, error) {
-	if err := c.hold(ctx); err != nil {
-		return nil, 0, err
-	}
-	if err := c.limiter.Wait(ctx); err != nil {
+	if err := c.wait(ctx); err != nil {
 		return nil, 0, err
 	}
 	tok, err := c.cfg.Tokens.Token()
@@ -182,6 +179,28 @@ func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, err
 		return nil, d, &StatusError{Code: resp.StatusCode, Body: snippet(body)}
 	}
 	return nil, 0, &StatusError{Code: resp.StatusCode, Body: snippet(body)}
+}
+
+// wait waits for the rate limiter and while a 429 holds every request back. A request
+// already waiting for the limiter when a 429 arrives is held too.
+func (c *Client) wait(ctx context.Context) error {
+	for {
+		if err := c.hold(ctx); err != nil {
+			return err
+		}
+		if err := c.limiter.Wait(ctx); err != nil {
+			return err
+		}
+		if !c.held() {
+			return nil
+		}
+	}
+}
+
+func (c *Client) held() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.holdUntil)
 }
 
 // hold waits while a 429 holds every request back; another 429 meanwhile extends it.

@@ -264,3 +264,45 @@ func TestRateLimitIsShared(t *testing.T) {
 		t.Errorf("%d requests in 500ms at 5/s across two sessions, want 1 to 3", n)
 	}
 }
+
+// TestTooManyRequestsHoldsRequestsWaitingForTheLimiter: a request already waiting for
+// the rate limiter when a 429 arrives waits out the Retry-After too.
+func TestTooManyRequestsHoldsRequestsWaitingForTheLimiter(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("other", "r2")
+	var mu sync.Mutex
+	var limitedAt, otherAt time.Time
+	arrived := make(chan struct{})
+	w.api.InjectFault(sim.Fault{PathContains: session, Status: 429, Delay: 300 * time.Millisecond,
+		Header: http.Header{"Retry-After": {"2"}}, AfterServe: func() {
+			mu.Lock()
+			limitedAt = time.Now()
+			mu.Unlock()
+		}})
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, session) {
+			close(arrived)
+		} else {
+			mu.Lock()
+			otherAt = time.Now()
+			mu.Unlock()
+		}
+		w.api.ServeHTTP(rw, r)
+	}))
+	defer srv.Close()
+	// One request a second: the other session's request waits for the limiter while
+	// the first one's 429 is on its way.
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, Attempts: 1, RateLimit: 1})
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.Snapshot(context.Background(), session) })
+	<-arrived
+	if _, err := c.Snapshot(context.Background(), "other"); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if held := otherAt.Sub(limitedAt); held < 2*time.Second {
+		t.Errorf("the waiting request went out %v after the 429, want at least the Retry-After of 2s", held)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -396,5 +397,10 @@ func TestRunEmbeddedNATS(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "jetstream")); err != nil {
 		t.Errorf("nothing stored in store_dir: %v", err)
+	}
+	// A second worker on the same store must not share it.
+	err = run(context.Background(), []string{"run", "-config", path}, io.Discard, io.Discard, func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "in use by another rollcall") {
+		t.Errorf("a second run on the same store_dir: %v, want an error saying it is in use", err)
 	}
 }

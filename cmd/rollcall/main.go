@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return printToken(*path, stdout, getenv)
+		return printToken(*path, flagSet(fs, "config"), stdout, getenv)
 	case "version":
 		printVersion(stdout)
 		return nil

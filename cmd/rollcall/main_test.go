@@ -74,3 +74,20 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q, %v", out.String(), err)
 	}
 }
+
+// TestTokenCommandWithoutConfig: with no config.toml where it looks by default, the
+// environment's key and secret are enough.
+func TestTokenCommandWithoutConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	env := map[string]string{"VIDEOSDK_API_KEY": "key", "VIDEOSDK_SECRET": "secret"}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"token"}, &out, &out, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.TrimSpace(out.String()), "."); n != 2 {
+		t.Errorf("token %q is not a JWT", out.String())
+	}
+	if err := run(context.Background(), []string{"token"}, &out, &out, func(string) string { return "" }); err == nil {
+		t.Error("token with no config and no credentials succeeded")
+	}
+}

@@ -33,7 +33,13 @@ func runWorker(ctx context.Context, path string, stderr io.Writer, getenv func(s
 	}
 	log := newLogger(stderr, cfg.Log)
 	log.Info("starting", "version", version, "config", path, "sessions", len(cfg.Sessions))
-	return work(ctx, cfg, log)
+	err = work(ctx, cfg, log)
+	if err != nil && ctx.Err() != nil {
+		// A signal during start-up (waiting for NATS, say) is a clean stop too.
+		log.Info("stopped during start-up", "err", err)
+		return nil
+	}
+	return err
 }
 
 func newLogger(w io.Writer, c Log) *slog.Logger {
@@ -173,7 +179,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 	}
 	for wait := time.Duration(0); !nc.IsConnected(); wait += 100 * time.Millisecond {
 		if wait > 0 && wait%(5*time.Second) == 0 {
-			log.Warn("waiting for NATS", "url", redactURL(url), "err", nc.LastError())
+			log.Warn("waiting for NATS", "url", redactURL(url))
 		}
 		select {
 		case <-ctx.Done():
@@ -201,7 +207,8 @@ func redactURL(url string) string {
 }
 
 // startEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
-// and `rollcall tail` find it, or on any free port if that one is taken.
+// and `rollcall tail` find it, or on any free port if that one is taken. It holds a
+// lock on storeDir until the server shuts down.
 func startEmbedded(storeDir string) (*server.Server, error) {
 	port := 4222
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
@@ -212,7 +219,20 @@ func startEmbedded(storeDir string) (*server.Server, error) {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("nats.store_dir: %w", err)
 	}
-	return publisher.StartEmbedded("127.0.0.1", port, storeDir)
+	unlock, err := lockDir(storeDir)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := publisher.StartEmbedded("127.0.0.1", port, storeDir)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	go func() {
+		ns.WaitForShutdown()
+		unlock()
+	}()
+	return ns, nil
 }
 
 // cronLogger adapts slog to cron.Logger.
