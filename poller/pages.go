@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,7 +105,7 @@ func DecodePage(body []byte) (Page, error) {
 		}
 	}
 	for _, doc := range docs {
-		s := diff.Snapshot{SessionID: cmpOr(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: msPtr(doc.End)}
+		s := diff.Snapshot{SessionID: cmp.Or(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: msPtr(doc.End)}
 		if s.SessionID == "" {
 			return Page{}, fmt.Errorf("%w: session document without _id", ErrMalformed)
 		}
@@ -178,13 +179,6 @@ func participant(pd participantDoc) (p diff.Participant, ok bool) {
 		}
 	}
 	return p, !p.JoinedAt.IsZero()
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Snapshot scans every page of a session's active participants. A page that fails
