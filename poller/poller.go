@@ -24,6 +24,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -92,6 +93,13 @@ func (p *Poller) Cycle(ctx context.Context) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			log := p.log.With("session_id", id)
+			// Cron's Recover does not reach this goroutine: a bug met by one session
+			// must not stop the others, nor the worker.
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
+				}
+			}()
 			ended, err := p.Poll(ctx, log, id)
 			switch {
 			case err != nil && ctx.Err() != nil:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -280,5 +281,30 @@ func TestPollDoesNotSaveAnUnchangedStateWhateverItsJSON(t *testing.T) {
 	}
 	if revs[0] == 0 || revs[1] != revs[0] || revs[2] != revs[0] {
 		t.Errorf("revisions after three identical cycles: %v, want one save", revs)
+	}
+}
+
+// panickySource panics for one session and asks the simulator for the others.
+type panickySource struct {
+	poller.Source
+	bad string
+}
+
+func (s panickySource) Snapshot(ctx context.Context, id string) (diff.Snapshot, error) {
+	if id == s.bad {
+		panic("a bug met by one session")
+	}
+	return s.Source.Snapshot(ctx, id)
+}
+
+// TestCycleSurvivesAPanic: a panic while polling one session is logged, and the
+// other sessions are polled all the same.
+func TestCycleSurvivesAPanic(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true)
+	p := poller.New(panickySource{Source: w.client(2), bad: "bad"}, r.store, publisher.New(r.js, "videosdk", quiet()), []string{"bad", session}, 2, quiet())
+	p.Cycle(context.Background())
+	if got := streamEvents(t, r.js); len(got) != 2 {
+		t.Errorf("events %v, want the good session started and a joined", got)
 	}
 }
