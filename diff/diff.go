@@ -32,7 +32,6 @@
 package diff
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"slices"
@@ -71,6 +70,9 @@ type Snapshot struct {
 	End       *time.Time // when the session ended, if it has
 	// Found is true when the API returned the session itself, not just an empty list.
 	Found bool
+	// Pages is how many pages the scan took. A list of one page came in one answer:
+	// it cannot have shifted mid-scan.
+	Pages int
 	// Complete is true when every page was fetched and the pages agreed with each
 	// other; only then does absence from Participants mean a participant left.
 	Complete     bool
@@ -214,12 +216,13 @@ func stored(p Participant) Participant {
 }
 
 // Equal reports whether two states are the same, so that an unchanged one need not be
-// saved again.
+// saved again. DeviceInfo and GeoLocation are not compared: they describe the stint's
+// connection, which does not change while it lasts, and their raw JSON does not come
+// back byte for byte from a store (compacted, escaped).
 func (s State) Equal(o State) bool {
 	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended &&
 		slices.EqualFunc(s.Present, o.Present, func(a, b Participant) bool {
-			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode &&
-				a.SDKType == b.SDKType && bytes.Equal(a.DeviceInfo, b.DeviceInfo) && bytes.Equal(a.GeoLocation, b.GeoLocation)
+			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode && a.SDKType == b.SDKType
 		})
 }
 
@@ -246,6 +249,7 @@ func Union(first, second Snapshot) Snapshot {
 	u.Complete = first.Complete && second.Complete
 	u.Found = first.Found || second.Found
 	u.RoomID = cmp.Or(second.RoomID, first.RoomID)
+	u.Pages = max(first.Pages, second.Pages)
 	listed := make(map[string]bool, len(second.Participants))
 	for _, p := range second.Participants {
 		listed[p.ID] = true

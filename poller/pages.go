@@ -127,20 +127,6 @@ func DecodePage(body []byte) (Page, error) {
 	return p, nil
 }
 
-// canonical writes raw JSON as the state store will (compact, HTML-escaped), so that
-// an unchanged participant compares equal after a round trip through the store and
-// an unchanged state is not saved again.
-func canonical(raw json.RawMessage) json.RawMessage {
-	if len(raw) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(raw)
-	if err != nil {
-		return nil // cannot happen: the decoder checked it is JSON
-	}
-	return b
-}
-
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func msPtr(t *time.Time) *time.Time {
@@ -156,7 +142,7 @@ func msPtr(t *time.Time) *time.Time {
 func participant(pd participantDoc) (p diff.Participant, ok bool) {
 	p = diff.Participant{
 		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
-		DeviceInfo: canonical(pd.DeviceInfo), GeoLocation: canonical(pd.GeoLocation), Timelog: pd.Timelog,
+		DeviceInfo: pd.DeviceInfo, GeoLocation: pd.GeoLocation, Timelog: pd.Timelog,
 	}
 	var di struct {
 		SDKType string `json:"sdkType"`
@@ -262,6 +248,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 			}
 		}
 	}
+	snap.Pages = max(first.LastPage, 1)
 	if why == "" && first.Paged && listed != first.Total {
 		why = fmt.Sprintf("%d participants listed, total says %d", listed, first.Total)
 	}

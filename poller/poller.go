@@ -9,8 +9,9 @@
 //     starts again from the last saved state.
 //   - A scan whose pages disagree is retried; if they keep disagreeing, the snapshot is
 //     incomplete and no one's absence from it yields a left (see package diff).
-//   - A left that rests on absence needs two scans that agree on it: pages can shift
-//     without total changing, when one participant leaves and another joins mid-scan.
+//   - A left that rests on absence from a list of several pages needs two scans that
+//     agree on it: pages can shift without total changing, when one participant leaves
+//     and another joins mid-scan.
 //   - The state is saved only after the stream acknowledged every event of the cycle,
 //     and only with compare-and-set on the revision that was loaded. A crash in
 //     between republishes the same events, with the same ids, on the next cycle.
@@ -128,7 +129,7 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	if err != nil {
 		return false, fmt.Errorf("fetch: %w", err)
 	}
-	if snap.Complete && snap.Status != diff.StatusEnded && prev.Absent(snap) {
+	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
 		snap = p.confirm(ctx, log, sessionID, snap)
 	}
 	observedAt := p.now()
@@ -152,10 +153,11 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	return next.Ended, nil
 }
 
-// confirm scans the session again before anyone's absence counts. One participant
-// leaving and another joining mid-scan shift the pages while total and count still
-// agree, hiding someone who never left; a second scan would have to be shifted the same
-// way to hide them again. Only an absence from both scans counts.
+// confirm scans a session of several pages again before anyone's absence counts. One
+// participant leaving and another joining mid-scan shift the pages while total and
+// count still agree, hiding someone who never left; a second scan would have to be
+// shifted the same way to hide them again. Only an absence from both scans counts. A
+// single page came in one answer and needs no confirming.
 func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string, snap diff.Snapshot) diff.Snapshot {
 	again, err := p.src.Snapshot(ctx, sessionID)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,40 @@ func TestCycleSurvivesAPanic(t *testing.T) {
 	p.Cycle(context.Background())
 	if got := streamEvents(t, r.js); len(got) != 2 {
 		t.Errorf("events %v, want the good session started and a joined", got)
+	}
+}
+
+// TestPollConfirmsOnlyWhatCanHaveShifted: an absence from a one-page list needs no
+// second scan; an absence from a list of several pages does.
+func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
+	tests := []struct {
+		name         string
+		present      []string
+		wantRequests int
+	}{
+		{"one page: one scan", []string{"a", "b"}, 1},
+		{"two pages, then one: one answer holds everyone, one scan", []string{"a", "b", "c"}, 1},
+		{"three pages, then two: two scans of two pages", []string{"a", "b", "c", "d", "e"}, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, tt.present...)
+			r := newRig(t, w, true, session)
+			ctx := context.Background()
+			if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+				t.Fatal(err)
+			}
+			w.api.Leave(session, "a")
+			before := w.api.Requests()
+			if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+				t.Fatal(err)
+			}
+			if n := w.api.Requests() - before; n != tt.wantRequests {
+				t.Errorf("%d requests for a cycle with a leave, want %d", n, tt.wantRequests)
+			}
+			if got := r.newEvents(t); !slices.Contains(got, "participant.left a@1") {
+				t.Errorf("events %v, want a's left", got)
+			}
+		})
 	}
 }
