@@ -63,20 +63,20 @@ type Participant struct {
 
 // Snapshot is what one scan of a session's active participants found.
 type Snapshot struct {
-	SessionID string
-	RoomID    string
-	Status    string // "ongoing", "ended", or any other string, kept opaque
-	Start     time.Time
-	End       *time.Time // when the session ended, if it has
+	SessionID string     `json:"sessionId"`
+	RoomID    string     `json:"roomId,omitempty"`
+	Status    string     `json:"status,omitempty"` // "ongoing", "ended", or any other string, kept opaque
+	Start     time.Time  `json:"start"`
+	End       *time.Time `json:"end,omitempty"` // when the session ended, if it has
 	// Found is true when the API returned the session itself, not just an empty list.
-	Found bool
+	Found bool `json:"-"`
 	// Pages is how many pages the scan took. A list of one page came in one answer:
 	// it cannot have shifted mid-scan.
-	Pages int
+	Pages int `json:"-"`
 	// Complete is true when every page was fetched and the pages agreed with each
 	// other; only then does absence from Participants mean a participant left.
-	Complete     bool
-	Participants []Participant
+	Complete     bool          `json:"-"`
+	Participants []Participant `json:"-"`
 }
 
 // State is what rollcall remembers of a session between cycles.
@@ -85,6 +85,18 @@ type State struct {
 	Started bool          `json:"started,omitempty"` // SessionStarted was emitted
 	Ended   bool          `json:"ended,omitempty"`   // SessionEnded was emitted; nothing more to do
 	Present []Participant `json:"present,omitempty"` // by participantId
+	// Outbox holds the changes that led to this state until the stream has
+	// acknowledged them. Compute ignores it and returns a state without one.
+	Outbox *Outbox `json:"outbox,omitempty"`
+}
+
+// Outbox is a cycle's changes, kept with the state they lead to, so that changes
+// published but not yet acknowledged when a cycle stops are sent again as they were,
+// whatever happened in the session since.
+type Outbox struct {
+	Session    Snapshot  `json:"session"` // the session's details, without participants
+	ObservedAt time.Time `json:"observedAt"`
+	Changes    []Change  `json:"changes"`
 }
 
 // Kind says what a Change is.
@@ -117,9 +129,9 @@ func (k Kind) String() string {
 
 // Change is one event to publish. Participant is zero for session changes.
 type Change struct {
-	Kind        Kind
-	Participant Participant
-	LeftAt      *time.Time // Left only: the stint's timelog end, when known
+	Kind        Kind        `json:"kind"`
+	Participant Participant `json:"participant"`
+	LeftAt      *time.Time  `json:"leftAt,omitempty"` // Left only: the stint's timelog end, when known
 }
 
 // Compute returns the changes from prev to next and the state to keep after them.
@@ -220,7 +232,7 @@ func stored(p Participant) Participant {
 // connection, which does not change while it lasts, and their raw JSON does not come
 // back byte for byte from a store (compacted, escaped).
 func (s State) Equal(o State) bool {
-	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended &&
+	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended && (s.Outbox == nil) == (o.Outbox == nil) &&
 		slices.EqualFunc(s.Present, o.Present, func(a, b Participant) bool {
 			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode && a.SDKType == b.SDKType
 		})

@@ -12,9 +12,10 @@
 //   - A left that rests on absence from a list of several pages needs two scans that
 //     agree on it: pages can shift without total changing, when one participant leaves
 //     and another joins mid-scan.
-//   - The state is saved only after the stream acknowledged every event of the cycle,
-//     and only with compare-and-set on the revision that was loaded. A crash in
-//     between republishes the same events, with the same ids, on the next cycle.
+//   - A cycle's events are saved with the state they lead to (an outbox) before they
+//     are published, and cleared once the stream has acknowledged them, always with
+//     compare-and-set on the revision that was loaded. A cycle that stops in between
+//     is finished by the next: the same events, with the same ids, then the diff.
 //   - Changes of one session are published in order; sessions are independent.
 //
 // What polling cannot see: a stint shorter than the interval between two polls, and
@@ -71,8 +72,10 @@ func New(src Source, store Store, pub Publisher, sessions []string, concurrency 
 }
 
 // Cycle polls every session that has not ended, up to concurrency at once, and returns
-// when all are done. Each session's failure is logged and left to the next cycle.
-func (p *Poller) Cycle(ctx context.Context) {
+// when all are done. Each session's failure is logged and left to the next cycle. Once
+// stopping is closed, no further session is started; those under way go on until ctx
+// ends.
+func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
 	p.mu.Lock()
 	var todo []string
 	for _, id := range p.sessions {
@@ -88,8 +91,10 @@ func (p *Poller) Cycle(ctx context.Context) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return
+		case <-stopping:
+		}
+		if ctx.Err() != nil || isClosed(stopping) {
+			break
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -118,12 +123,31 @@ func (p *Poller) Cycle(ctx context.Context) {
 	wg.Wait()
 }
 
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (ended bool, err error) {
 	start := p.now()
 	prev, rev, err := p.store.Load(ctx, sessionID)
-	if err != nil || prev.Ended {
-		return prev.Ended, err
+	if err != nil {
+		return false, err
+	}
+	if prev.Outbox != nil {
+		// The last cycle stopped before its events were acknowledged.
+		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
+			return false, fmt.Errorf("previous cycle's events: %w", err)
+		}
+		prev.Outbox = nil
+	}
+	if prev.Ended {
+		return true, nil
 	}
 	snap, err := p.src.Snapshot(ctx, sessionID)
 	if err != nil {
@@ -132,18 +156,23 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
 		snap = p.confirm(ctx, log, sessionID, snap)
 	}
-	observedAt := p.now()
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
 	}
 	changes, next := diff.Compute(prev, snap)
-	if err := p.pub.Publish(ctx, snap, observedAt, changes); err != nil {
-		return false, err
-	}
-	if len(changes) > 0 || !next.Equal(prev) {
-		if _, err := p.store.Save(ctx, sessionID, next, rev); err != nil {
-			// The events are in the stream; the next cycle computes them again from the
-			// old state and the stream drops them as duplicates.
+	switch {
+	case len(changes) > 0:
+		meta := snap
+		meta.Participants = nil
+		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: p.now(), Changes: changes}
+		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
+			return false, err
+		}
+		if _, err = p.deliver(ctx, sessionID, next, rev); err != nil {
+			return false, err
+		}
+	case !next.Equal(prev):
+		if _, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
 			return false, err
 		}
 	}
@@ -151,6 +180,22 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	log.Info("cycle", "joined", joined, "left", left, "present", len(next.Present),
 		"complete", snap.Complete, "duration", p.now().Sub(start).Round(time.Millisecond))
 	return next.Ended, nil
+}
+
+// deliver publishes st's outbox, which is saved at revision rev, and once the stream
+// has acknowledged it, saves st without it.
+//
+// The outbox is saved before anything is published: were the state saved only after
+// the acknowledgement, a crash in between would leave the stream ahead of the state,
+// and someone who joined in that cycle and left before the next would never get a
+// left.
+func (p *Poller) deliver(ctx context.Context, sessionID string, st diff.State, rev uint64) (uint64, error) {
+	o := st.Outbox
+	if err := p.pub.Publish(ctx, o.Session, o.ObservedAt, o.Changes); err != nil {
+		return rev, err
+	}
+	st.Outbox = nil
+	return p.store.Save(ctx, sessionID, st, rev)
 }
 
 // confirm scans a session of several pages again before anyone's absence counts. One

@@ -34,7 +34,7 @@ type rig struct {
 func newRig(t *testing.T, w *world, withStream bool, sessions ...string) *rig {
 	t.Helper()
 	ctx := context.Background()
-	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)))
+	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,10 +192,11 @@ func TestPollScenario(t *testing.T) {
 	}
 }
 
-// TestPollSavesStateOnlyAfterAck: while no stream captures the events, a cycle
-// cannot be acknowledged and saves nothing; once the stream exists, the next cycle
-// publishes every event once.
-func TestPollSavesStateOnlyAfterAck(t *testing.T) {
+// TestPollFinishesAnInterruptedCycle: a cycle whose events cannot be acknowledged (no
+// stream captures them) leaves them in the state's outbox. Meanwhile a, who joined in
+// that cycle, leaves. The next cycle sends the outbox first, as it was, then the
+// diff: a gets its joined and its left, though no snapshot ever saved shows a.
+func TestPollFinishesAnInterruptedCycle(t *testing.T) {
 	w := newWorld(t, "a", "b")
 	r := newRig(t, w, false, session)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
@@ -203,14 +204,57 @@ func TestPollSavesStateOnlyAfterAck(t *testing.T) {
 	if _, err := r.poller.Poll(ctx, quiet(), session); err == nil {
 		t.Fatal("Poll succeeded with no stream to publish to")
 	}
-	if _, rev, err := r.store.Load(context.Background(), session); err != nil || rev != 0 {
-		t.Fatalf("state saved at revision %d (%v) though nothing was acknowledged", rev, err)
+	st, _, err := r.store.Load(context.Background(), session)
+	if err != nil || st.Outbox == nil || len(st.Outbox.Changes) != 3 {
+		t.Fatalf("state after an unacknowledged cycle: %+v, %v; want an outbox of 3 changes", st, err)
 	}
+	w.api.Leave(session, "a")
 	ensureStream(t, r.js)
 	if _, err := r.poller.Poll(context.Background(), quiet(), session); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2"}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1"}
+	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	if st, _, _ := r.store.Load(context.Background(), session); st.Outbox != nil {
+		t.Errorf("outbox kept after its events were acknowledged: %+v", st.Outbox)
+	}
+}
+
+// failingStore fails the Save calls it is told to, as a crash right before them would.
+type failingStore struct {
+	poller.Store
+	fail map[int]bool // by the number of the call, from 1
+	n    int
+}
+
+func (s *failingStore) Save(ctx context.Context, id string, st diff.State, rev uint64) (uint64, error) {
+	s.n++
+	if s.fail[s.n] {
+		return 0, fmt.Errorf("save %d: injected failure", s.n)
+	}
+	return s.Store.Save(ctx, id, st, rev)
+}
+
+// TestPollAckedButNotCleared: the events of a cycle are acknowledged, but the save
+// that clears the outbox fails. The next cycle sends them again (the stream drops them
+// as duplicates) and goes on from the state they led to.
+func TestPollAckedButNotCleared(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true, session)
+	store := &failingStore{Store: r.store, fail: map[int]bool{2: true}}
+	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()), []string{session}, 1, quiet())
+	ctx := context.Background()
+	w.api.Join(session, "z", "name-z")
+	if _, err := p.Poll(ctx, quiet(), session); err == nil {
+		t.Fatal("Poll succeeded though its second save failed")
+	}
+	w.api.Leave(session, "z")
+	if _, err := p.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined z@1", "participant.left z@1"}
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -244,11 +288,11 @@ func TestCycle(t *testing.T) {
 	w.api.StartSession("s3", "r3")
 	r := newRig(t, w, true, session, "s2", "s3", "unknown")
 	ctx := context.Background()
-	r.poller.Cycle(ctx)
+	r.poller.Cycle(ctx, nil)
 	w.api.EndSession("s2")
-	r.poller.Cycle(ctx)
+	r.poller.Cycle(ctx, nil)
 	before := w.api.Requests()
-	r.poller.Cycle(ctx)
+	r.poller.Cycle(ctx, nil)
 	// One page each for the session and s3; the unknown session's 404 is asked again;
 	// s2 ended and is no longer polled.
 	if n := w.api.Requests() - before; n != 3 {
@@ -304,7 +348,7 @@ func TestCycleSurvivesAPanic(t *testing.T) {
 	w := newWorld(t, "a")
 	r := newRig(t, w, true)
 	p := poller.New(panickySource{Source: w.client(2), bad: "bad"}, r.store, publisher.New(r.js, "videosdk", quiet()), []string{"bad", session}, 2, quiet())
-	p.Cycle(context.Background())
+	p.Cycle(context.Background(), nil)
 	if got := streamEvents(t, r.js); len(got) != 2 {
 		t.Errorf("events %v, want the good session started and a joined", got)
 	}

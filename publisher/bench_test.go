@@ -19,7 +19,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)))
+			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)), 1)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -33,9 +33,15 @@ import (
 	"github.com/rollcall/rollcall/diff"
 )
 
-// window bounds the publishes outstanding at once, well under nats.go's default
-// limit of 4000 pending async publishes, which would otherwise stall.
-const window = 512
+// window bounds the publishes outstanding at once for one session. NewJetStream sizes
+// nats.go's limit of pending async publishes (4000 by default, past which a publish
+// stalls) for that many sessions at once.
+const window = 256
+
+// retryFor bounds how long one batch is retried. A broker that does not acknowledge
+// within it fails the cycle, so that one session's trouble does not hold up the
+// others' next cycle; the batch stays in the session's outbox and is sent again then.
+const retryFor = 30 * time.Second
 
 // ackTimeout is how long one publish may wait for its acknowledgement before it is
 // treated as an unknown outcome and sent again.
@@ -48,11 +54,14 @@ type Publisher struct {
 	log    *slog.Logger
 	// backoff is the first wait before a retry; it doubles up to maxBackoff.
 	backoff, maxBackoff time.Duration
+	retryFor            time.Duration
 }
 
-// NewJetStream opens JetStream on nc with the acknowledgement timeout Publisher needs.
-func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+// NewJetStream opens JetStream on nc with the acknowledgement timeout Publisher needs,
+// for up to sessions publishing at once.
+func NewJetStream(nc *nats.Conn, sessions int) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncMaxPending(max(sessions, 1)*window+window))
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
@@ -61,11 +70,13 @@ func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 
 // New returns a Publisher that publishes under subject prefix.
 func New(js jetstream.JetStream, prefix string, log *slog.Logger) *Publisher {
-	return &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second}
+	return &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor}
 }
 
 // Publish sends the changes of session snap, observed at observedAt, and returns when
-// the stream has acknowledged all of them, or with the context's error.
+// the stream has acknowledged all of them. It gives up with an error when the context
+// ends, when the server refuses a message (a JetStream API error: the stream is full,
+// say), or after retrying for retryFor.
 func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error {
 	msgs := make([]*nats.Msg, len(changes))
 	for i, c := range changes {
@@ -100,13 +111,20 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 // one is acknowledged.
 func (p *Publisher) publishAll(ctx context.Context, log *slog.Logger, msgs []*nats.Msg) error {
 	wait := p.backoff
+	giveUp := time.Now().Add(p.retryFor)
 	for attempt := 1; ; attempt++ {
 		failed, err := p.try(ctx, msgs)
 		if len(failed) == 0 {
 			return nil
 		}
-		if ctx.Err() != nil {
+		var refused *jetstream.APIError
+		switch {
+		case ctx.Err() != nil:
 			return fmt.Errorf("publish: %d of %d events unacknowledged: %w", len(failed), len(msgs), context.Cause(ctx))
+		case errors.As(err, &refused):
+			return fmt.Errorf("publish: the server refused %d of %d events: %w", len(failed), len(msgs), err)
+		case time.Now().After(giveUp):
+			return fmt.Errorf("publish: %d of %d events unacknowledged after %v: %w", len(failed), len(msgs), p.retryFor, err)
 		}
 		log.Warn("publish failed, retrying with the same ids", "unacknowledged", len(failed), "attempt", attempt, "err", err)
 		msgs = failed

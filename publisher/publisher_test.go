@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,7 +146,7 @@ func TestEventID(t *testing.T) {
 func setup(t *testing.T) (jetstream.JetStream, *nats.Conn) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.Start(t))
-	js, err := publisher.NewJetStream(nc)
+	js, err := publisher.NewJetStream(nc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := publisher.NewJetStream(nc)
+	js, err := publisher.NewJetStream(nc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,5 +338,24 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPublishRefused: when the server refuses a message (here, a full stream that
+// discards new messages), retrying will not help: Publish returns at once, so that one
+// session's trouble does not hold up every other session's cycles.
+func TestPublishRefused(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.>"}, MaxMsgs: 1, Discard: jetstream.DiscardNew}); err != nil {
+		t.Fatal(err)
+	}
+	p := publisher.New(js, "videosdk", quiet())
+	ctx, cancel := context.WithTimeout(ctx, time.Minute) // a safety net: it must not be what ends Publish
+	defer cancel()
+	demo2 := diff.Participant{ID: "mxavzgb5", JoinedAt: joinedAt}
+	err := p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}, {Kind: diff.Joined, Participant: demo2}})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("Publish to a full stream: %v (context: %v), want a refusal", err, ctx.Err())
 	}
 }

@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	problems := &countingHandler{Handler: slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}), n: new(atomic.Int64)}
 	log := slog.New(problems)
 
-	out, closeNATS, err := openNATS(ctx, o.natsURL, log)
+	out, closeNATS, err := openNATS(ctx, o.natsURL, o.concurrency, log)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			clk.Add(step)
 			w.change()
 		}
-	}, p.Cycle)
+	}, func(ctx context.Context) { p.Cycle(ctx, nil) })
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ type sink struct {
 // openNATS connects to url, or to an embedded server in a temporary directory if url
 // is "", and sets up the stream and bucket as the worker does, with its defaults.
 // The returned function removes what openNATS made.
-func openNATS(ctx context.Context, url string, log *slog.Logger) (*sink, func(), error) {
+func openNATS(ctx context.Context, url string, concurrency int, log *slog.Logger) (*sink, func(), error) {
 	var cleanups []func()
 	cleanup := func() {
 		for _, f := range slices.Backward(cleanups) {
@@ -219,7 +219,7 @@ func openNATS(ctx context.Context, url string, log *slog.Logger) (*sink, func(),
 		return nil, nil, fmt.Errorf("nats %s: %w", url, err)
 	}
 	cleanups = append(cleanups, nc.Close)
-	if s.js, err = publisher.NewJetStream(nc); err != nil {
+	if s.js, err = publisher.NewJetStream(nc, concurrency); err != nil {
 		cleanup()
 		return nil, nil, err
 	}

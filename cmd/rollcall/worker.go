@@ -73,7 +73,7 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := publisher.NewJetStream(nc)
+	js, err := publisher.NewJetStream(nc, cfg.VideoSDK.MaxConcurrency)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(cl),
 		// This order matters: Recover inside SkipIfStillRunning, or one panic disables the job.
 		cron.WithChain(cron.SkipIfStillRunning(cl), cron.Recover(cl)))
-	id := c.Schedule(sched, cron.FuncJob(func() { p.Cycle(cycleCtx) }))
+	id := c.Schedule(sched, cron.FuncJob(func() { p.Cycle(cycleCtx, ctx.Done()) }))
 	c.Start()
 	// The first cycle now, through the same chain. Cron's Stop does not wait for a job
 	// it did not start, so this one is waited for apart.
