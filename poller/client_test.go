@@ -82,7 +82,7 @@ func newWorld(t *testing.T, participants ...string) *world {
 
 func (w *world) client(perPage int) *poller.Client {
 	return poller.NewClient(poller.ClientConfig{
-		BaseURL: w.url, Tokens: w.tokens, PerPage: perPage, RequestTimeout: 500 * time.Millisecond,
+		BaseURL: w.url, Tokens: w.tokens, PerPage: perPage, RequestTimeout: 2 * time.Second,
 		Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 	})
 }

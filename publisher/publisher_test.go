@@ -1,6 +1,7 @@
 package publisher_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,19 +159,26 @@ var streamCfg = publisher.StreamConfig{Name: "ROLLCALL", Prefix: "videosdk", Rep
 
 func TestEnsureStream(t *testing.T) {
 	ctx := context.Background()
+	ours := func(subjects ...string) *jetstream.StreamConfig {
+		return &jetstream.StreamConfig{Name: "ROLLCALL", Description: "rollcall presence events", Subjects: subjects, Duplicates: time.Minute}
+	}
+	theirs := func(subjects ...string) *jetstream.StreamConfig {
+		return &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: subjects, Duplicates: time.Minute, MaxAge: 24 * time.Hour}
+	}
 	tests := []struct {
-		name     string
-		existing *jetstream.StreamConfig
-		wantErr  bool
+		name                string
+		existing            *jetstream.StreamConfig
+		wantErr             bool
+		wantDup, wantMaxAge time.Duration // what the stream has afterwards
 	}{
-		{name: "missing: created"},
-		{name: "captures the prefix exactly", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.>"}}},
-		{name: "captures more than the prefix", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"other", "videosdk.*.>"}, Duplicates: time.Minute}},
-		{name: "captures only joins", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.joined.>"}}, wantErr: true},
-		{name: "captures another prefix", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"zoom.>"}}, wantErr: true},
-		{name: "captures one token too few", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.*.*"}}, wantErr: true},
-		{name: "captures one room only", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.*.*.r1.*"}}, wantErr: true},
-		{name: "captures each kind apart", existing: &jetstream.StreamConfig{Name: "ROLLCALL", Subjects: []string{"videosdk.participant.>", "videosdk.session.*.*.*"}}},
+		{name: "missing: created", wantDup: 10 * time.Minute, wantMaxAge: 720 * time.Hour},
+		{name: "ours: brought in line with the config", existing: ours("videosdk.>"), wantDup: 10 * time.Minute, wantMaxAge: 720 * time.Hour},
+		{name: "someone else's that captures more: left as it is", existing: theirs("other", "videosdk.*.>"), wantDup: time.Minute, wantMaxAge: 24 * time.Hour},
+		{name: "each kind captured apart", existing: theirs("videosdk.participant.>", "videosdk.session.*.*.*"), wantDup: time.Minute, wantMaxAge: 24 * time.Hour},
+		{name: "captures only joins", existing: theirs("videosdk.participant.joined.>"), wantErr: true},
+		{name: "captures another prefix", existing: theirs("zoom.>"), wantErr: true},
+		{name: "captures one token too few", existing: theirs("videosdk.participant.*.*"), wantErr: true},
+		{name: "captures one room only", existing: theirs("videosdk.*.*.r1.*"), wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,8 +199,8 @@ func TestEnsureStream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := s.CachedInfo().Config; got.Duplicates != streamCfg.DuplicateWindow || got.MaxAge != streamCfg.MaxAge {
-				t.Errorf("stream duplicates %v, max age %v; want %v, %v", got.Duplicates, got.MaxAge, streamCfg.DuplicateWindow, streamCfg.MaxAge)
+			if got := s.CachedInfo().Config; got.Duplicates != tt.wantDup || got.MaxAge != tt.wantMaxAge {
+				t.Errorf("stream duplicates %v, max age %v; want %v, %v", got.Duplicates, got.MaxAge, tt.wantDup, tt.wantMaxAge)
 			}
 		})
 	}
@@ -263,12 +272,14 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 	ns.WaitForShutdown()
 
 	done := make(chan error, 1)
+	var logs lockedBuffer
 	go func() {
-		p := publisher.New(js, "videosdk", quiet())
+		p := publisher.New(js, "videosdk", slog.New(slog.NewTextHandler(&logs, nil)))
 		done <- p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}})
 	}()
-	// Let Publish fail at least once against the absent server before bringing it back.
-	waitFor(t, func() bool { return nc.Status() == nats.RECONNECTING })
+	// Let Publish fail at least once against the absent server (its acknowledgement
+	// times out) before bringing the server back.
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "publish failed") })
 	natstest.StartIn(t, dir, tcpPort)
 	select {
 	case err := <-done:
@@ -330,9 +341,27 @@ func TestStore(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 10s")

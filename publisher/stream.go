@@ -21,16 +21,21 @@ type StreamConfig struct {
 	MaxAge          time.Duration
 }
 
+// description marks the streams rollcall created, whose settings it may change.
+const description = "rollcall presence events"
+
 // EnsureStream creates the stream if it is missing. An existing stream must capture
-// every subject under the prefix, or EnsureStream refuses it; its duplicate window and
-// maximum age are brought in line with cfg, and nothing else of it is changed.
+// every subject under the prefix, or EnsureStream refuses it. A stream rollcall created
+// has its duplicate window and maximum age brought in line with cfg; someone else's is
+// left as it is (changing its retention could delete their messages), with a warning
+// if its duplicate window is shorter than cfg's.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig, log *slog.Logger) error {
 	want := cfg.Prefix + ".>"
 	s, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        cfg.Name,
-			Description: "rollcall presence events",
+			Description: description,
 			Subjects:    []string{want},
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
@@ -52,6 +57,13 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
 				cfg.Name, sc.Subjects, subj, want)
 		}
+	}
+	if sc.Description != description {
+		if sc.Duplicates < cfg.DuplicateWindow {
+			log.Warn("the stream's duplicate window is shorter than nats.duplicate_window: a republished event older than it is stored again",
+				"stream", cfg.Name, "duplicates", sc.Duplicates, "duplicate_window", cfg.DuplicateWindow)
+		}
+		return nil
 	}
 	if sc.Duplicates != cfg.DuplicateWindow || sc.MaxAge != cfg.MaxAge {
 		sc.Duplicates, sc.MaxAge = cfg.DuplicateWindow, cfg.MaxAge

@@ -19,11 +19,12 @@ import (
 )
 
 // Shutdown budget: the spec gives 10 s from the signal to exit. An in-flight cycle gets
-// cycleGrace to finish; then it is abandoned (its state is not saved, so the next run
-// redoes it) and the connection gets the rest to flush.
+// cycleGrace to finish; then it is abandoned (what it published stays in its session's
+// outbox, and the next run finishes it) and the connection gets the rest to flush.
 const (
-	cycleGrace = 6 * time.Second
-	drainGrace = 3 * time.Second
+	cycleGrace   = 6 * time.Second
+	abandonGrace = time.Second
+	drainGrace   = 2 * time.Second
 )
 
 func runWorker(ctx context.Context, path string, stderr io.Writer, getenv func(string) string) error {
@@ -33,6 +34,7 @@ func runWorker(ctx context.Context, path string, stderr io.Writer, getenv func(s
 	}
 	log := newLogger(stderr, cfg.Log)
 	log.Info("starting", "version", version, "config", path, "sessions", len(cfg.Sessions))
+	log.Debug("effective config", "config", cfg.Redacted())
 	err = work(ctx, cfg, log)
 	if err != nil && ctx.Err() != nil {
 		// A signal during start-up (waiting for NATS, say) is a clean stop too.
@@ -135,9 +137,13 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	select {
 	case <-idle:
 	case <-time.After(cycleGrace):
-		log.Warn("abandoning the cycle in flight; the next run redoes it")
+		log.Warn("abandoning the cycle in flight; the next run finishes it")
 		abandon()
-		<-idle
+		select {
+		case <-idle:
+		case <-time.After(abandonGrace):
+			log.Warn("the abandoned cycle has not returned; exiting anyway")
+		}
 	}
 	drained := make(chan struct{})
 	nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
