@@ -16,6 +16,8 @@
 //   - a participantId present in both with a different stint start left and came
 //     back between the two snapshots: Left for the old stint, then Joined for the new
 //     one. This needs no completeness, since the new stint is itself the proof;
+//   - an answer that shows a participant in a stint older than the one in the state is
+//     older than the state (a cache, a lagging replica): it yields nothing;
 //   - a session is Started the first time the API returns its document (Found);
 //   - a session whose status is "ended" yields Left for every stint still present and
 //     then SessionEnded; after that the state is Ended and Compute yields nothing more.
@@ -137,17 +139,10 @@ type Change struct {
 // Compute returns the changes from prev to next and the state to keep after them.
 // It does not modify its arguments.
 func Compute(prev State, next Snapshot) ([]Change, State) {
+	prev.Outbox = nil
 	if prev.Ended {
 		return nil, prev
 	}
-	ended := next.Status == StatusEnded
-	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: prev.Started || next.Found}
-
-	var changes, lefts, joins []Change
-	if !prev.Started && next.Found {
-		changes = append(changes, Change{Kind: SessionStarted})
-	}
-
 	now := make(map[string]int, len(next.Participants)) // participantId -> index in current
 	current := make([]Participant, 0, len(next.Participants))
 	for _, p := range next.Participants {
@@ -155,6 +150,17 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 			now[p.ID] = len(current)
 			current = append(current, p)
 		}
+	}
+	for _, old := range prev.Present {
+		if i, seen := now[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
+			return nil, prev // an answer older than the state: it proves nothing
+		}
+	}
+	ended := next.Status == StatusEnded
+	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: prev.Started || next.Found}
+	var changes, lefts, joins []Change
+	if !prev.Started && next.Found {
+		changes = append(changes, Change{Kind: SessionStarted})
 	}
 	state.Present = make([]Participant, 0, len(prev.Present)+len(current))
 	before := make(map[string]bool, len(prev.Present))

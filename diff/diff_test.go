@@ -88,6 +88,11 @@ func TestCompute(t *testing.T) {
 		next:      diff.Snapshot{SessionID: "s1", Status: "", Complete: true},
 		wantState: diff.State{},
 	}, {
+		name:      "a stale answer, showing an older stint than the state's: nothing, not even the absences",
+		prev:      state(p("a", 20, [2]int{1, 12}), p("b", 2)),
+		next:      snap(true, p("a", 1)),
+		wantState: state(p("a", 20), p("b", 2)),
+	}, {
 		name:      "nothing changed, nothing emitted",
 		prev:      state(p("a", 1)),
 		next:      snap(true, p("a", 1)),

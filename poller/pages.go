@@ -127,6 +127,15 @@ func DecodePage(body []byte) (Page, error) {
 	return p, nil
 }
 
+// object keeps raw JSON only if it is an object, as the API documents deviceInfo and
+// geoLocation; anything else is dropped rather than passed on to subscribers.
+func object(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil
+	}
+	return raw
+}
+
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func msPtr(t *time.Time) *time.Time {
@@ -142,7 +151,7 @@ func msPtr(t *time.Time) *time.Time {
 func participant(pd participantDoc) (p diff.Participant, ok bool) {
 	p = diff.Participant{
 		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
-		DeviceInfo: pd.DeviceInfo, GeoLocation: pd.GeoLocation, Timelog: pd.Timelog,
+		DeviceInfo: object(pd.DeviceInfo), GeoLocation: object(pd.GeoLocation), Timelog: pd.Timelog,
 	}
 	var di struct {
 		SDKType string `json:"sdkType"`

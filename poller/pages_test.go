@@ -193,3 +193,16 @@ func TestSnapshotOfAnotherSession(t *testing.T) {
 		t.Errorf("Snapshot answered with another session's page: %v, want ErrMalformed", err)
 	}
 }
+
+// TestDecodePageDropsWhatIsNotAnObject: deviceInfo and geoLocation are documented as
+// objects; anything else is not passed on to subscribers.
+func TestDecodePageDropsWhatIsNotAnObject(t *testing.T) {
+	page, err := poller.DecodePage(readFile(t, "not-objects.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := page.Sessions[0].Participants[0]
+	if p.DeviceInfo != nil || p.GeoLocation != nil || p.Name != "" {
+		t.Errorf("deviceInfo %s, geoLocation %s, name %q; want none of them", p.DeviceInfo, p.GeoLocation, p.Name)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
@@ -86,7 +87,7 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, e
 	e := Event{
 		SpecVersion:     "1.0",
 		ID:              EventID(snap.SessionID, c),
-		Source:          "/v2/sessions/" + snap.SessionID,
+		Source:          "/v2/sessions/" + url.PathEscape(snap.SessionID),
 		DataContentType: "application/json",
 	}
 	obs := Time{observedAt}

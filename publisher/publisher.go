@@ -121,7 +121,7 @@ func (p *Publisher) publishAll(ctx context.Context, log *slog.Logger, msgs []*na
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("publish: %d of %d events unacknowledged: %w", len(failed), len(msgs), context.Cause(ctx))
-		case errors.As(err, &refused):
+		case errors.As(err, &refused), errors.Is(err, nats.ErrMaxPayload):
 			return fmt.Errorf("publish: the server refused %d of %d events: %w", len(failed), len(msgs), err)
 		case time.Now().After(giveUp):
 			return fmt.Errorf("publish: %d of %d events unacknowledged after %v: %w", len(failed), len(msgs), p.retryFor, err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
 )
@@ -48,6 +49,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 		log.Info("created stream", "stream", cfg.Name, "subjects", want)
 		return nil
 	}
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("look up stream %s: JetStream is not enabled on the NATS server (nats-server -js): %w", cfg.Name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 	}
@@ -57,6 +61,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
 				cfg.Name, sc.Subjects, subj, want)
 		}
+	}
+	if sc.Storage != jetstream.FileStorage {
+		log.Warn("the stream keeps events in memory: a server restart loses them", "stream", cfg.Name)
 	}
 	if sc.Description != description {
 		if sc.Duplicates < cfg.DuplicateWindow {
