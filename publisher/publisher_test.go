@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -386,5 +387,37 @@ func TestPublishRefused(t *testing.T) {
 	err := p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}, {Kind: diff.Joined, Participant: demo2}})
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("Publish to a full stream: %v (context: %v), want a refusal", err, ctx.Err())
+	}
+}
+
+// TestStoreLargeState: the state of a session of 5000 participants is far over the
+// server's 1 MiB max_payload as JSON; it is stored compressed and comes back whole.
+func TestStoreLargeState(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := diff.State{RoomID: "r1", Started: true}
+	for i := range 5000 {
+		p := demo1
+		p.ID = fmt.Sprintf("p%05d", i)
+		p.JoinedAt = joinedAt.Add(time.Duration(i) * time.Millisecond)
+		p.DeviceInfo = json.RawMessage(`{"sdkType":"prebuilt","sdkVersion":"0.3.29","platform":"desktop","browserUserAgent":{"browser":{"name":"Firefox","version":"115.0"},"os":{"name":"Linux"},"platform":{"type":"desktop"}}}`)
+		want.Present = append(want.Present, p)
+	}
+	if raw, _ := json.Marshal(want); len(raw) < 1<<20 {
+		t.Fatalf("the state is only %d bytes: not a test of the limit", len(raw))
+	}
+	if _, err := s.Save(ctx, "big", want, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.Load(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want.Present, got.Present); d != "" {
+		t.Errorf("state (-want +got):\n%s", d)
 	}
 }

@@ -1,10 +1,13 @@
 package publisher
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
@@ -12,6 +15,35 @@ import (
 
 // ErrConflict is returned by Save when the state changed since it was loaded.
 var ErrConflict = errors.New("state changed since it was loaded")
+
+// compressAbove is the size past which a state is stored gzipped. A KV value must fit
+// the server's max_payload (1 MiB by default), and a state of a few thousand
+// participants, or its outbox on a first cycle, does not; gzip shrinks such JSON about
+// tenfold. Smaller states stay plain JSON, readable with `nats kv get`.
+const compressAbove = 64 << 10
+
+// gzipMagic starts every gzip stream, and never a JSON text.
+var gzipMagic = []byte{0x1f, 0x8b}
+
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func gunzip(b []byte) ([]byte, error) {
+	r, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
 
 // Store keeps each session's state in a KV bucket, under sessions.<escaped id>.
 type Store struct {
@@ -48,8 +80,14 @@ func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64,
 	if err != nil {
 		return diff.State{}, 0, fmt.Errorf("load state: %w", err)
 	}
+	val := e.Value()
+	if bytes.HasPrefix(val, gzipMagic) {
+		if val, err = gunzip(val); err != nil {
+			return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
+		}
+	}
 	var st diff.State
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	if err := json.Unmarshal(val, &st); err != nil {
 		return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
 	}
 	return st, e.Revision(), nil
@@ -61,6 +99,11 @@ func (s *Store) Save(ctx context.Context, sessionID string, st diff.State, rev u
 	val, err := json.Marshal(st)
 	if err != nil {
 		return 0, fmt.Errorf("save state: %w", err)
+	}
+	if len(val) > compressAbove {
+		if val, err = gzipped(val); err != nil {
+			return 0, fmt.Errorf("save state: %w", err)
+		}
 	}
 	var newRev uint64
 	if rev == 0 {
