@@ -176,20 +176,35 @@ func participant(pd participantDoc) (p diff.Participant, ok bool) {
 	return p, !p.JoinedAt.IsZero()
 }
 
-// Snapshot scans every page of a session's active participants. A page that fails
-// fails the scan: nothing is returned from it. When the pages disagree with each other
-// (total or lastPage changed, a participant listed twice, fewer or more listed than
-// total), the session is scanned again, up to maxScans times; the last scan is then
-// returned with Complete false, so that no one's absence from it counts. A scan that
-// found no session document, or a participant without a usable stint, is incomplete
-// too.
+// Snapshot scans every page of a session's active participants, from the first. A
+// page that fails fails the scan: nothing is returned from it. When the pages disagree
+// with each other (total or lastPage changed, a participant listed twice, fewer or
+// more listed than total), the session is scanned again, up to maxScans times; the
+// last scan is then returned with Complete false, so that no one's absence from it
+// counts. A scan that found no session document, or a participant without a usable
+// stint, is incomplete too.
 func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error) {
+	return c.snapshot(ctx, sessionID, 0)
+}
+
+// Recheck scans a session of pages pages as Snapshot does, but from the last page to
+// the first. The list is in order of arrival: a leave moves everyone after it one place
+// toward page 1, and a newcomer is added at the end. A forward scan misses whoever a
+// leave moves onto a page already read, even when a join keeps total unchanged; a
+// backward scan reads pages in the direction of the move, so whoever moves is seen
+// twice (and the scan disagrees) instead, and a newcomer it misses is no false left.
+func (c *Client) Recheck(ctx context.Context, sessionID string, pages int) (diff.Snapshot, error) {
+	return c.snapshot(ctx, sessionID, max(pages, 1))
+}
+
+// snapshot scans forward if last is 0, else backward from page last.
+func (c *Client) snapshot(ctx context.Context, sessionID string, last int) (diff.Snapshot, error) {
 	log := c.cfg.Log.With("session_id", sessionID)
 	var snap diff.Snapshot
 	var why string
 	for scan := 1; scan <= maxScans; scan++ {
 		var err error
-		snap, why, err = c.scan(ctx, log, sessionID)
+		snap, why, err = c.scan(ctx, log, sessionID, last)
 		if err != nil {
 			return diff.Snapshot{}, err
 		}
@@ -197,22 +212,26 @@ func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot,
 			return snap, nil
 		}
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
+		if last > 0 {
+			last = snap.Pages // the list has grown or shrunk
+		}
 	}
 	log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "why", why)
 	snap.Complete = false
 	return snap, nil
 }
 
-// scan fetches page 1, then every page up to its lastPage. why says how the pages
-// disagreed, if they did.
-func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (snap diff.Snapshot, why string, err error) {
+// scan fetches every page, forward from page 1 to its lastPage if last is 0, else
+// backward from page last to 1. why says how the pages disagreed, if they did.
+func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, last int) (snap diff.Snapshot, why string, err error) {
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
 	snap = diff.Snapshot{SessionID: sessionID}
 	var first Page
 	var skipped []string
 	listed := 0
 	seen := make(map[string]bool)
-	for n := 1; n == 1 || n <= first.LastPage; n++ {
+	n := max(last, 1)
+	for fetched := 0; ; fetched++ {
 		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
 		if err != nil {
 			return snap, "", err
@@ -221,13 +240,17 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 		if err != nil {
 			return snap, "", fmt.Errorf("page %d: %w", n, err)
 		}
-		if n == 1 {
+		switch {
+		case fetched == 0:
 			first = page
 			if !page.Paged {
 				first.LastPage = 1 // the older shape holds everyone at once
 			}
-		} else if page.Total != first.Total || page.LastPage != first.LastPage {
-			why = fmt.Sprintf("page %d: total %d, lastPage %d; page 1: total %d, lastPage %d", n, page.Total, page.LastPage, first.Total, first.LastPage)
+			if last > 0 && first.LastPage != last {
+				why = fmt.Sprintf("lastPage %d, not %d", first.LastPage, last)
+			}
+		case page.Total != first.Total || page.LastPage != first.LastPage:
+			why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(last, 1), first.Total, first.LastPage)
 		}
 		skipped = append(skipped, page.Skipped...)
 		listed += len(page.Skipped)
@@ -255,6 +278,13 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string) (
 				seen[p.ID] = true
 				snap.Participants = append(snap.Participants, p)
 			}
+		}
+		if last > 0 {
+			if n--; n < 1 {
+				break
+			}
+		} else if n++; n > first.LastPage {
+			break
 		}
 	}
 	snap.Pages = max(first.LastPage, 1)

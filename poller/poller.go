@@ -9,9 +9,9 @@
 //     starts again from the last saved state.
 //   - A scan whose pages disagree is retried; if they keep disagreeing, the snapshot is
 //     incomplete and no one's absence from it yields a left (see package diff).
-//   - A left that rests on absence from a list of several pages needs two scans that
-//     agree on it: pages can shift without total changing, when one participant leaves
-//     and another joins mid-scan.
+//   - A left that rests on absence from a list of several pages needs a second scan,
+//     last page first, that agrees on it: pages can shift without total changing, when
+//     one participant leaves and another joins mid-scan.
 //   - A cycle's events are saved with the state they lead to (an outbox) before they
 //     are published, and cleared once the stream has acknowledged them, always with
 //     compare-and-set on the revision that was loaded. A cycle that stops in between
@@ -33,9 +33,12 @@ import (
 	"github.com/rollcall/rollcall/diff"
 )
 
-// Source fetches a snapshot of a session; Client is one.
+// Source fetches snapshots of a session; Client is one.
 type Source interface {
+	// Snapshot scans every page, first to last.
 	Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error)
+	// Recheck scans a session of pages pages, last to first.
+	Recheck(ctx context.Context, sessionID string, pages int) (diff.Snapshot, error)
 }
 
 // Store keeps each session's state between cycles, with compare-and-set on revision.
@@ -198,13 +201,13 @@ func (p *Poller) deliver(ctx context.Context, sessionID string, st diff.State, r
 	return p.store.Save(ctx, sessionID, st, rev)
 }
 
-// confirm scans a session of several pages again before anyone's absence counts. One
-// participant leaving and another joining mid-scan shift the pages while total and
-// count still agree, hiding someone who never left; a second scan would have to be
-// shifted the same way to hide them again. Only an absence from both scans counts. A
-// single page came in one answer and needs no confirming.
+// confirm scans a session of several pages again, backward, before anyone's absence
+// counts: one participant leaving and another joining mid-scan shift the pages while
+// total and count still agree, hiding someone who never left, and a backward scan
+// cannot be fooled that way (see Client.Recheck). Only an absence from both scans
+// counts. A single page came in one answer and needs no confirming.
 func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string, snap diff.Snapshot) diff.Snapshot {
-	again, err := p.src.Snapshot(ctx, sessionID)
+	again, err := p.src.Recheck(ctx, sessionID, snap.Pages)
 	if err != nil {
 		log.Warn("confirming scan failed: no participant's absence counts this cycle", "err", err)
 		snap.Complete = false

@@ -388,3 +388,68 @@ func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 		})
 	}
 }
+
+// TestPollTwoShiftedScans: both the scan and its confirmation are shifted by a leave
+// and a join right after their first page. The confirmation reads the pages backward,
+// so the shift cannot hide anyone from it, and p4, hidden from the first scan, gets no
+// false left.
+func TestPollTwoShiftedScans(t *testing.T) {
+	w := newWorld(t, "p1", "p2", "p3", "p4", "p5", "p6", "p7")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	w.api.Leave(session, "p1")
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	w.clock.Add(10 * time.Second) // 17
+	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() {
+		w.api.Leave(session, "p2")
+		w.api.Join(session, "p8", "name-p8")
+	}})
+	w.api.InjectFault(sim.Fault{Page: 3, AfterServe: func() {
+		w.api.Join(session, "p2", "name-p2")
+		// The next request is the second scan's first page, whichever it is.
+		w.api.InjectFault(sim.Fault{AfterServe: func() {
+			w.api.Leave(session, "p3")
+			w.api.Join(session, "p9", "name-p9")
+		}})
+	}})
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"participant.left p2@2 until 17", "participant.joined p2@17", "participant.joined p8@17", "participant.joined p9@17"}
+	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"participant.left p3@3"}, r.newEvents(t)); d != "" {
+		t.Errorf("the next cycle's events (-want +got):\n%s", d)
+	}
+}
+
+// TestRecheckSeesWhoAShiftMoves: a leave on page 1 and a join right after the last
+// page is served shift every page; read backward, no one present is missed.
+func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e", "f", "g")
+	w.api.InjectFault(sim.Fault{Page: 4, AfterServe: func() {
+		w.api.Leave(session, "a")
+		w.api.Join(session, "z", "name-z")
+	}})
+	got, err := w.client(2).Recheck(context.Background(), session, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := ids(got)
+	slices.Sort(ids)
+	for _, id := range []string{"b", "c", "d", "e", "f", "g"} {
+		if !slices.Contains(ids, id) {
+			t.Errorf("%s, present all along, missing from %v", id, ids)
+		}
+	}
+	if !got.Complete {
+		t.Errorf("incomplete after rescans: %v", ids)
+	}
+}
