@@ -216,7 +216,7 @@ func openNATS(ctx context.Context, url string, concurrency int, log *slog.Logger
 	nc, err := nats.Connect(url, nats.Name("rollcall-load"))
 	if err != nil {
 		cleanup()
-		return nil, nil, fmt.Errorf("nats %s: %w", url, err)
+		return nil, nil, fmt.Errorf("nats: %w", err) // the URL may hold a password
 	}
 	cleanups = append(cleanups, nc.Close)
 	if s.js, err = publisher.NewJetStream(nc, concurrency); err != nil {
