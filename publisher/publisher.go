@@ -5,11 +5,12 @@
 //
 // Every event carries a deterministic id, sent as the Nats-Msg-Id header, so the stream
 // drops a republished event as a duplicate while the id is inside its duplicate window.
-// Publish returns only when the stream has acknowledged every event of the batch; a
+// Publish returns nil only when the stream has acknowledged every event of the batch; a
 // publish error or timeout is an unknown outcome (the message may be stored), so the
-// same events are sent again, with the same ids, until acknowledged or until the context
-// ends. The state is saved only after that, which makes the whole at-least-once
-// delivery effectively exactly-once within the duplicate window.
+// same events are sent again, with the same ids, for up to retryFor. A batch that
+// fails stays in its session's outbox (see package poller) and is sent again by the
+// next cycle: at-least-once delivery, made effectively exactly-once by the ids within
+// the duplicate window.
 //
 // # Order
 //
