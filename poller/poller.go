@@ -24,6 +24,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -52,6 +53,15 @@ type Publisher interface {
 	Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error
 }
 
+// A session the API does not know (404) is asked again after NotFoundWait, then after
+// twice as long each time, up to MaxNotFoundWait: it may be a typo that will never
+// resolve, or a session that is not there yet, and neither is worth a request each
+// cycle.
+const (
+	NotFoundWait    = 30 * time.Second
+	MaxNotFoundWait = 10 * time.Minute
+)
+
 // Poller polls a fixed set of sessions.
 type Poller struct {
 	src         Source
@@ -63,26 +73,48 @@ type Poller struct {
 
 	mu       sync.Mutex
 	sessions []string
-	ended    map[string]bool // sessions no longer polled
+	ended    map[string]bool      // sessions no longer polled
+	missing  map[string]*notFound // sessions the API answered 404 for, until found
+}
+
+// notFound is when to ask again for a session that the API does not know.
+type notFound struct {
+	next time.Time
+	wait time.Duration // the wait after the next 404
+}
+
+// Option configures a Poller.
+type Option func(*Poller)
+
+// WithClock sets the clock that times cycles, stamps observedAt and paces the
+// requests for unknown sessions; the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(p *Poller) { p.now = now }
 }
 
 // New returns a Poller of sessions that fetches up to concurrency sessions at once.
-func New(src Source, store Store, pub Publisher, sessions []string, concurrency int, log *slog.Logger) *Poller {
-	return &Poller{
+func New(src Source, store Store, pub Publisher, sessions []string, concurrency int, log *slog.Logger, opts ...Option) *Poller {
+	p := &Poller{
 		src: src, store: store, pub: pub, log: log, concurrency: max(1, concurrency), now: time.Now,
-		sessions: sessions, ended: make(map[string]bool),
+		sessions: sessions, ended: make(map[string]bool), missing: make(map[string]*notFound),
 	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
 // Cycle polls every session that has not ended, up to concurrency at once, and returns
-// when all are done. Each session's failure is logged and left to the next cycle. Once
-// stopping is closed, no further session is started; those under way go on until ctx
-// ends.
+// when all are done. Each session's failure is logged and left to the next cycle; a
+// session the API does not know is logged once and asked again less and less often.
+// Once stopping is closed, no further session is started; those under way go on until
+// ctx ends.
 func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
+	now := p.now()
 	p.mu.Lock()
 	var todo []string
 	for _, id := range p.sessions {
-		if !p.ended[id] {
+		if m := p.missing[id]; !p.ended[id] && (m == nil || !now.Before(m.next)) {
 			todo = append(todo, id)
 		}
 	}
@@ -113,17 +145,47 @@ func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
 			switch {
 			case err != nil && ctx.Err() != nil:
 				log.Info("cycle abandoned", "err", err)
+			case errors.Is(err, ErrNotFound):
+				p.notFound(log, id)
 			case err != nil:
 				log.Error("cycle failed", "err", err)
-			case ended:
-				p.mu.Lock()
-				p.ended[id] = true
-				p.mu.Unlock()
-				log.Info("session ended: no longer polled")
+			default:
+				p.found(log, id, ended)
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// notFound notes a 404 for a session: logged when it begins, and asked again later.
+func (p *Poller) notFound(log *slog.Logger, id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.missing[id]
+	if m == nil {
+		m = &notFound{wait: NotFoundWait}
+		p.missing[id] = m
+		log.Error("session not found: the API does not know it; asking again less and less often", "retry_in", m.wait)
+	} else {
+		log.Debug("session still not found", "retry_in", m.wait)
+	}
+	m.next = p.now().Add(m.wait)
+	m.wait = min(2*m.wait, MaxNotFoundWait)
+}
+
+// found notes a successful cycle of a session, which ends a not-found spell, and
+// whether the session has ended.
+func (p *Poller) found(log *slog.Logger, id string, ended bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.missing[id] != nil {
+		delete(p.missing, id)
+		log.Info("session found: polled every cycle again")
+	}
+	if ended {
+		p.ended[id] = true
+		log.Info("session ended: no longer polled")
+	}
 }
 
 func isClosed(c <-chan struct{}) bool {

@@ -1,0 +1,269 @@
+package poller_test
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/publisher"
+	"github.com/rollcall/rollcall/sim"
+)
+
+// TestFaultMatrix: a session of a, b and c over two pages is polled once; then a
+// leaves and d joins, and the next cycle meets a fault. Whatever the fault, that cycle
+// publishes either every change or nothing, a clean cycle after it publishes the rest,
+// and the stream ends up holding each event once.
+func TestFaultMatrix(t *testing.T) {
+	header := func(k, v string) http.Header { return http.Header{k: {v}} }
+	html := header("Content-Type", "text/html")
+	page2 := func(body string) sim.Fault { return sim.Fault{Page: 2, Status: 200, Body: body} }
+	changes := []string{"participant.left a@1", "participant.joined d@10"}
+	tests := []struct {
+		name    string
+		faults  []sim.Fault
+		legacy  bool          // the cycle gets the older response shape
+		timeout time.Duration // request_timeout; default 300ms
+		wantErr string        // the faulty cycle fails with this; "" = the retries mend it
+	}{
+		{name: "429 with Retry-After", faults: []sim.Fault{{Status: 429, Header: header("Retry-After", "1")}}},
+		{name: "429 without Retry-After", faults: []sim.Fault{{Status: 429}}},
+		{name: "429 on every attempt", faults: []sim.Fault{{Status: 429, Times: 3}}, wantErr: "http 429"},
+		{name: "500", faults: []sim.Fault{{Status: 500, Body: `{"statusCode":500}`}}},
+		{name: "502 with an HTML page", faults: []sim.Fault{{Page: 2, Status: 502, Header: html, Body: "<html><h1>502 Bad Gateway</h1></html>"}}},
+		{name: "503 on page 2 twice", faults: []sim.Fault{{Page: 2, Status: 503, Times: 2}}},
+		{name: "503 on every attempt at page 2", faults: []sim.Fault{{Page: 2, Status: 503, Times: 3}}, wantErr: "http 503"},
+		{name: "slower than request_timeout", faults: []sim.Fault{{Page: 2, Delay: 10 * time.Second}}},
+		{name: "slower than request_timeout on every attempt", faults: []sim.Fault{{Delay: 10 * time.Second, Times: 3}}, wantErr: "deadline exceeded"},
+		{name: "200 with a truncated body", faults: []sim.Fault{page2(`{"pageInfo":{"currentPage":2,"perPage":2,"last`)}, wantErr: "malformed page"},
+		{name: "200 with a body that is not JSON", faults: []sim.Fault{page2("upstream connect error or disconnect/reset before headers")}, wantErr: "malformed page"},
+		{name: "200 with an HTML error page", faults: []sim.Fault{{Page: 2, Status: 200, Header: html, Body: "<!DOCTYPE html><html><body>Service Unavailable</body></html>"}}, wantErr: "malformed page"},
+		{name: "200 with a body over the cap", faults: []sim.Fault{page2(`{"data":[],"x":"` + strings.Repeat("x", poller.MaxBody) + `"}`)}, timeout: 10 * time.Second, wantErr: "response body over 16 MiB"},
+		{name: "wrong types: total a string", faults: []sim.Fault{page2(`{"pageInfo":{"currentPage":2,"perPage":2,"lastPage":2,"total":"3"},"data":[]}`)}, wantErr: "malformed page"},
+		{name: "wrong types: participants an object", faults: []sim.Fault{page2(`{"pageInfo":{"currentPage":2,"perPage":2,"lastPage":2,"total":3},"data":[{"_id":"` + session + `","participants":{"participantId":"d"}}]}`)}, wantErr: "malformed page"},
+		{name: "a page past lastPage: empty, and total shrunk", faults: []sim.Fault{page2(`{"pageInfo":{"currentPage":2,"perPage":2,"lastPage":1,"total":2},"data":[]}`)}},
+		{name: "the older shape: data an object, no pageInfo", legacy: true},
+		{name: "401 for a token the server stopped accepting: minted afresh once", faults: []sim.Fault{{Status: 401, Body: `{"statusCode":401,"error":"Unauthorized","message":"Token is invalid or expired"}`}}},
+		{name: "401 again with a fresh token", faults: []sim.Fault{{Status: 401, Times: 2}}, wantErr: "http 401"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, "a", "b", "c")
+			r := newRig(t, w, true, session)
+			p := r.with(poller.NewClient(poller.ClientConfig{
+				BaseURL: w.url, Tokens: w.tokens, PerPage: 2, RequestTimeout: cmp.Or(tt.timeout, 300*time.Millisecond),
+				Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+			}))
+			ctx := context.Background()
+			if _, err := p.Poll(ctx, quiet(), session); err != nil {
+				t.Fatal(err)
+			}
+			start := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.joined c@3"}
+			if d := gocmp.Diff(start, r.newEvents(t)); d != "" {
+				t.Fatalf("first cycle (-want +got):\n%s", d)
+			}
+
+			w.clock.Add(7 * time.Second) // 10
+			w.api.Leave(session, "a")
+			w.api.Join(session, "d", "name-d")
+			for _, f := range tt.faults {
+				w.api.InjectFault(f)
+			}
+			w.api.SetLegacyShape(tt.legacy)
+			_, err := p.Poll(ctx, quiet(), session)
+			want, wantAfter := changes, []string(nil)
+			if tt.wantErr != "" {
+				want, wantAfter = nil, changes
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("faulty cycle: %v, want an error containing %q", err, tt.wantErr)
+				}
+			} else if err != nil {
+				t.Fatalf("faulty cycle: %v", err)
+			}
+			if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+				t.Errorf("faulty cycle (-want +got):\n%s", d)
+			}
+
+			w.api.SetLegacyShape(false)
+			if _, err := p.Poll(ctx, quiet(), session); err != nil {
+				t.Fatalf("clean cycle: %v", err)
+			}
+			if d := gocmp.Diff(wantAfter, r.newEvents(t)); d != "" {
+				t.Errorf("clean cycle (-want +got):\n%s", d)
+			}
+			checkIDs(t, r.js)
+		})
+	}
+}
+
+// checkIDs fails if two messages of the stream carry the same event id.
+func checkIDs(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, m := range natstest.Messages(t, js, "ROLLCALL") {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if id == "" || seen[id] {
+			t.Errorf("message %d on %s: id %q missing or seen before", m.Sequence, m.Subject, id)
+		}
+		seen[id] = true
+	}
+}
+
+// TestPollMidScanLeave: b, on page 1, leaves right after page 1 is served, so c moves
+// onto page 1 and the scan never sees c. Total and count disagree, the session is
+// scanned again, and c gets no false left and joined.
+func TestPollMidScanLeave(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	w.clock.Add(10 * time.Second)
+	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "b") }})
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	if d := gocmp.Diff([]string{"participant.left b@2"}, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
+// TestPollPagesKeepShifting: someone leaves after every first page, so no scan of
+// the cycle agrees with itself. Nobody's absence counts: no left, not even for those
+// really gone, until a cycle whose pages agree.
+func TestPollPagesKeepShifting(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e", "f")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	for _, id := range []string{"a", "b", "c"} {
+		w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, id) }})
+	}
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.newEvents(t); len(got) != 0 {
+		t.Errorf("events from scans that never agreed: %v", got)
+	}
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3"}
+	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("the next agreeing cycle (-want +got):\n%s", d)
+	}
+}
+
+// TestCycleUnknownSession: a 404 yields no event, is logged once when it begins and
+// once when it ends, and the session is asked again after 30s, 1m, 2m, ... rather than
+// every cycle. Once the session exists, it is polled every cycle again.
+func TestCycleUnknownSession(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true)
+	var logs bytes.Buffer // Cycle returns after its goroutines have logged
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := poller.New(w.client(2), r.store, publisher.New(r.js, "videosdk", quiet()), []string{"later"}, 1, log, poller.WithClock(w.clock.Now))
+	ctx := context.Background()
+	steps := []struct {
+		name         string
+		wait         time.Duration
+		change       func()
+		wantRequests int
+	}{
+		{name: "first cycle: 404", wantRequests: 1},
+		{name: "next cycle: not asked", wait: time.Second},
+		{name: "30s after the 404: asked again", wait: 29 * time.Second, wantRequests: 1},
+		{name: "30s later: not asked, the wait doubled", wait: 30 * time.Second},
+		{name: "60s after the second 404: asked", wait: 30 * time.Second, wantRequests: 1},
+		{name: "the session starts: found 2m after the third 404", wait: 2 * time.Minute, wantRequests: 1, change: func() {
+			w.api.StartSession("later", "room-later")
+			w.api.Join("later", "x", "name-x")
+		}},
+		{name: "polled every cycle again", wait: time.Second, wantRequests: 1},
+	}
+	for _, s := range steps {
+		w.clock.Add(s.wait)
+		if s.change != nil {
+			s.change()
+		}
+		before := w.api.Requests()
+		p.Cycle(ctx, nil)
+		if n := w.api.Requests() - before; n != s.wantRequests {
+			t.Errorf("%s: %d requests, want %d", s.name, n, s.wantRequests)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d errors logged for three 404s, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "session found"); n != 1 {
+		t.Errorf("%d lines say the session was found, want 1:\n%s", n, logs.String())
+	}
+	want := []string{"session.started", "participant.joined x@211"}
+	if d := gocmp.Diff(want, streamEvents(t, r.js)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
+// TestPollEndedSession: a session whose status is ended yields a left for everyone
+// still present, then session.ended, and is not asked again.
+func TestPollEndedSession(t *testing.T) {
+	w := newWorld(t, "a", "b", "c")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	r.poller.Cycle(ctx, nil)
+	r.newEvents(t)
+	w.clock.Add(7 * time.Second) // 10
+	w.api.Leave(session, "a")
+	w.api.Join(session, "d", "name-d") // joins and the session ends between two polls: never seen
+	w.api.EndSession(session)
+	r.poller.Cycle(ctx, nil)
+	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3", "session.ended"}
+	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	before := w.api.Requests()
+	r.poller.Cycle(ctx, nil)
+	if n := w.api.Requests() - before; n != 0 {
+		t.Errorf("%d requests for an ended session, want none", n)
+	}
+}
+
+// TestPollUnsafeSessionID: IDs that are not safe subject tokens are escaped by the
+// documented rule: "_" and their unpadded base64url encoding.
+func TestPollUnsafeSessionID(t *testing.T) {
+	const id, roomID = "a.b *>", "room 1"
+	w := newWorld(t)
+	w.api.StartSession(id, roomID)
+	w.api.Join(id, "x.y", "name")
+	r := newRig(t, w, true, id)
+	if _, err := r.poller.Poll(context.Background(), quiet(), id); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range natstest.Messages(t, r.js, "ROLLCALL") {
+		got = append(got, m.Subject)
+	}
+	want := []string{
+		"videosdk.session.started._cm9vbSAx._YS5iICo-",
+		"videosdk.participant.joined._cm9vbSAx._YS5iICo-",
+	}
+	if d := gocmp.Diff(want, got); d != "" {
+		t.Errorf("subjects (-want +got):\n%s", d)
+	}
+	if st, _, err := r.store.Load(context.Background(), id); err != nil || len(st.Present) != 1 {
+		t.Errorf("state of the session: %+v, %v; want x present", st, err)
+	}
+}
