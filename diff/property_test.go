@@ -1,0 +1,301 @@
+package diff_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/diff"
+	"pgregory.net/rapid"
+)
+
+// TestComputeProperty runs Compute over random sessions: participants join, leave and
+// come back between polls, snapshots are complete, incomplete (some of the present
+// hidden) or find no session document, and the session may end. Replaying every change
+// emitted must tell the true story of who was present, as far as the snapshots show it.
+func TestComputeProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		w := newTrueWorld()
+		r := newReplay()
+		var state diff.State
+		steps := rapid.IntRange(1, 40).Draw(t, "steps")
+		// Past the last step about half the time: then the session never ends.
+		endAt := rapid.IntRange(0, 2*steps).Draw(t, "endAt")
+		for step := range steps {
+			if step == endAt {
+				w.end()
+			}
+			if !w.ended {
+				for range rapid.IntRange(0, 3).Draw(t, "changes") {
+					w.toggle(rapid.SampledFrom(pool).Draw(t, "who"))
+				}
+			}
+			w.tick(t)
+			snap := w.snapshot(t)
+			changes, next := diff.Compute(state, snap)
+			t.Logf("step %d: %s -> %v", step, describe(snap), summarizeStints(changes))
+			r.apply(t, step, changes)
+			checkStep(t, step, w, snap, changes, r, next)
+			state = next
+		}
+	})
+}
+
+// pool is small, so that the same participants leave and come back often.
+var pool = []string{"a", "b", "c", "d", "e", "f"}
+
+// stint is a participantId in the stint that started at second start after t0.
+type stint struct {
+	id    string
+	start int
+}
+
+func (s stint) String() string { return fmt.Sprintf("%s@%d", s.id, s.start) }
+
+func stintOf(p diff.Participant) stint {
+	return stint{p.ID, int(p.JoinedAt.Sub(t0) / time.Second)}
+}
+
+// trueWorld is the session as it really is; snapshots are taken of it.
+type trueWorld struct {
+	now     time.Time
+	timelog map[string][]diff.Entry
+	ended   bool
+	atEnd   []string // who was present when the session ended
+}
+
+func newTrueWorld() *trueWorld {
+	return &trueWorld{now: t0, timelog: map[string][]diff.Entry{}}
+}
+
+func (w *trueWorld) tick(t *rapid.T) {
+	w.now = w.now.Add(time.Duration(rapid.IntRange(1, 3).Draw(t, "seconds")) * time.Second)
+}
+
+func (w *trueWorld) isPresent(id string) bool {
+	log := w.timelog[id]
+	return len(log) > 0 && log[len(log)-1].End == nil
+}
+
+// toggle makes id leave if present, else join in a new stint. The clock moves on after
+// each change, so that a rejoin never starts in the same second as the stint before.
+func (w *trueWorld) toggle(id string) {
+	log := w.timelog[id]
+	if w.isPresent(id) {
+		log[len(log)-1].End = ptr(w.now)
+	} else {
+		w.timelog[id] = append(log, diff.Entry{Start: w.now})
+	}
+	w.now = w.now.Add(time.Second)
+}
+
+// end ends the session: everyone present leaves with it, at the same time.
+func (w *trueWorld) end() {
+	for _, id := range pool {
+		if log := w.timelog[id]; w.isPresent(id) {
+			w.atEnd = append(w.atEnd, id)
+			log[len(log)-1].End = ptr(w.now)
+		}
+	}
+	w.ended = true
+	w.now = w.now.Add(time.Second)
+}
+
+func (w *trueWorld) present() []stint {
+	var out []stint
+	for _, id := range pool {
+		if w.isPresent(id) {
+			out = append(out, stintOf(w.participant(id)))
+		}
+	}
+	return out
+}
+
+// participant is id as the API lists it: in its open stint, or its last one.
+func (w *trueWorld) participant(id string) diff.Participant {
+	log := slices.Clone(w.timelog[id])
+	return diff.Participant{ID: id, JoinedAt: log[len(log)-1].Start, Timelog: log}
+}
+
+// endOf is when stint s really ended, nil if it has not.
+func (w *trueWorld) endOf(s stint) *time.Time {
+	for _, e := range w.timelog[s.id] {
+		if e.Start.Equal(at(s.start)) {
+			return e.End
+		}
+	}
+	return nil
+}
+
+// snapshot takes one scan of the world: complete, incomplete (a random subset of the
+// present hidden), or without the session document. Once the session has ended, the
+// scan lists who was present at the end, or no one.
+func (w *trueWorld) snapshot(t *rapid.T) diff.Snapshot {
+	answer := rapid.SampledFrom([]string{"complete", "incomplete", "no document"}).Draw(t, "answer")
+	if answer == "no document" {
+		return diff.Snapshot{SessionID: "s1", Pages: 1}
+	}
+	snap := diff.Snapshot{
+		SessionID: "s1", RoomID: "r1", Status: "ongoing", Start: t0, Found: true,
+		Complete: answer == "complete",
+		Pages:    rapid.IntRange(1, 3).Draw(t, "pages"), // Compute must not care
+	}
+	var listed []string
+	for _, id := range pool {
+		if w.isPresent(id) {
+			listed = append(listed, id)
+		}
+	}
+	if w.ended {
+		snap.Status, snap.End = diff.StatusEnded, ptr(w.now)
+		listed = nil
+		if rapid.Bool().Draw(t, "listed after the end") {
+			listed = w.atEnd
+		}
+	}
+	for _, id := range rapid.Permutation(listed).Draw(t, "order") {
+		if snap.Complete || !rapid.Bool().Draw(t, "hidden "+id) {
+			snap.Participants = append(snap.Participants, w.participant(id))
+		}
+	}
+	return snap
+}
+
+// replay applies changes as a subscriber would, and fails on any it could not apply.
+type replay struct {
+	present        map[stint]bool
+	joined, left   map[stint]bool // ever
+	started, ended int
+	emitted        int
+}
+
+func newReplay() *replay {
+	return &replay{present: map[stint]bool{}, joined: map[stint]bool{}, left: map[stint]bool{}}
+}
+
+func (r *replay) apply(t *rapid.T, step int, changes []diff.Change) {
+	for _, c := range changes {
+		s := stintOf(c.Participant)
+		if r.ended > 0 {
+			t.Fatalf("step %d: %v %v after session.ended", step, c.Kind, s)
+		}
+		switch c.Kind {
+		case diff.SessionStarted:
+			if r.emitted > 0 {
+				t.Fatalf("step %d: session.started after %d other changes", step, r.emitted)
+			}
+			r.started++
+		case diff.Joined:
+			if r.joined[s] {
+				t.Fatalf("step %d: joined %v a second time", step, s)
+			}
+			r.joined[s], r.present[s] = true, true
+		case diff.Left:
+			if r.left[s] {
+				t.Fatalf("step %d: left %v a second time", step, s)
+			}
+			if !r.present[s] {
+				t.Fatalf("step %d: left %v, which had not joined", step, s)
+			}
+			r.left[s] = true
+			delete(r.present, s)
+		case diff.SessionEnded:
+			r.ended++
+		default:
+			t.Fatalf("step %d: change of unknown kind %v", step, c.Kind)
+		}
+		r.emitted++
+	}
+}
+
+func (r *replay) stints() []string {
+	var out []string
+	for s := range r.present {
+		out = append(out, s.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkStep checks what one call of Compute emitted and kept against the world.
+func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes []diff.Change, r *replay, next diff.State) {
+	var kept []string
+	for _, p := range next.Present {
+		kept = append(kept, stintOf(p).String())
+	}
+	slices.Sort(kept)
+	if d := cmp.Diff(r.stints(), kept); d != "" {
+		t.Fatalf("step %d: the state's stints differ from the replayed ones (-replayed +state):\n%s", step, d)
+	}
+	if snap.Found && r.started != 1 {
+		t.Fatalf("step %d: session found, but session.started emitted %d times", step, r.started)
+	}
+
+	ended := snap.Status == diff.StatusEnded
+	for _, c := range changes {
+		if c.Kind != diff.Left {
+			continue
+		}
+		s := stintOf(c.Participant)
+		if end := w.endOf(s); c.LeftAt != nil && (end == nil || !c.LeftAt.Equal(*end)) {
+			t.Fatalf("step %d: left %v at %v, but it ended at %v", step, s, c.LeftAt, end)
+		}
+		if ended {
+			continue
+		}
+		if slices.Contains(w.present(), s) {
+			t.Fatalf("step %d: left %v, which is still present", step, s)
+		}
+		if !snap.Complete && !listedInAnotherStint(snap, s) {
+			t.Fatalf("step %d: left %v on an incomplete snapshot that does not show it in a new stint", step, s)
+		}
+	}
+
+	switch {
+	case ended:
+		if r.ended != 1 || len(r.present) > 0 || !next.Ended {
+			t.Fatalf("step %d: session ended, but session.ended emitted %d times, %v still present, state ended %v",
+				step, r.ended, r.stints(), next.Ended)
+		}
+	case snap.Complete:
+		var truth []string
+		for _, s := range w.present() {
+			truth = append(truth, s.String())
+		}
+		slices.Sort(truth)
+		if d := cmp.Diff(truth, r.stints()); d != "" {
+			t.Fatalf("step %d: after a complete snapshot the replayed stints are not the true ones (-true +replayed):\n%s", step, d)
+		}
+	}
+}
+
+func listedInAnotherStint(snap diff.Snapshot, s stint) bool {
+	for _, p := range snap.Participants {
+		if p.ID == s.id && stintOf(p) != s {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(snap diff.Snapshot) string {
+	var listed []string
+	for _, p := range snap.Participants {
+		listed = append(listed, stintOf(p).String())
+	}
+	return fmt.Sprintf("found=%v status=%q complete=%v listed=%v", snap.Found, snap.Status, snap.Complete, listed)
+}
+
+func summarizeStints(cs []diff.Change) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Participant.ID == "" {
+			out = append(out, c.Kind.String())
+		} else {
+			out = append(out, c.Kind.String()+" "+stintOf(c.Participant).String())
+		}
+	}
+	return out
+}
