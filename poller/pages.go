@@ -92,7 +92,10 @@ func DecodePage(body []byte) (Page, error) {
 			PageInfo *pageInfo  `json:"pageInfo"`
 			Data     sessionDoc `json:"data"`
 		}
-		if err := json.Unmarshal(body, &older); err != nil {
+		if olderErr := json.Unmarshal(body, &older); olderErr != nil {
+			if te.Field == "data" { // data is not an array: the older shape's error says why
+				err = olderErr
+			}
 			return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		raw.PageInfo, docs = older.PageInfo, []sessionDoc{older.Data}
