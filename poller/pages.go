@@ -241,7 +241,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 		}
 		page, err := DecodePage(body)
 		if err != nil {
-			return snap, "", fmt.Errorf("page %d: %w", n, err)
+			return snap, "", fmt.Errorf("page %d: %w; the body begins %q", n, err, snippet(body))
 		}
 		switch {
 		case fetched == 0:
@@ -254,6 +254,13 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 			}
 		case page.Total != first.Total || page.LastPage != first.LastPage:
 			why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(last, 1), first.Total, first.LastPage)
+		}
+		entries := len(page.Skipped)
+		for _, s := range page.Sessions {
+			entries += len(s.Participants)
+		}
+		if why == "" && entries == 0 && n < first.LastPage {
+			why = fmt.Sprintf("page %d empty, lastPage %d", n, first.LastPage)
 		}
 		skipped = append(skipped, page.Skipped...)
 		listed += len(page.Skipped)
@@ -281,6 +288,11 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 				seen[p.ID] = true
 				snap.Participants = append(snap.Participants, p)
 			}
+		}
+		if why != "" {
+			// The scan is void: read no further pages of a list that has changed or
+			// whose lastPage is wrong, up to maxPages of them.
+			break
 		}
 		if last > 0 {
 			if n--; n < 1 {

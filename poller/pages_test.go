@@ -86,8 +86,45 @@ func TestSnapshotShiftedMidScan(t *testing.T) {
 	if d := cmp.Diff([]string{"b", "c", "d", "e"}, ids(got)); d != "" || !got.Complete {
 		t.Errorf("complete=%v, participants (-want +got):\n%s", got.Complete, d)
 	}
-	if n := w.api.Requests(); n != 3+2 {
-		t.Errorf("%d requests, want 5: a scan of 3 pages, then one of 2", n)
+	if n := w.api.Requests(); n != 2+2 {
+		t.Errorf("%d requests, want 4: a scan that stops at page 2, whose total disagrees, then one of 2", n)
+	}
+}
+
+// TestSnapshotFalseLastPage: a lastPage far beyond the list is not followed: the scan
+// stops at the first page that disagrees with it or is empty, rather than asking for
+// thousands of pages while every other session waits.
+func TestSnapshotFalseLastPage(t *testing.T) {
+	lying := func(participants string) string {
+		return `{"pageInfo":{"currentPage":1,"perPage":2,"lastPage":2000,"total":3},"data":[{"_id":"` + session +
+			`","roomId":"` + room + `","status":"ongoing","participants":` + participants + `}]}`
+	}
+	tests := []struct {
+		name         string
+		fault        sim.Fault
+		wantComplete bool
+		wantRequests int
+	}{
+		{name: "once, on page 1, empty: that scan stops there; the next is true",
+			fault: sim.Fault{Page: 1, Status: 200, Body: lying("[]")}, wantComplete: true, wantRequests: 1 + 2},
+		{name: "on every page, which is empty: one request per scan",
+			fault: sim.Fault{Status: 200, Body: lying("[]"), Times: 100}, wantRequests: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, "a", "b", "c")
+			w.api.InjectFault(tt.fault)
+			got, err := w.client(2).Snapshot(context.Background(), session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Complete != tt.wantComplete {
+				t.Errorf("complete=%v, want %v", got.Complete, tt.wantComplete)
+			}
+			if n := w.api.Requests(); n != tt.wantRequests {
+				t.Errorf("%d requests, want %d", n, tt.wantRequests)
+			}
+		})
 	}
 }
 

@@ -206,6 +206,7 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	}
 	if prev.Outbox != nil {
 		// The last cycle stopped before its events were acknowledged.
+		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
 		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
 			return false, fmt.Errorf("previous cycle's events: %w", err)
 		}
