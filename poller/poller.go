@@ -64,17 +64,18 @@ const (
 
 // Poller polls a fixed set of sessions.
 type Poller struct {
-	src         Source
-	store       Store
-	pub         Publisher
-	log         *slog.Logger
-	concurrency int
-	now         func() time.Time
+	src   Source
+	store Store
+	pub   Publisher
+	log   *slog.Logger
+	slots chan struct{} // one per session polled at once, shared by overlapping cycles
+	now   func() time.Time
 
 	mu       sync.Mutex
 	sessions []string
 	ended    map[string]bool      // sessions no longer polled
 	missing  map[string]*notFound // sessions the API answered 404 for, until found
+	inflight map[string]bool      // sessions being polled, by this cycle or an earlier one
 }
 
 // notFound is when to ask again for a session that the API does not know.
@@ -95,8 +96,8 @@ func WithClock(now func() time.Time) Option {
 // New returns a Poller of sessions that fetches up to concurrency sessions at once.
 func New(src Source, store Store, pub Publisher, sessions []string, concurrency int, log *slog.Logger, opts ...Option) *Poller {
 	p := &Poller{
-		src: src, store: store, pub: pub, log: log, concurrency: max(1, concurrency), now: time.Now,
-		sessions: sessions, ended: make(map[string]bool), missing: make(map[string]*notFound),
+		src: src, store: store, pub: pub, log: log, slots: make(chan struct{}, max(1, concurrency)), now: time.Now,
+		sessions: sessions, ended: make(map[string]bool), missing: make(map[string]*notFound), inflight: make(map[string]bool),
 	}
 	for _, o := range opts {
 		o(p)
@@ -105,56 +106,80 @@ func New(src Source, store Store, pub Publisher, sessions []string, concurrency 
 }
 
 // Cycle polls every session that has not ended, up to concurrency at once, and returns
-// when all are done. Each session's failure is logged and left to the next cycle; a
-// session the API does not know is logged once and asked again less and less often.
-// Once stopping is closed, no further session is started; those under way go on until
-// ctx ends.
+// when all it started are done. Each session's failure is logged and left to the next
+// cycle; a session the API does not know is logged once and asked again less and less
+// often. Cycles may overlap: a session still being polled by an earlier cycle is
+// skipped, so that one slow session holds up no other. Once stopping is closed, no
+// further session is started; those under way go on until ctx ends.
 func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
 	now := p.now()
 	p.mu.Lock()
 	var todo []string
 	for _, id := range p.sessions {
-		if m := p.missing[id]; !p.ended[id] && (m == nil || !now.Before(m.next)) {
+		if m := p.missing[id]; !p.ended[id] && !p.inflight[id] && (m == nil || !now.Before(m.next)) {
 			todo = append(todo, id)
+			p.inflight[id] = true
 		}
 	}
 	p.mu.Unlock()
+	done := func(id string) {
+		p.mu.Lock()
+		delete(p.inflight, id)
+		p.mu.Unlock()
+	}
 
-	sem := make(chan struct{}, p.concurrency)
 	var wg sync.WaitGroup
-	for _, id := range todo {
+	for i, id := range todo {
 		select {
-		case sem <- struct{}{}:
+		case p.slots <- struct{}{}:
 		case <-ctx.Done():
 		case <-stopping:
 		}
 		if ctx.Err() != nil || isClosed(stopping) {
+			for _, id := range todo[i:] {
+				done(id)
+			}
 			break
 		}
 		wg.Go(func() {
-			defer func() { <-sem }()
-			log := p.log.With("session_id", id)
-			// Cron's Recover does not reach this goroutine: a bug met by one session
-			// must not stop the others, nor the worker.
-			defer func() {
-				if r := recover(); r != nil {
-					log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
-				}
-			}()
-			ended, err := p.Poll(ctx, log, id)
-			switch {
-			case err != nil && ctx.Err() != nil:
-				log.Info("cycle abandoned", "err", err)
-			case errors.Is(err, ErrNotFound):
-				p.notFound(log, id)
-			case err != nil:
-				log.Error("cycle failed", "err", err)
-			default:
-				p.found(log, id, ended)
-			}
+			defer func() { <-p.slots }()
+			defer done(id)
+			p.poll(ctx, id)
 		})
 	}
 	wg.Wait()
+}
+
+// poll runs one session's cycle, and logs and notes how it went.
+func (p *Poller) poll(ctx context.Context, id string) {
+	log := p.log.With("session_id", id)
+	// Cron's Recover does not reach this goroutine: a bug met by one session must not
+	// stop the others, nor the worker.
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	ended, err := p.Poll(ctx, log, id)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		log.Info("cycle abandoned", "err", err)
+	case errors.Is(err, ErrNotFound):
+		p.notFound(log, id)
+	case err != nil:
+		log.Error("cycle failed", "err", err)
+	default:
+		p.found(log, id, ended)
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // notFound notes a 404 for a session: logged when it begins, and asked again later.
@@ -185,15 +210,6 @@ func (p *Poller) found(log *slog.Logger, id string, ended bool) {
 	if ended {
 		p.ended[id] = true
 		log.Info("session ended: no longer polled")
-	}
-}
-
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
 	}
 }
 

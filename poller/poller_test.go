@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -451,5 +454,57 @@ func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
 	}
 	if !got.Complete {
 		t.Errorf("incomplete after rescans: %v", ids)
+	}
+}
+
+// TestCycleSlowSessionHoldsUpNoOther: while one cycle waits on a slow session, later
+// cycles poll the others, and skip the slow one rather than polling it twice at once.
+func TestCycleSlowSessionHoldsUpNoOther(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("fast", "r2")
+	var slowAsked atomic.Int32
+	slow := make(chan struct{})
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, session) {
+			if slowAsked.Add(1) == 1 {
+				close(slow)
+			}
+			<-release
+		}
+		w.api.ServeHTTP(rw, r)
+	}))
+	defer srv.Close()
+	r := newRig(t, w, true)
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
+	p := poller.New(c, r.store, publisher.New(r.js, "videosdk", quiet()), []string{session, "fast"}, 4, quiet())
+	ctx := context.Background()
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		p.Cycle(ctx, nil)
+	}()
+	defer func() {
+		close(release)
+		<-first
+	}()
+	<-slow
+	w.api.Join("fast", "x", "name-x")
+	// Cycles that find the fast session still polled by the first one skip it too.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(streamEvents(t, r.js), "participant.joined x@1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("x's joined not published while a session was slow: %v", streamEvents(t, r.js))
+		}
+		p.Cycle(ctx, nil)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := slowAsked.Load(); n != 1 {
+		t.Errorf("the slow session was asked %d times while its first request was pending, want 1", n)
+	}
+	select {
+	case <-first:
+		t.Fatal("the first cycle returned before its slow session answered")
+	default:
 	}
 }

@@ -115,8 +115,9 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	cl := cronLogger{log}
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(cl),
-		// This order matters: Recover inside SkipIfStillRunning, or one panic disables the job.
-		cron.WithChain(cron.SkipIfStillRunning(cl), cron.Recover(cl)))
+		// No SkipIfStillRunning: cycles may overlap, and each skips the sessions an
+		// earlier one is still polling, so that a slow session holds up no other.
+		cron.WithChain(cron.Recover(cl)))
 	id := c.Schedule(sched, cron.FuncJob(func() { p.Cycle(cycleCtx, ctx.Done()) }))
 	c.Start()
 	// The first cycle now, through the same chain. Cron's Stop does not wait for a job
