@@ -18,6 +18,10 @@
 //     one. This needs no completeness, since the new stint is itself the proof;
 //   - an answer that shows a participant in a stint older than the one in the state is
 //     older than the state (a cache, a lagging replica): it yields nothing;
+//   - a glimpsed stint (see Snapshot.Glimpsed) of a participantId that neither the
+//     state nor the snapshot lists was seen all the same: it is Joined, and its
+//     absence from a later complete snapshot makes it Left. Glimpses of a
+//     participantId already known add nothing;
 //   - a session is Started the first time the API returns its document (Found);
 //   - a session whose status is "ended" yields Left for every stint still present and
 //     then SessionEnded; after that the state is Ended and Compute yields nothing more.
@@ -79,6 +83,9 @@ type Snapshot struct {
 	// other; only then does absence from Participants mean a participant left.
 	Complete     bool          `json:"-"`
 	Participants []Participant `json:"-"`
+	// Glimpsed lists participants seen by an earlier scan of the same cycle that was
+	// discarded because its pages disagreed: present then, if not listed now.
+	Glimpsed []Participant `json:"-"`
 }
 
 // State is what rollcall remembers of a session between cycles.
@@ -151,9 +158,17 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 			current = append(current, p)
 		}
 	}
+	known := make(map[string]bool, len(prev.Present))
 	for _, old := range prev.Present {
+		known[old.ID] = true
 		if i, seen := now[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
 			return nil, prev // an answer older than the state: it proves nothing
+		}
+	}
+	for _, p := range next.Glimpsed {
+		if _, dup := now[p.ID]; !dup && !known[p.ID] {
+			now[p.ID] = len(current)
+			current = append(current, p)
 		}
 	}
 	ended := next.Status == StatusEnded
@@ -272,6 +287,7 @@ func Union(first, second Snapshot) Snapshot {
 	for _, p := range second.Participants {
 		listed[p.ID] = true
 	}
+	u.Glimpsed = append(slices.Clone(first.Glimpsed), second.Glimpsed...)
 	u.Participants = slices.Clone(second.Participants)
 	for _, p := range first.Participants {
 		if !listed[p.ID] {

@@ -37,6 +37,12 @@ func snap(complete bool, ps ...diff.Participant) diff.Snapshot {
 	return diff.Snapshot{SessionID: "s1", RoomID: "r1", Status: "ongoing", Found: true, Complete: complete, Participants: ps}
 }
 
+// glimpse adds participants seen only by a discarded scan to s.
+func glimpse(s diff.Snapshot, ps ...diff.Participant) diff.Snapshot {
+	s.Glimpsed = ps
+	return s
+}
+
 func state(ps ...diff.Participant) diff.State {
 	return diff.State{RoomID: "r1", Started: true, Present: stored(ps...)}
 }
@@ -132,6 +138,18 @@ func TestCompute(t *testing.T) {
 		next:        snap(false, p("a", 20, [2]int{1, 12})),
 		wantChanges: []change{{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(12))}, {Kind: "joined", ID: "a", Start: 20}},
 		wantState:   state(p("a", 20), p("b", 2)),
+	}, {
+		name:        "glimpsed by a discarded scan, a newcomer joins, and stays until a complete snapshot lacks it",
+		prev:        state(p("a", 1)),
+		next:        glimpse(snap(true, p("a", 1)), p("g", 6)),
+		wantChanges: []change{{Kind: "joined", ID: "g", Start: 6}},
+		wantState:   state(p("a", 1), p("g", 6)),
+	}, {
+		name:        "a glimpse of someone known, or also listed, adds nothing",
+		prev:        state(p("a", 1), p("b", 2)),
+		next:        glimpse(snap(true, p("a", 1), p("c", 7)), p("b", 2), p("c", 7)),
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 2}, {Kind: "joined", ID: "c", Start: 7}},
+		wantState:   state(p("a", 1), p("c", 7)),
 	}, {
 		name:        "a participantId listed twice counts once",
 		prev:        state(),

@@ -267,3 +267,32 @@ func TestPollUnsafeSessionID(t *testing.T) {
 		t.Errorf("state of the session: %+v, %v; want x present", st, err)
 	}
 }
+
+// TestPollGlimpsedStint: z joins and is seen on the last page of a scan that is then
+// discarded (y joined meanwhile, so total changed), and leaves before the next scan.
+// z was seen all the same: joined now, left on the next cycle.
+func TestPollGlimpsedStint(t *testing.T) {
+	w := newWorld(t, "a", "b", "c", "d", "e", "f")
+	r := newRig(t, w, true, session)
+	ctx := context.Background()
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	w.clock.Add(10 * time.Second) // 16
+	w.api.Join(session, "z", "name-z")
+	w.api.InjectFault(sim.Fault{Page: 3, AfterServe: func() { w.api.Join(session, "y", "name-y") }})
+	w.api.InjectFault(sim.Fault{Page: 4, AfterServe: func() { w.api.Leave(session, "z") }})
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	if d := gocmp.Diff([]string{"participant.joined y@16", "participant.joined z@16"}, r.newEvents(t)); d != "" {
+		t.Errorf("the cycle that glimpsed z (-want +got):\n%s", d)
+	}
+	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	if d := gocmp.Diff([]string{"participant.left z@16"}, r.newEvents(t)); d != "" {
+		t.Errorf("the next cycle (-want +got):\n%s", d)
+	}
+}

@@ -205,15 +205,18 @@ func (c *Client) snapshot(ctx context.Context, sessionID string, last int) (diff
 	log := c.cfg.Log.With("session_id", sessionID)
 	var snap diff.Snapshot
 	var why string
+	var glimpsed []diff.Participant // seen by the scans that disagreed
 	for scan := 1; scan <= maxScans; scan++ {
 		var err error
 		snap, why, err = c.scan(ctx, log, sessionID, last)
 		if err != nil {
 			return diff.Snapshot{}, err
 		}
+		snap.Glimpsed = glimpsed
 		if why == "" {
 			return snap, nil
 		}
+		glimpsed = append(glimpsed, snap.Participants...)
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
 		if last > 0 {
 			last = snap.Pages // the list has grown or shrunk
