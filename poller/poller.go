@@ -130,12 +130,17 @@ func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
 
 	var wg sync.WaitGroup
 	for i, id := range todo {
+		slot := false
 		select {
 		case p.slots <- struct{}{}:
+			slot = true
 		case <-ctx.Done():
 		case <-stopping:
 		}
 		if ctx.Err() != nil || isClosed(stopping) {
+			if slot {
+				<-p.slots // shared with later cycles: not to be lost
+			}
 			for _, id := range todo[i:] {
 				done(id)
 			}

@@ -508,3 +508,24 @@ func TestCycleSlowSessionHoldsUpNoOther(t *testing.T) {
 	default:
 	}
 }
+
+// TestCycleStoppedKeepsItsSlots: a cycle told to stop starts nothing, and gives back
+// any concurrency slot it took, since slots are shared with later cycles.
+func TestCycleStoppedKeepsItsSlots(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true, session)
+	stopped := make(chan struct{})
+	close(stopped)
+	for range 20 { // the slot and the stop are both ready: either may be taken
+		r.poller.Cycle(context.Background(), stopped)
+	}
+	if n := w.api.Requests(); n != 0 {
+		t.Errorf("%d requests from stopped cycles, want none", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.poller.Cycle(ctx, nil)
+	if n := w.api.Requests(); n != 1 {
+		t.Errorf("%d requests from the cycle after them, want 1: a slot was lost", n)
+	}
+}
