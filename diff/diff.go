@@ -158,7 +158,7 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 			current = append(current, p)
 		}
 	}
-	known := make(map[string]bool, len(prev.Present))
+	known := make(map[string]bool, len(prev.Present)) // participantIds in the state
 	for _, old := range prev.Present {
 		known[old.ID] = true
 		if i, seen := now[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
@@ -178,9 +178,7 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 		changes = append(changes, Change{Kind: SessionStarted})
 	}
 	state.Present = make([]Participant, 0, len(prev.Present)+len(current))
-	before := make(map[string]bool, len(prev.Present))
 	for _, old := range prev.Present {
-		before[old.ID] = true
 		i, seen := now[old.ID]
 		var cur Participant
 		if seen {
@@ -201,7 +199,7 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 		}
 	}
 	for _, p := range current {
-		if !before[p.ID] {
+		if !known[p.ID] {
 			joins = append(joins, Change{Kind: Joined, Participant: p})
 		}
 		if !ended {

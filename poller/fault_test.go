@@ -123,17 +123,10 @@ func checkIDs(t *testing.T, js jetstream.JetStream) {
 func TestPollMidScanLeave(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e")
 	r := newRig(t, w, true, session)
-	ctx := context.Background()
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	r.newEvents(t)
+	r.poll(t)
 	w.clock.Add(10 * time.Second)
 	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "b") }})
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	if d := gocmp.Diff([]string{"participant.left b@2"}, r.newEvents(t)); d != "" {
+	if d := gocmp.Diff([]string{"participant.left b@2"}, r.poll(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
 }
@@ -144,25 +137,15 @@ func TestPollMidScanLeave(t *testing.T) {
 func TestPollPagesKeepShifting(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
 	r := newRig(t, w, true, session)
-	ctx := context.Background()
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	r.newEvents(t)
+	r.poll(t)
 	for _, id := range []string{"a", "b", "c"} {
 		w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, id) }})
 	}
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.newEvents(t); len(got) != 0 {
+	if got := r.poll(t); len(got) != 0 {
 		t.Errorf("events from scans that never agreed: %v", got)
 	}
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
 	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3"}
-	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+	if d := gocmp.Diff(want, r.poll(t)); d != "" {
 		t.Errorf("the next agreeing cycle (-want +got):\n%s", d)
 	}
 }
@@ -274,25 +257,15 @@ func TestPollUnsafeSessionID(t *testing.T) {
 func TestPollGlimpsedStint(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
 	r := newRig(t, w, true, session)
-	ctx := context.Background()
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	r.newEvents(t)
+	r.poll(t)
 	w.clock.Add(10 * time.Second) // 16
 	w.api.Join(session, "z", "name-z")
 	w.api.InjectFault(sim.Fault{Page: 3, AfterServe: func() { w.api.Join(session, "y", "name-y") }})
 	w.api.InjectFault(sim.Fault{Page: 4, AfterServe: func() { w.api.Leave(session, "z") }})
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	if d := gocmp.Diff([]string{"participant.joined y@16", "participant.joined z@16"}, r.newEvents(t)); d != "" {
+	if d := gocmp.Diff([]string{"participant.joined y@16", "participant.joined z@16"}, r.poll(t)); d != "" {
 		t.Errorf("the cycle that glimpsed z (-want +got):\n%s", d)
 	}
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	if d := gocmp.Diff([]string{"participant.left z@16"}, r.newEvents(t)); d != "" {
+	if d := gocmp.Diff([]string{"participant.left z@16"}, r.poll(t)); d != "" {
 		t.Errorf("the next cycle (-want +got):\n%s", d)
 	}
 }

@@ -258,13 +258,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 		case page.Total != first.Total || page.LastPage != first.LastPage:
 			why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(last, 1), first.Total, first.LastPage)
 		}
-		entries := len(page.Skipped)
-		for _, s := range page.Sessions {
-			entries += len(s.Participants)
-		}
-		if why == "" && entries == 0 && n < first.LastPage {
-			why = fmt.Sprintf("page %d empty, lastPage %d", n, first.LastPage)
-		}
+		listedBefore := listed
 		skipped = append(skipped, page.Skipped...)
 		listed += len(page.Skipped)
 		for _, s := range page.Sessions {
@@ -291,6 +285,9 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 				seen[p.ID] = true
 				snap.Participants = append(snap.Participants, p)
 			}
+		}
+		if why == "" && listed == listedBefore && n < first.LastPage {
+			why = fmt.Sprintf("page %d empty, lastPage %d", n, first.LastPage)
 		}
 		if why != "" {
 			// The scan is void: read no further pages of a list that has changed or

@@ -53,13 +53,13 @@ type Publisher interface {
 	Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error
 }
 
-// A session the API does not know (404) is asked again after NotFoundWait, then after
-// twice as long each time, up to MaxNotFoundWait: it may be a typo that will never
+// A session the API does not know (404) is asked again after notFoundWait, then after
+// twice as long each time, up to maxNotFoundWait: it may be a typo that will never
 // resolve, or a session that is not there yet, and neither is worth a request each
 // cycle.
 const (
-	NotFoundWait    = 30 * time.Second
-	MaxNotFoundWait = 10 * time.Minute
+	notFoundWait    = 30 * time.Second
+	maxNotFoundWait = 10 * time.Minute
 )
 
 // Poller polls a fixed set of sessions.
@@ -193,14 +193,14 @@ func (p *Poller) notFound(log *slog.Logger, id string) {
 	defer p.mu.Unlock()
 	m := p.missing[id]
 	if m == nil {
-		m = &notFound{wait: NotFoundWait}
+		m = &notFound{wait: notFoundWait}
 		p.missing[id] = m
 		log.Error("session not found: the API does not know it; asking again less and less often", "retry_in", m.wait)
 	} else {
 		log.Debug("session still not found", "retry_in", m.wait)
 	}
 	m.next = p.now().Add(m.wait)
-	m.wait = min(2*m.wait, MaxNotFoundWait)
+	m.wait = min(2*m.wait, maxNotFoundWait)
 }
 
 // found notes a successful cycle of a session, which ends a not-found spell, and

@@ -52,6 +52,15 @@ func newRig(t *testing.T, w *world, withStream bool, sessions ...string) *rig {
 	return &rig{world: w, js: js, store: store, poller: p}
 }
 
+// poll runs one cycle of the rig's session and returns the events it added.
+func (r *rig) poll(t *testing.T) []string {
+	t.Helper()
+	if _, err := r.poller.Poll(context.Background(), quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	return r.newEvents(t)
+}
+
 // with returns a poller of the rig's session over src, with the rig's store and stream.
 func (r *rig) with(src poller.Source) *poller.Poller {
 	return poller.New(src, r.store, publisher.New(r.js, "videosdk", quiet()), []string{session}, 1, quiet())
@@ -401,10 +410,7 @@ func TestPollTwoShiftedScans(t *testing.T) {
 	r := newRig(t, w, true, session)
 	ctx := context.Background()
 	w.api.Leave(session, "p1")
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	r.newEvents(t)
+	r.poll(t)
 	w.clock.Add(10 * time.Second) // 17
 	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() {
 		w.api.Leave(session, "p2")
@@ -425,10 +431,7 @@ func TestPollTwoShiftedScans(t *testing.T) {
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
-	if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff([]string{"participant.left p3@3"}, r.newEvents(t)); d != "" {
+	if d := cmp.Diff([]string{"participant.left p3@3"}, r.poll(t)); d != "" {
 		t.Errorf("the next cycle's events (-want +got):\n%s", d)
 	}
 }

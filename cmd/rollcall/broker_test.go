@@ -12,8 +12,8 @@ import (
 )
 
 // TestRunSurvivesABrokerRestart: the NATS server goes away while the worker runs. The
-// worker keeps its schedule, reconnects on its own once the server is back, and
-// publishes what happened meanwhile, once.
+// worker notices, reconnects on its own once the server is back, and publishes what
+// happened meanwhile, once.
 func TestRunSurvivesABrokerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the worker for several seconds")
@@ -31,9 +31,19 @@ func TestRunSurvivesABrokerRestart(t *testing.T) {
 	leave(e.api, "s1", "a")
 	join(e.api, "s1", "d")
 	join(e.api, "s2", "y")
-	// An outage of three cycles: they fail at loading the state, before asking the
-	// API, and leave nothing behind.
-	time.Sleep(3 * time.Second)
+	// Back once a cycle has failed for want of it: cycles fail at loading the state,
+	// before asking the API, and leave nothing behind.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, after, down := strings.Cut(e.logs.String(), "NATS disconnected")
+		if down && strings.Contains(after, "msg=\"cycle failed\"") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cycle failed while the server was down:\n%s", e.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	e.ns = natstest.StartIn(t, dir, port)
 	e.settle("after the broker came back")
 	e.hold("two cycles later")

@@ -94,33 +94,7 @@ func TestCrashSafety(t *testing.T) {
 	proxy := latencyProxy(t, ns.Addr().String(), crashLatency)
 
 	dir := t.TempDir()
-	config := filepath.Join(dir, "config.toml")
-	var list strings.Builder
-	for id := range sessions {
-		fmt.Fprintf(&list, "[[sessions]]\nid = %q\n", id)
-	}
-	cfg := fmt.Sprintf(`
-[videosdk]
-base_url = %q
-api_key = %q
-per_page = 2
-request_timeout = "2s"
-rate_limit = 30
-
-[poll]
-schedule = "@every 1s"
-
-%s
-[nats]
-url = %q
-duplicate_window = "1h"
-
-[log]
-level = "debug"
-`, srv.URL, testKey, list.String(), "nats://"+proxy)
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	config := writeConfig(t, dir, srv.URL, "nats://"+proxy, 30, sessions)
 
 	churnCtx, cancelChurn := context.WithCancel(context.Background())
 	churned := make(chan struct{})

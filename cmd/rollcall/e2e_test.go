@@ -37,6 +37,8 @@ type e2e struct {
 	config   string
 	sessions map[string]string // session id -> room id
 
+	logs *syncBuffer // of the worker last started
+
 	mu        sync.Mutex
 	published map[string]int // every publish seen on the wire, by event id, duplicates included
 }
@@ -64,18 +66,25 @@ func newE2E(t *testing.T, sessions map[string]string) *e2e {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	e.config = writeConfig(t, t.TempDir(), srv.URL, ns.ClientURL(), 0, sessions)
+	return e
+}
+
+// writeConfig writes the tests' config.toml into dir: two participants a page, a
+// cycle a second, the given rate limit (0: none).
+func writeConfig(t *testing.T, dir, apiURL, natsURL string, rateLimit int, sessions map[string]string) string {
+	t.Helper()
 	var list strings.Builder
 	for id := range sessions {
 		fmt.Fprintf(&list, "[[sessions]]\nid = %q\n", id)
 	}
-	e.config = filepath.Join(t.TempDir(), "config.toml")
 	cfg := fmt.Sprintf(`
 [videosdk]
 base_url = %q
 api_key = %q
 per_page = 2
 request_timeout = "2s"
-rate_limit = 0
+rate_limit = %d
 
 [poll]
 schedule = "@every 1s"
@@ -87,11 +96,12 @@ duplicate_window = "1h"
 
 [log]
 level = "debug"
-`, srv.URL, testKey, list.String(), ns.ClientURL())
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+`, apiURL, testKey, rateLimit, list.String(), natsURL)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return path
 }
 
 // start runs `rollcall run` until the returned stop is called; stop checks that it
@@ -99,11 +109,12 @@ level = "debug"
 func (e *e2e) start() (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	logs := &syncBuffer{}
+	e.logs = logs
 	done := make(chan error, 1)
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
 	go func() {
-		done <- run(ctx, []string{"run", "-config", e.config}, &logs, &logs, func(k string) string { return env[k] })
+		done <- run(ctx, []string{"run", "-config", e.config}, logs, logs, func(k string) string { return env[k] })
 	}()
 	return func() {
 		e.t.Helper()
