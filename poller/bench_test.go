@@ -127,11 +127,11 @@ func BenchmarkPoll(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := poller.New(c, store, publisher.New(js, "videosdk", quiet()), []string{session}, 1, quiet())
+	p := poller.New(c, store, publisher.New(js, "videosdk", quiet()))
 	log := quiet()
 	if _, err := p.Poll(ctx, log, session); err != nil { // everyone joins: not what is measured
 		b.Fatal(err)

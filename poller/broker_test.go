@@ -90,13 +90,13 @@ func TestPollBrokerFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			ensureStream(t, js)
-			store, err := publisher.OpenStore(context.Background(), js, "ROLLCALL_STATE", 1)
+			store, err := publisher.OpenStore(context.Background(), js, "ROLLCALL_STATE", 1, time.Hour, quiet())
 			if err != nil {
 				t.Fatal(err)
 			}
 			restarted := make(chan struct{})
 			pub := &stoppingPublisher{Publisher: publisher.New(js, "videosdk", quiet()), stopped: func() {}}
-			p := poller.New(w.client(2), store, pub, []string{session}, 1, quiet())
+			p := poller.New(w.client(2), store, pub)
 			r := &rig{world: w, js: js, store: store, poller: p}
 			if _, err := p.Poll(context.Background(), quiet(), session); err != nil {
 				t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -60,6 +61,7 @@ type ClientConfig struct {
 type Client struct {
 	cfg     ClientConfig
 	limiter *rate.Limiter
+	polls   atomic.Int64 // poll requests waiting for the limiter; background ones yield to them
 
 	mu        sync.Mutex
 	holdUntil time.Time // after a 429: the API is the account's, so everyone waits
@@ -100,10 +102,19 @@ func NewClient(cfg ClientConfig) *Client {
 	return &Client{cfg: cfg, limiter: rate.NewLimiter(limit, 1)}
 }
 
+// priority says who goes first when the rate limit is short: polls of live sessions,
+// then background work such as listing rooms' sessions.
+type priority bool
+
+const (
+	foreground priority = false
+	background priority = true
+)
+
 // get fetches path?query and returns the body of a 200 answer. It retries 429 (after
 // Retry-After when given), 5xx, timeouts and broken connections with capped
 // exponential backoff and full jitter, and a 401 once with a fresh token.
-func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query url.Values) ([]byte, error) {
+func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query url.Values, prio priority) ([]byte, error) {
 	u := c.cfg.BaseURL + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -111,7 +122,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 	wait := c.cfg.Backoff
 	refreshed := false
 	for attempt := 1; ; attempt++ {
-		body, retryAfter, err := c.once(ctx, u)
+		body, retryAfter, err := c.once(ctx, u, prio)
 		var se *StatusError
 		switch {
 		case err == nil:
@@ -136,8 +147,8 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 }
 
 // once makes one request. For a 429 it also returns how long to wait.
-func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, error) {
-	if err := c.wait(ctx); err != nil {
+func (c *Client) once(ctx context.Context, u string, prio priority) ([]byte, time.Duration, error) {
+	if err := c.wait(ctx, prio); err != nil {
 		return nil, 0, err
 	}
 	tok, err := c.cfg.Tokens.Token()
@@ -182,17 +193,39 @@ func (c *Client) once(ctx context.Context, u string) ([]byte, time.Duration, err
 }
 
 // wait waits for the rate limiter and while a 429 holds every request back. A request
-// already waiting for the limiter when a 429 arrives is held too.
-func (c *Client) wait(ctx context.Context) error {
+// already waiting for the limiter when a 429 arrives is held too. A background
+// request takes a turn only when no poll is waiting for one.
+func (c *Client) wait(ctx context.Context, prio priority) error {
 	for {
 		if err := c.hold(ctx); err != nil {
 			return err
 		}
-		if err := c.limiter.Wait(ctx); err != nil {
+		var err error
+		if prio == background {
+			err = c.yield(ctx)
+		} else {
+			c.polls.Add(1)
+			err = c.limiter.Wait(ctx)
+			c.polls.Add(-1)
+		}
+		if err != nil {
 			return err
 		}
 		if !c.held() {
 			return nil
+		}
+	}
+}
+
+// yield takes a turn of the rate limiter when no poll is waiting and one is free,
+// checking again every turn's length.
+func (c *Client) yield(ctx context.Context) error {
+	for {
+		if c.polls.Load() == 0 && c.limiter.Allow() {
+			return nil
+		}
+		if err := sleep(ctx, max(time.Duration(float64(time.Second)/float64(c.limiter.Limit())), time.Millisecond)); err != nil {
+			return err
 		}
 	}
 }

@@ -1,10 +1,8 @@
 package poller_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/poller"
-	"github.com/rollcall/rollcall/publisher"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -57,7 +54,7 @@ func TestFaultMatrix(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, "a", "b", "c")
-			r := newRig(t, w, true, session)
+			r := newRig(t, w, true)
 			p := r.with(poller.NewClient(poller.ClientConfig{
 				BaseURL: w.url, Tokens: w.tokens, PerPage: 2, RequestTimeout: cmp.Or(tt.timeout, 300*time.Millisecond),
 				Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
@@ -122,7 +119,7 @@ func checkIDs(t *testing.T, js jetstream.JetStream) {
 // scanned again, and c gets no false left and joined.
 func TestPollMidScanLeave(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	r.poll(t)
 	w.clock.Add(10 * time.Second)
 	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "b") }})
@@ -136,7 +133,7 @@ func TestPollMidScanLeave(t *testing.T) {
 // really gone, until a cycle whose pages agree.
 func TestPollPagesKeepShifting(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	r.poll(t)
 	for _, id := range []string{"a", "b", "c"} {
 		w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, id) }})
@@ -150,75 +147,28 @@ func TestPollPagesKeepShifting(t *testing.T) {
 	}
 }
 
-// TestCycleUnknownSession: a 404 yields no event, is logged once when it begins and
-// once when it ends, and the session is asked again after 30s, 1m, 2m, ... rather than
-// every cycle. Once the session exists, it is polled every cycle again.
-func TestCycleUnknownSession(t *testing.T) {
-	w := newWorld(t, "a")
-	r := newRig(t, w, true)
-	var logs bytes.Buffer // Cycle returns after its goroutines have logged
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := poller.New(w.client(2), r.store, publisher.New(r.js, "videosdk", quiet()), []string{"later"}, 1, log, poller.WithClock(w.clock.Now))
-	ctx := context.Background()
-	steps := []struct {
-		name         string
-		wait         time.Duration
-		change       func()
-		wantRequests int
-	}{
-		{name: "first cycle: 404", wantRequests: 1},
-		{name: "next cycle: not asked", wait: time.Second},
-		{name: "30s after the 404: asked again", wait: 29 * time.Second, wantRequests: 1},
-		{name: "30s later: not asked, the wait doubled", wait: 30 * time.Second},
-		{name: "60s after the second 404: asked", wait: 30 * time.Second, wantRequests: 1},
-		{name: "the session starts: found 2m after the third 404", wait: 2 * time.Minute, wantRequests: 1, change: func() {
-			w.api.StartSession("later", "room-later")
-			w.api.Join("later", "x", "name-x")
-		}},
-		{name: "polled every cycle again", wait: time.Second, wantRequests: 1},
-	}
-	for _, s := range steps {
-		w.clock.Add(s.wait)
-		if s.change != nil {
-			s.change()
-		}
-		before := w.api.Requests()
-		p.Cycle(ctx, nil)
-		if n := w.api.Requests() - before; n != s.wantRequests {
-			t.Errorf("%s: %d requests, want %d", s.name, n, s.wantRequests)
-		}
-	}
-	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
-		t.Errorf("%d errors logged for three 404s, want 1:\n%s", n, logs.String())
-	}
-	if n := strings.Count(logs.String(), "session found"); n != 1 {
-		t.Errorf("%d lines say the session was found, want 1:\n%s", n, logs.String())
-	}
-	want := []string{"session.started", "participant.joined x@211"}
-	if d := gocmp.Diff(want, streamEvents(t, r.js)); d != "" {
-		t.Errorf("events (-want +got):\n%s", d)
-	}
-}
-
 // TestPollEndedSession: a session whose status is ended yields a left for everyone
 // still present, then session.ended, and is not asked again.
 func TestPollEndedSession(t *testing.T) {
 	w := newWorld(t, "a", "b", "c")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	ctx := context.Background()
-	r.poller.Cycle(ctx, nil)
-	r.newEvents(t)
+	r.poll(t)
 	w.clock.Add(7 * time.Second) // 10
 	w.api.Leave(session, "a")
 	w.api.Join(session, "d", "name-d") // joins and the session ends between two polls: never seen
 	w.api.EndSession(session)
-	r.poller.Cycle(ctx, nil)
+	if ended, err := r.poller.Poll(ctx, quiet(), session); !ended || err != nil {
+		t.Fatalf("Poll of an ended session = %v, %v; want ended", ended, err)
+	}
 	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3", "session.ended"}
 	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
 	before := w.api.Requests()
-	r.poller.Cycle(ctx, nil)
+	if ended, err := r.poller.Poll(ctx, quiet(), session); !ended || err != nil {
+		t.Errorf("Poll after the end = %v, %v; want ended", ended, err)
+	}
 	if n := w.api.Requests() - before; n != 0 {
 		t.Errorf("%d requests for an ended session, want none", n)
 	}
@@ -231,7 +181,7 @@ func TestPollUnsafeSessionID(t *testing.T) {
 	w := newWorld(t)
 	w.api.StartSession(id, roomID)
 	w.api.Join(id, "x.y", "name")
-	r := newRig(t, w, true, id)
+	r := newRig(t, w, true)
 	if _, err := r.poller.Poll(context.Background(), quiet(), id); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +206,7 @@ func TestPollUnsafeSessionID(t *testing.T) {
 // z was seen all the same: joined now, left on the next cycle.
 func TestPollGlimpsedStint(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	r.poll(t)
 	w.clock.Add(10 * time.Second) // 16
 	w.api.Join(session, "z", "name-z")

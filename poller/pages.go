@@ -238,7 +238,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 	seen := make(map[string]bool)
 	n := max(last, 1)
 	for fetched := 0; ; fetched++ {
-		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}})
+		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}}, foreground)
 		if err != nil {
 			return snap, "", err
 		}

@@ -24,11 +24,9 @@ package poller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
@@ -46,6 +44,9 @@ type Source interface {
 type Store interface {
 	Load(ctx context.Context, sessionID string) (diff.State, uint64, error)
 	Save(ctx context.Context, sessionID string, st diff.State, rev uint64) (uint64, error)
+	// End replaces the state of a session that has ended, saved at rev, by a small
+	// tombstone that says so; a rev of 0 means there is nothing to replace.
+	End(ctx context.Context, sessionID string, st diff.State, rev uint64) error
 }
 
 // Publisher publishes a session's changes and returns once all are acknowledged.
@@ -53,169 +54,40 @@ type Publisher interface {
 	Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error
 }
 
-// A session the API does not know (404) is asked again after notFoundWait, then after
-// twice as long each time, up to maxNotFoundWait: it may be a typo that will never
-// resolve, or a session that is not there yet, and neither is worth a request each
-// cycle.
-const (
-	notFoundWait    = 30 * time.Second
-	maxNotFoundWait = 10 * time.Minute
-)
-
-// Poller polls a fixed set of sessions.
+// Poller runs one cycle of one session at a time; a Manager decides when.
 type Poller struct {
 	src   Source
 	store Store
 	pub   Publisher
-	log   *slog.Logger
-	slots chan struct{} // one per session polled at once, shared by overlapping cycles
 	now   func() time.Time
-
-	mu       sync.Mutex
-	sessions []string
-	ended    map[string]bool      // sessions no longer polled
-	missing  map[string]*notFound // sessions the API answered 404 for, until found
-	inflight map[string]bool      // sessions being polled, by this cycle or an earlier one
-}
-
-// notFound is when to ask again for a session that the API does not know.
-type notFound struct {
-	next time.Time
-	wait time.Duration // the wait after the next 404
+	// Participants in these modes or with these deviceInfo.sdkType yield no events.
+	excludeModes, excludeSDKTypes []string
 }
 
 // Option configures a Poller.
 type Option func(*Poller)
 
-// WithClock sets the clock that times cycles, stamps observedAt and paces the
-// requests for unknown sessions; the default is time.Now.
+// WithClock sets the clock that stamps observedAt and times cycles; the default is
+// time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(p *Poller) { p.now = now }
 }
 
-// New returns a Poller of sessions that fetches up to concurrency sessions at once.
-func New(src Source, store Store, pub Publisher, sessions []string, concurrency int, log *slog.Logger, opts ...Option) *Poller {
-	p := &Poller{
-		src: src, store: store, pub: pub, log: log, slots: make(chan struct{}, max(1, concurrency)), now: time.Now,
-		sessions: sessions, ended: make(map[string]bool), missing: make(map[string]*notFound), inflight: make(map[string]bool),
-	}
+// WithExclude drops participants in the given modes (such as "VIEWER") or with the
+// given deviceInfo.sdkType (such as "recorder") before the diff, so that they yield
+// no events.
+func WithExclude(modes, sdkTypes []string) Option {
+	return func(p *Poller) { p.excludeModes, p.excludeSDKTypes = modes, sdkTypes }
+}
+
+// New returns a Poller that fetches from src, keeps state in store and publishes to
+// pub.
+func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
+	p := &Poller{src: src, store: store, pub: pub, now: time.Now}
 	for _, o := range opts {
 		o(p)
 	}
 	return p
-}
-
-// Cycle polls every session that has not ended, up to concurrency at once, and returns
-// when all it started are done. Each session's failure is logged and left to the next
-// cycle; a session the API does not know is logged once and asked again less and less
-// often. Cycles may overlap: a session still being polled by an earlier cycle is
-// skipped, so that one slow session holds up no other. Once stopping is closed, no
-// further session is started; those under way go on until ctx ends.
-func (p *Poller) Cycle(ctx context.Context, stopping <-chan struct{}) {
-	now := p.now()
-	p.mu.Lock()
-	var todo []string
-	for _, id := range p.sessions {
-		if m := p.missing[id]; !p.ended[id] && !p.inflight[id] && (m == nil || !now.Before(m.next)) {
-			todo = append(todo, id)
-			p.inflight[id] = true
-		}
-	}
-	p.mu.Unlock()
-	done := func(id string) {
-		p.mu.Lock()
-		delete(p.inflight, id)
-		p.mu.Unlock()
-	}
-
-	var wg sync.WaitGroup
-	for i, id := range todo {
-		slot := false
-		select {
-		case p.slots <- struct{}{}:
-			slot = true
-		case <-ctx.Done():
-		case <-stopping:
-		}
-		if ctx.Err() != nil || isClosed(stopping) {
-			if slot {
-				<-p.slots // shared with later cycles: not to be lost
-			}
-			for _, id := range todo[i:] {
-				done(id)
-			}
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-p.slots }()
-			defer done(id)
-			p.poll(ctx, id)
-		})
-	}
-	wg.Wait()
-}
-
-// poll runs one session's cycle, and logs and notes how it went.
-func (p *Poller) poll(ctx context.Context, id string) {
-	log := p.log.With("session_id", id)
-	// Cron's Recover does not reach this goroutine: a bug met by one session must not
-	// stop the others, nor the worker.
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	ended, err := p.Poll(ctx, log, id)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		log.Info("cycle abandoned", "err", err)
-	case errors.Is(err, ErrNotFound):
-		p.notFound(log, id)
-	case err != nil:
-		log.Error("cycle failed", "err", err)
-	default:
-		p.found(log, id, ended)
-	}
-}
-
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
-// notFound notes a 404 for a session: logged when it begins, and asked again later.
-func (p *Poller) notFound(log *slog.Logger, id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m := p.missing[id]
-	if m == nil {
-		m = &notFound{wait: notFoundWait}
-		p.missing[id] = m
-		log.Error("session not found: the API does not know it; asking again less and less often", "retry_in", m.wait)
-	} else {
-		log.Debug("session still not found", "retry_in", m.wait)
-	}
-	m.next = p.now().Add(m.wait)
-	m.wait = min(2*m.wait, maxNotFoundWait)
-}
-
-// found notes a successful cycle of a session, which ends a not-found spell, and
-// whether the session has ended.
-func (p *Poller) found(log *slog.Logger, id string, ended bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.missing[id] != nil {
-		delete(p.missing, id)
-		log.Info("session found: polled every cycle again")
-	}
-	if ended {
-		p.ended[id] = true
-		log.Info("session ended: no longer polled")
-	}
 }
 
 // Poll runs one cycle of one session and reports whether the session has ended.
@@ -234,12 +106,14 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 		prev.Outbox = nil
 	}
 	if prev.Ended {
-		return true, nil
+		// Ended on an earlier cycle that stopped before its tombstone was written.
+		return true, p.store.End(ctx, sessionID, prev, rev)
 	}
 	snap, err := p.src.Snapshot(ctx, sessionID)
 	if err != nil {
 		return false, fmt.Errorf("fetch: %w", err)
 	}
+	snap = p.exclude(prev, snap)
 	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
 		snap = p.confirm(ctx, log, sessionID, snap)
 	}
@@ -264,9 +138,36 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 		}
 	}
 	joined, left := count(changes)
-	log.Info("cycle", "joined", joined, "left", left, "present", len(next.Present),
+	level := slog.LevelDebug
+	if len(changes) > 0 {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, "cycle", "joined", joined, "left", left, "present", len(next.Present),
 		"complete", snap.Complete, "duration", p.now().Sub(start).Round(time.Millisecond))
 	return next.Ended, nil
+}
+
+// exclude drops the participants whose mode or sdkType is excluded. A stint already
+// in the state is kept whatever its mode now (someone who switched to an excluded mode
+// mid-stint): dropping it would make a false left, and its return a second joined.
+func (p *Poller) exclude(prev diff.State, snap diff.Snapshot) diff.Snapshot {
+	if len(p.excludeModes) == 0 && len(p.excludeSDKTypes) == 0 {
+		return snap
+	}
+	known := make(map[string]time.Time, len(prev.Present))
+	for _, old := range prev.Present {
+		known[old.ID] = old.JoinedAt
+	}
+	keep := func(list []diff.Participant) []diff.Participant {
+		return slices.DeleteFunc(slices.Clone(list), func(q diff.Participant) bool {
+			if at, ok := known[q.ID]; ok && at.Equal(q.JoinedAt) {
+				return false
+			}
+			return slices.Contains(p.excludeModes, q.Mode) || slices.Contains(p.excludeSDKTypes, q.SDKType)
+		})
+	}
+	snap.Participants, snap.Glimpsed = keep(snap.Participants), keep(snap.Glimpsed)
+	return snap
 }
 
 // deliver publishes st's outbox, which is saved at revision rev, and once the stream
@@ -282,6 +183,9 @@ func (p *Poller) deliver(ctx context.Context, sessionID string, st diff.State, r
 		return rev, err
 	}
 	st.Outbox = nil
+	if st.Ended {
+		return 0, p.store.End(ctx, sessionID, st, rev)
+	}
 	return p.store.Save(ctx, sessionID, st, rev)
 }
 

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +31,7 @@ type rig struct {
 	seen   int // events already returned by newEvents
 }
 
-func newRig(t *testing.T, w *world, withStream bool, sessions ...string) *rig {
+func newRig(t *testing.T, w *world, withStream bool) *rig {
 	t.Helper()
 	ctx := context.Background()
 	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)), 4)
@@ -44,11 +41,11 @@ func newRig(t *testing.T, w *world, withStream bool, sessions ...string) *rig {
 	if withStream {
 		ensureStream(t, js)
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := poller.New(w.client(2), store, publisher.New(js, "videosdk", quiet()), sessions, 4, quiet())
+	p := poller.New(w.client(2), store, publisher.New(js, "videosdk", quiet()))
 	return &rig{world: w, js: js, store: store, poller: p}
 }
 
@@ -61,9 +58,9 @@ func (r *rig) poll(t *testing.T) []string {
 	return r.newEvents(t)
 }
 
-// with returns a poller of the rig's session over src, with the rig's store and stream.
+// with returns a poller over src, with the rig's store and stream.
 func (r *rig) with(src poller.Source) *poller.Poller {
-	return poller.New(src, r.store, publisher.New(r.js, "videosdk", quiet()), []string{session}, 1, quiet())
+	return poller.New(src, r.store, publisher.New(r.js, "videosdk", quiet()))
 }
 
 func ensureStream(t *testing.T, js jetstream.JetStream) {
@@ -120,7 +117,7 @@ func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 // step, and checks what each cycle adds to the stream.
 func TestPollScenario(t *testing.T) {
 	w := newWorld(t, "a", "b", "c") // joined at seconds 1, 2, 3
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	steps := []struct {
 		name      string
 		change    func()
@@ -215,7 +212,7 @@ func TestPollScenario(t *testing.T) {
 // diff: a gets its joined and its left, though no snapshot ever saved shows a.
 func TestPollFinishesAnInterruptedCycle(t *testing.T) {
 	w := newWorld(t, "a", "b")
-	r := newRig(t, w, false, session)
+	r := newRig(t, w, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	if _, err := r.poller.Poll(ctx, quiet(), session); err == nil {
@@ -259,9 +256,9 @@ func (s *failingStore) Save(ctx context.Context, id string, st diff.State, rev u
 // as duplicates) and goes on from the state they led to.
 func TestPollAckedButNotCleared(t *testing.T) {
 	w := newWorld(t, "a")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	store := &failingStore{Store: r.store, fail: map[int]bool{2: true}}
-	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()), []string{session}, 1, quiet())
+	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()))
 	ctx := context.Background()
 	w.api.Join(session, "z", "name-z")
 	if _, err := p.Poll(ctx, quiet(), session); err == nil {
@@ -294,7 +291,7 @@ func TestPollDoesNotSaveAnUnchangedState(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, "a")
-			r := newRig(t, w, true, session)
+			r := newRig(t, w, true)
 			if tt.body != nil {
 				w.api.InjectFault(sim.Fault{Status: 200, Body: tt.body(t), Times: 3})
 			}
@@ -317,55 +314,6 @@ func TestPollDoesNotSaveAnUnchangedState(t *testing.T) {
 	}
 }
 
-// TestCycle polls several sessions at once and stops polling the one that ended.
-func TestCycle(t *testing.T) {
-	w := newWorld(t, "a")
-	w.api.StartSession("s2", "r2")
-	w.api.Join("s2", "x", "name-x")
-	w.api.StartSession("s3", "r3")
-	r := newRig(t, w, true, session, "s2", "s3", "unknown")
-	ctx := context.Background()
-	r.poller.Cycle(ctx, nil)
-	w.api.EndSession("s2")
-	r.poller.Cycle(ctx, nil)
-	before := w.api.Requests()
-	r.poller.Cycle(ctx, nil)
-	// One page each for the session and s3; the unknown session is asked again only
-	// later (see TestCycleUnknownSession); s2 ended and is no longer polled.
-	if n := w.api.Requests() - before; n != 2 {
-		t.Errorf("%d requests in the cycle after s2 ended, want 2", n)
-	}
-	got := streamEvents(t, r.js)
-	if n := len(got); n != 7 {
-		t.Errorf("%d events, want 7 (3 started, a and x joined, x left, s2 ended, and nothing for the unknown session): %v", n, got)
-	}
-}
-
-// panickySource panics for one session and asks the simulator for the others.
-type panickySource struct {
-	poller.Source
-	bad string
-}
-
-func (s panickySource) Snapshot(ctx context.Context, id string) (diff.Snapshot, error) {
-	if id == s.bad {
-		panic("a bug met by one session")
-	}
-	return s.Source.Snapshot(ctx, id)
-}
-
-// TestCycleSurvivesAPanic: a panic while polling one session is logged, and the
-// other sessions are polled all the same.
-func TestCycleSurvivesAPanic(t *testing.T) {
-	w := newWorld(t, "a")
-	r := newRig(t, w, true)
-	p := poller.New(panickySource{Source: w.client(2), bad: "bad"}, r.store, publisher.New(r.js, "videosdk", quiet()), []string{"bad", session}, 2, quiet())
-	p.Cycle(context.Background(), nil)
-	if got := streamEvents(t, r.js); len(got) != 2 {
-		t.Errorf("events %v, want the good session started and a joined", got)
-	}
-}
-
 // TestPollConfirmsOnlyWhatCanHaveShifted: an absence from a one-page list needs no
 // second scan; an absence from a list of several pages does.
 func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
@@ -381,7 +329,7 @@ func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, tt.present...)
-			r := newRig(t, w, true, session)
+			r := newRig(t, w, true)
 			ctx := context.Background()
 			if _, err := r.poller.Poll(ctx, quiet(), session); err != nil {
 				t.Fatal(err)
@@ -407,7 +355,7 @@ func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 // false left.
 func TestPollTwoShiftedScans(t *testing.T) {
 	w := newWorld(t, "p1", "p2", "p3", "p4", "p5", "p6", "p7")
-	r := newRig(t, w, true, session)
+	r := newRig(t, w, true)
 	ctx := context.Background()
 	w.api.Leave(session, "p1")
 	r.poll(t)
@@ -457,78 +405,5 @@ func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
 	}
 	if !got.Complete {
 		t.Errorf("incomplete after rescans: %v", ids)
-	}
-}
-
-// TestCycleSlowSessionHoldsUpNoOther: while one cycle waits on a slow session, later
-// cycles poll the others, and skip the slow one rather than polling it twice at once.
-func TestCycleSlowSessionHoldsUpNoOther(t *testing.T) {
-	w := newWorld(t, "a")
-	w.api.StartSession("fast", "r2")
-	var slowAsked atomic.Int32
-	slow := make(chan struct{})
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, session) {
-			if slowAsked.Add(1) == 1 {
-				close(slow)
-			}
-			<-release
-		}
-		w.api.ServeHTTP(rw, r)
-	}))
-	defer srv.Close()
-	r := newRig(t, w, true)
-	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
-	p := poller.New(c, r.store, publisher.New(r.js, "videosdk", quiet()), []string{session, "fast"}, 4, quiet())
-	ctx := context.Background()
-	first := make(chan struct{})
-	go func() {
-		defer close(first)
-		p.Cycle(ctx, nil)
-	}()
-	defer func() {
-		close(release)
-		<-first
-	}()
-	<-slow
-	w.api.Join("fast", "x", "name-x")
-	// Cycles that find the fast session still polled by the first one skip it too.
-	deadline := time.Now().Add(10 * time.Second)
-	for !slices.Contains(streamEvents(t, r.js), "participant.joined x@1") {
-		if time.Now().After(deadline) {
-			t.Fatalf("x's joined not published while a session was slow: %v", streamEvents(t, r.js))
-		}
-		p.Cycle(ctx, nil)
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := slowAsked.Load(); n != 1 {
-		t.Errorf("the slow session was asked %d times while its first request was pending, want 1", n)
-	}
-	select {
-	case <-first:
-		t.Fatal("the first cycle returned before its slow session answered")
-	default:
-	}
-}
-
-// TestCycleStoppedKeepsItsSlots: a cycle told to stop starts nothing, and gives back
-// any concurrency slot it took, since slots are shared with later cycles.
-func TestCycleStoppedKeepsItsSlots(t *testing.T) {
-	w := newWorld(t, "a")
-	r := newRig(t, w, true, session)
-	stopped := make(chan struct{})
-	close(stopped)
-	for range 20 { // the slot and the stop are both ready: either may be taken
-		r.poller.Cycle(context.Background(), stopped)
-	}
-	if n := w.api.Requests(); n != 0 {
-		t.Errorf("%d requests from stopped cycles, want none", n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r.poller.Cycle(ctx, nil)
-	if n := w.api.Requests(); n != 1 {
-		t.Errorf("%d requests from the cycle after them, want 1: a slot was lost", n)
 	}
 }

@@ -41,6 +41,7 @@ type ParticipantData struct {
 	ObservedAt    Time            `json:"observedAt"`
 	Detection     string          `json:"detection"`
 	Mode          string          `json:"mode"`
+	SDKType       string          `json:"sdkType"` // deviceInfo.sdkType, "" when absent
 	DeviceInfo    json.RawMessage `json:"deviceInfo"`
 	GeoLocation   json.RawMessage `json:"geoLocation"`
 }
@@ -98,7 +99,7 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, e
 		d := ParticipantData{
 			SessionID: snap.SessionID, RoomID: snap.RoomID, ParticipantID: p.ID, Name: p.Name,
 			JoinedAt: timePtr(&p.JoinedAt), LeftAt: timePtr(c.LeftAt), ObservedAt: obs,
-			Detection: "poll", Mode: p.Mode, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
+			Detection: "poll", Mode: p.Mode, SDKType: p.SDKType, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
 		}
 		e.Subject, e.Type, e.Time = p.ID, TypeJoined, Time{p.JoinedAt}
 		if c.Kind == diff.Left {

@@ -1,7 +1,6 @@
 package publisher_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
 )
 
@@ -273,7 +272,7 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 	ns.WaitForShutdown()
 
 	done := make(chan error, 1)
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	go func() {
 		p := publisher.New(js, "videosdk", slog.New(slog.NewTextHandler(&logs, nil)))
 		done <- p.Publish(ctx, snap, observedAt, []diff.Change{{Kind: diff.Joined, Participant: demo1}})
@@ -310,7 +309,7 @@ func TestPublishCancelled(t *testing.T) {
 func TestStore(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,24 +339,6 @@ func TestStore(t *testing.T) {
 	if _, err := s.Save(ctx, id, want, rev1); !errors.Is(err, publisher.ErrConflict) {
 		t.Errorf("Save at a stale revision = %v, want ErrConflict", err)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -395,7 +376,7 @@ func TestPublishRefused(t *testing.T) {
 func TestStoreLargeState(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
@@ -45,37 +47,89 @@ func gunzip(b []byte) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
-// Store keeps each session's state in a KV bucket, under sessions.<escaped id>.
+// Store keeps each session's state in a KV bucket, under sessions.<escaped id>. A
+// session that has ended is kept as a tombstone under ended.<escaped id> instead, a
+// few bytes that expire with the events they speak of (after the stream's max age),
+// so that a restart does not announce the session again while its events are in the
+// stream, and the bucket does not grow without bound.
 type Store struct {
-	kv jetstream.KeyValue
+	kv  jetstream.KeyValue
+	ttl time.Duration // of tombstones; 0 if the server cannot expire keys (before 2.11)
 }
 
-// OpenStore opens the bucket, creating it if it is missing.
-func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Store, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: "rollcall: last snapshot of each session",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-		})
+// limitMarkerTTL is how long the marker of an expired tombstone stays: long enough for
+// any watcher to see it, short enough not to count.
+const limitMarkerTTL = time.Hour
+
+// OpenStore opens the bucket, creating it if it is missing, with per-key TTLs enabled
+// so that tombstones expire after ttl. A server too old for per-key TTLs keeps them
+// for good, with a warning.
+func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration, log *slog.Logger) (*Store, error) {
+	cfg := jetstream.KeyValueConfig{
+		Bucket:         bucket,
+		Description:    "rollcall: last snapshot of each session",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       replicas,
+		LimitMarkerTTL: limitMarkerTTL,
+	}
+	kv, err := openBucket(ctx, js, cfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		log.Warn("the NATS server cannot expire keys (it needs 2.11 or later): tombstones of ended sessions are kept for good", "bucket", bucket)
+		cfg.LimitMarkerTTL, ttl = 0, 0
+		kv, err = openBucket(ctx, js, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, ttl: ttl}, nil
 }
 
-func key(sessionID string) string { return "sessions." + EscapeToken(sessionID) }
+// openBucket opens a bucket, creating it as cfg says if it is missing. An existing one
+// without per-key TTLs gets them when cfg asks (a bucket of an older rollcall); its
+// other settings are left as they are.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return js.CreateKeyValue(ctx, cfg)
+	}
+	if err != nil || cfg.LimitMarkerTTL == 0 {
+		return kv, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.LimitMarkerTTL() == 0 {
+		s := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+		s.AllowMsgTTL, s.SubjectDeleteMarkerTTL = true, cfg.LimitMarkerTTL
+		if _, err := js.UpdateStream(ctx, s); err != nil {
+			return nil, fmt.Errorf("enable per-key TTLs: %w", err)
+		}
+	}
+	return kv, nil
+}
+
+func key(sessionID string) string       { return "sessions." + EscapeToken(sessionID) }
+func tombstone(sessionID string) string { return "ended." + EscapeToken(sessionID) }
 
 // Load returns the state of a session and its revision; a session never saved has the
 // zero state and revision 0.
 func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64, error) {
 	e, err := s.kv.Get(ctx, key(sessionID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return diff.State{}, 0, nil
+		e, err = s.kv.Get(ctx, tombstone(sessionID))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return diff.State{}, 0, nil
+		}
+		if err != nil {
+			return diff.State{}, 0, fmt.Errorf("load state: %w", err)
+		}
+		var st diff.State
+		if err := json.Unmarshal(e.Value(), &st); err != nil || !st.Ended {
+			return diff.State{}, 0, fmt.Errorf("load state: tombstone revision %d is not one: %q", e.Revision(), e.Value())
+		}
+		return st, 0, nil // nothing to compare-and-set: an ended session is not saved again
 	}
 	if err != nil {
 		return diff.State{}, 0, fmt.Errorf("load state: %w", err)
@@ -118,4 +172,43 @@ func (s *Store) Save(ctx context.Context, sessionID string, st diff.State, rev u
 		return 0, fmt.Errorf("save state: %w", err)
 	}
 	return newRev, nil
+}
+
+// End replaces the state of a session that has ended, saved at revision rev, by its
+// tombstone. The tombstone is written first, so that a stop in between leaves both
+// (and the next End finishes), never neither.
+func (s *Store) End(ctx context.Context, sessionID string, st diff.State, rev uint64) error {
+	if rev == 0 {
+		return nil
+	}
+	val, err := json.Marshal(diff.State{RoomID: st.RoomID, Started: st.Started, Ended: true})
+	if err != nil {
+		return fmt.Errorf("end state: %w", err)
+	}
+	var opts []jetstream.KVCreateOpt
+	if s.ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(s.ttl))
+	}
+	if _, err := s.kv.Create(ctx, tombstone(sessionID), val, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("end state: write tombstone: %w", err)
+	}
+	purge := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
+	if s.ttl > 0 {
+		purge = append(purge, jetstream.PurgeTTL(limitMarkerTTL))
+	}
+	err = s.kv.Purge(ctx, key(sessionID), purge...)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSequence(err) {
+		return fmt.Errorf("end state at revision %d: %w", rev, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("end state: %w", err)
+	}
+	return nil
+}
+
+// isWrongLastSequence reports the server's refusal of a purge at a stale revision,
+// which nats.go does not map to ErrKeyRevisionMismatch.
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }

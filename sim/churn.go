@@ -11,7 +11,11 @@ type ChurnConfig struct {
 	Rooms           int           // sessions churned: the oldest ongoing ones (default 3)
 	MaxParticipants int           // per session cap (default 8)
 	Interval        time.Duration // mean time between world changes (default 1s)
-	Seed            uint64        // rand/v2 PCG seed; same seed => same sequence of decisions
+	// SessionEvery is the mean time between two sessions of the churned rooms: a
+	// churned session ends and its room's next one starts, with one to three
+	// participants. 0: sessions never end.
+	SessionEvery time.Duration
+	Seed         uint64 // rand/v2 PCG seed; same seed => same sequence of decisions
 }
 
 // Relative weights of Churn's moves: mostly arrivals, so rooms fill up, and some
@@ -26,8 +30,9 @@ const (
 const churnStream = 0x5eed
 
 // Churn changes the world at random until ctx is done: a new participant joins, a
-// participant leaves, or one who left rejoins with the same participantId. It keeps
-// every churned session between 1 and MaxParticipants present and never ends one.
+// participant leaves, or one who left rejoins with the same participantId; with
+// SessionEvery, now and then a session ends and its room's next one starts. It keeps
+// every churned session between 1 and MaxParticipants present.
 // Waits are exponential with mean Interval. Sessions must already exist (see
 // DemoWorld). With the same seed, clock and world, the same sequence of changes
 // happens; a cancellation always stops Churn before its next change.
@@ -72,6 +77,13 @@ func (s *Server) churnStep(rng *rand.Rand, cfg ChurnConfig) {
 		return
 	}
 	sess := ongoing[rng.IntN(len(ongoing))]
+	if cfg.SessionEvery > 0 && rng.Float64() < float64(cfg.Interval)/float64(cfg.SessionEvery)*float64(len(ongoing)) {
+		next := s.nextSession(sess.roomID)
+		for range 1 + rng.IntN(3) {
+			s.join(next, newParticipant(rng, next))
+		}
+		return
+	}
 	var present, gone []*participant
 	for _, pt := range sess.participants {
 		if pt.present() {

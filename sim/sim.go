@@ -33,6 +33,7 @@ import (
 	"cmp"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -182,8 +183,13 @@ func (s *Server) Leave(sessionID, participantID string) {
 func (s *Server) EndSession(sessionID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess := s.sessions[sessionID]
-	if sess == nil || sess.end != nil {
+	if sess := s.sessions[sessionID]; sess != nil {
+		s.endSession(sess)
+	}
+}
+
+func (s *Server) endSession(sess *session) {
+	if sess.end != nil {
 		return
 	}
 	now := s.clock()
@@ -191,6 +197,48 @@ func (s *Server) EndSession(sessionID string) {
 		pt.close(now)
 	}
 	sess.end = new(now)
+}
+
+// NextSession ends the room's ongoing session, if any, and starts the room's next one
+// now, as VideoSDK does when people meet in a room again. It returns the new
+// session's ID: 24 hex digits, derived from the room and the number of sessions in
+// the world, so the same steps give the same IDs.
+func (s *Server) NextSession(roomID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextSession(roomID).id
+}
+
+func (s *Server) nextSession(roomID string) *session {
+	for _, sess := range s.order {
+		if sess.roomID == roomID {
+			s.endSession(sess)
+		}
+	}
+	return s.startSession(objectID("session", roomID, strconv.Itoa(len(s.order))), roomID)
+}
+
+// Sessions returns the IDs of a room's sessions, oldest first.
+func (s *Server) Sessions(roomID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for _, sess := range s.order {
+		if sess.roomID == roomID {
+			ids = append(ids, sess.id)
+		}
+	}
+	return ids
+}
+
+// RoomOf returns the room of a session; "" for an unknown session.
+func (s *Server) RoomOf(sessionID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess := s.sessions[sessionID]; sess != nil {
+		return sess.roomID
+	}
+	return ""
 }
 
 // SetLegacyShape makes the active endpoint answer as before mid-2023: `data` is the

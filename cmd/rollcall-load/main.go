@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		BaseURL: apiURL, Tokens: poller.NewMinter(key, secret, time.Hour, clk.Now), PerPage: o.perPage,
 		RequestTimeout: 10 * time.Second, RateLimit: o.rateLimit, Log: log,
 	})
-	p := poller.New(client, out.store, publisher.New(out.js, out.prefix, log), w.sessions, o.concurrency, log)
+	p := poller.New(client, out.store, publisher.New(out.js, out.prefix, log))
 
 	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, %d cycles, concurrency %d, rate_limit %s, churn %.2f, NATS %s\n",
 		o.sessions, o.participants, o.perPage, o.cycles, o.concurrency, rateText(o.rateLimit), o.churn, out.where)
@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			clk.Add(step)
 			w.change()
 		}
-	}, func(ctx context.Context) { p.Cycle(ctx, nil) })
+	}, func(ctx context.Context) { cycle(ctx, p, w.sessions, o.concurrency, log) })
 	if err != nil {
 		return err
 	}
@@ -172,6 +172,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	m.requests, m.conns, m.problems = int64(api.Requests()), conns.Load(), problems.n.Load()
 	return report(stdout, m, got, w.expected())
+}
+
+// cycle polls every session once, concurrency at a time, as the worker's loops do
+// when their ticks fall together; cycles run back to back measure the worker's
+// throughput.
+func cycle(ctx context.Context, p *poller.Poller, sessions []string, concurrency int, log *slog.Logger) {
+	slots := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for _, id := range sessions {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			log := log.With("session_id", id)
+			if _, err := p.Poll(ctx, log, id); err != nil {
+				log.Error("cycle failed", "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // sink is where the events and states go: a stream and a bucket named for the run,
@@ -236,7 +255,7 @@ func openNATS(ctx context.Context, url string, concurrency int, log *slog.Logger
 		Name: s.stream, Prefix: s.prefix, Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: 720 * time.Hour,
 	}, log)
 	if err == nil {
-		s.store, err = publisher.OpenStore(ctx, s.js, s.bucket, 1)
+		s.store, err = publisher.OpenStore(ctx, s.js, s.bucket, 1, 720*time.Hour, log)
 	}
 	if err != nil {
 		cleanup()

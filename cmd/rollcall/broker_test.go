@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"net"
 	"strings"
 	"testing"
@@ -57,7 +58,7 @@ func TestRunRefusesAStreamThatDoesNotCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
-	var logs syncBuffer
+	var logs testkit.Buffer
 	err := run(context.Background(), []string{"run", "-config", e.config}, &logs, &logs, func(k string) string { return env[k] })
 	if err == nil || !strings.Contains(err.Error(), `stream ROLLCALL captures ["other.>"]`) {
 		t.Errorf("run: %v, want an error saying what stream ROLLCALL captures", err)

@@ -25,6 +25,7 @@ type Config struct {
 	VideoSDK VideoSDK  `toml:"videosdk"`
 	Poll     Poll      `toml:"poll"`
 	Sessions []Session `toml:"sessions"`
+	Rooms    []Room    `toml:"rooms"`
 	NATS     NATS      `toml:"nats"`
 	Log      Log       `toml:"log"`
 }
@@ -42,13 +43,21 @@ type VideoSDK struct {
 	RateLimit      float64  `toml:"rate_limit"`      // requests per second across all sessions; 0 = unlimited
 }
 
-// Poll is when sessions are polled.
+// Poll is when sessions are polled, and who is left out of the events.
 type Poll struct {
-	Schedule string `toml:"schedule"` // robfig/cron spec, see parseSchedule
+	Schedule         string   `toml:"schedule"`          // robfig/cron spec, see parseSchedule
+	DiscoverSchedule string   `toml:"discover_schedule"` // when rooms' session lists are read
+	ExcludeModes     []string `toml:"exclude_modes"`     // e.g. "VIEWER": no events for them
+	ExcludeSDKTypes  []string `toml:"exclude_sdk_types"` // e.g. "recorder"
 }
 
 // Session is one tracked VideoSDK session.
 type Session struct {
+	ID string `toml:"id"`
+}
+
+// Room is one tracked VideoSDK room: every ongoing session of it is tracked.
+type Room struct {
 	ID string `toml:"id"`
 }
 
@@ -60,8 +69,9 @@ type NATS struct {
 	Token           string   `toml:"token"`    // instead of User and Password; never logged
 	Stream          string   `toml:"stream"`
 	SubjectPrefix   string   `toml:"subject_prefix"`
-	StateBucket     string   `toml:"state_bucket"` // KV bucket of each session's last snapshot
-	Replicas        int      `toml:"replicas"`     // of the stream and the bucket
+	StateBucket     string   `toml:"state_bucket"`    // KV bucket of each session's last snapshot
+	TrackingBucket  string   `toml:"tracking_bucket"` // KV bucket of what is tracked at run time
+	Replicas        int      `toml:"replicas"`        // of the stream and the bucket
 	DuplicateWindow Duration `toml:"duplicate_window"`
 	MaxAge          Duration `toml:"max_age"`   // how long events stay in the stream
 	StoreDir        string   `toml:"store_dir"` // the embedded server's JetStream storage
@@ -103,11 +113,12 @@ func defaultConfig() Config {
 			MaxConcurrency: 8,
 			RateLimit:      20,
 		},
-		Poll: Poll{Schedule: "@every 5s"},
+		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s"},
 		NATS: NATS{
 			Stream:          "ROLLCALL",
 			SubjectPrefix:   "videosdk",
 			StateBucket:     "ROLLCALL_STATE",
+			TrackingBucket:  "ROLLCALL_TRACKING",
 			Replicas:        1,
 			DuplicateWindow: Duration{10 * time.Minute},
 			MaxAge:          Duration{720 * time.Hour}, // 30 days
@@ -119,11 +130,17 @@ func defaultConfig() Config {
 
 // loadConfig reads the config file at path; see parseConfig.
 func loadConfig(path string, getenv func(string) string) (Config, error) {
+	return loadConfigFor(path, getenv, true)
+}
+
+// loadConfigFor reads the config file at path; without api, the VideoSDK credentials
+// are not required (for the commands that only talk to NATS).
+func loadConfigFor(path string, getenv func(string) string, api bool) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err // already names the path
 	}
-	cfg, err := parseConfig(data, getenv)
+	cfg, err := parseConfig(data, getenv, api)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -133,13 +150,13 @@ func loadConfig(path string, getenv func(string) string) (Config, error) {
 // parseConfig decodes a TOML config over the defaults, applies the
 // environment overrides (getenv is os.Getenv outside tests) and validates the
 // result. The error lists every problem found, one per line.
-func parseConfig(data []byte, getenv func(string) string) (Config, error) {
+func parseConfig(data []byte, getenv func(string) string, api bool) (Config, error) {
 	cfg := defaultConfig()
 	if err := decodeStrict(string(data), &cfg); err != nil {
 		return Config{}, err
 	}
 	cfg.applyEnv(getenv)
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(api); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
@@ -296,7 +313,10 @@ var (
 )
 
 // validate reports every invalid value, one per line, in file order.
-func (c Config) validate() error {
+func (c Config) validate() error { return c.check(true) }
+
+// check is validate; without api, the VideoSDK credentials are not required.
+func (c Config) check(api bool) error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
@@ -306,7 +326,7 @@ func (c Config) validate() error {
 	if u, err := url.Parse(v.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("videosdk.base_url: must be an absolute http or https URL")
 	}
-	if (v.APIKey == "" || v.Secret == "") && v.Token == "" {
+	if api && (v.APIKey == "" || v.Secret == "") && v.Token == "" {
 		bad("videosdk: need api_key and secret, or token")
 	}
 	if v.TokenTTL.Duration < time.Minute {
@@ -328,22 +348,12 @@ func (c Config) validate() error {
 	if _, err := parseSchedule(c.Poll.Schedule); err != nil {
 		bad("poll.schedule: %w", err)
 	}
+	if _, err := parseSchedule(c.Poll.DiscoverSchedule); err != nil {
+		bad("poll.discover_schedule: %w", err)
+	}
 
-	if len(c.Sessions) == 0 {
-		bad("sessions: none configured")
-	}
-	seen := make(map[string]int)
-	for i, s := range c.Sessions {
-		if s.ID == "" {
-			bad("sessions[%d].id: empty", i)
-			continue
-		}
-		if j, ok := seen[s.ID]; ok {
-			bad("sessions[%d].id: duplicate of sessions[%d].id", i, j)
-			continue
-		}
-		seen[s.ID] = i
-	}
+	errs = append(errs, idErrors("sessions", c.sessionIDs())...)
+	errs = append(errs, idErrors("rooms", c.roomIDs())...)
 
 	n := c.NATS
 	errs = append(errs, natsURLErrors(n.URL)...)
@@ -361,6 +371,12 @@ func (c Config) validate() error {
 	}
 	if !natsName.MatchString(n.StateBucket) {
 		bad("nats.state_bucket: must match [A-Za-z0-9_-]+")
+	}
+	switch {
+	case !natsName.MatchString(n.TrackingBucket):
+		bad("nats.tracking_bucket: must match [A-Za-z0-9_-]+")
+	case n.TrackingBucket == n.StateBucket:
+		bad("nats.tracking_bucket: must differ from nats.state_bucket")
 	}
 	switch {
 	case n.Replicas < 1 || n.Replicas > 5:
@@ -389,6 +405,40 @@ func (c Config) validate() error {
 		bad("log.format: must be one of text, json")
 	}
 	return errors.Join(errs...)
+}
+
+// idErrors checks the IDs of [[sessions]] or [[rooms]]: none empty, none twice.
+func idErrors(table string, ids []string) []error {
+	var errs []error
+	seen := make(map[string]int)
+	for i, id := range ids {
+		if id == "" {
+			errs = append(errs, fmt.Errorf("%s[%d].id: empty", table, i))
+			continue
+		}
+		if j, ok := seen[id]; ok {
+			errs = append(errs, fmt.Errorf("%s[%d].id: duplicate of %s[%d].id", table, i, table, j))
+			continue
+		}
+		seen[id] = i
+	}
+	return errs
+}
+
+func (c Config) sessionIDs() []string {
+	ids := make([]string, len(c.Sessions))
+	for i, s := range c.Sessions {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+func (c Config) roomIDs() []string {
+	ids := make([]string, len(c.Rooms))
+	for i, r := range c.Rooms {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // natsURLErrors checks a nats.url list. The messages give an entry's position,

@@ -23,14 +23,14 @@ func TestLoadConfigBad(t *testing.T) {
 		{"syntax", `toml: line 2 (last key "videosdk.token"): expected value but found "t" instead`},
 		{"duplicate_key", `toml: line 4 (last key "videosdk.per_page"): Key 'videosdk.per_page' has already been defined.`},
 		{"unknown_key", `unknown key "videosdk.colour"`},
-		{"unknown_rooms", `unknown key "rooms"`},
-		{"unknown_later_keys", `unknown key "poll.discover_schedule"
-unknown key "poll.exclude_modes"
+		{"unknown_later_keys", `unknown key "poll.reconcile_schedule"
+unknown key "poll.left_time_wait"
 unknown key "nats.creds"
 unknown key "nats.lease_ttl"
 unknown key "http"`},
 		{"unknown_key_case", `unknown key "videosdk.API_KEY"`},
 		{"unknown_key_in_session", `unknown key "sessions[1].room"`},
+		{"unknown_key_in_room", `unknown key "rooms[0].session"`},
 		{"wrong_types", `videosdk.per_page: must be an integer, got a string
 videosdk.rate_limit: must be a number, got a string
 videosdk.max_concurrency: must be an integer, got a float
@@ -42,9 +42,12 @@ sessions[1]: must be a table, got a string`},
 		{"sessions_single_table", `sessions: must be an array of tables, got a table`},
 		{"duration_invalid", `videosdk.token_ttl: invalid duration "soon"`},
 		{"duration_not_string", `videosdk.token_ttl: must be a duration string such as "10s", got an integer`},
-		{"no_sessions", `sessions: none configured`},
 		{"session_empty_id", `sessions[1].id: empty`},
 		{"session_duplicate", `sessions[2].id: duplicate of sessions[0].id`},
+		{"rooms_bad", `poll.discover_schedule: invalid cron spec "@every 30": failed to parse duration @every 30: time: missing unit in duration "30"
+rooms[1].id: empty
+rooms[2].id: duplicate of rooms[0].id
+nats.tracking_bucket: must differ from nats.state_bucket`},
 		{"no_credentials", `videosdk: need api_key and secret, or token`},
 		{"videosdk_values", `videosdk.base_url: must be an absolute http or https URL
 videosdk.token_ttl: must be at least 1m
@@ -78,7 +81,6 @@ log.format: must be one of text, json`},
 		{"file_order", `videosdk: need api_key and secret, or token
 videosdk.per_page: must be between 1 and 1000
 poll.schedule: invalid cron spec "@daily at noon": unrecognized descriptor: @daily at noon
-sessions: none configured
 nats.stream: must match [A-Za-z0-9_-]+
 log.format: must be one of text, json`},
 	}
@@ -135,11 +137,15 @@ func TestLoadConfigGood(t *testing.T) {
 			MaxConcurrency: 4,
 			RateLimit:      2.5,
 		},
-		Poll: Poll{Schedule: "*/10 * * * * *"},
+		Poll: Poll{
+			Schedule: "*/10 * * * * *", DiscoverSchedule: "0 * * * * *",
+			ExcludeModes: []string{"VIEWER"}, ExcludeSDKTypes: []string{"recorder", "hls"},
+		},
 		Sessions: []Session{
 			{ID: "64bb3619669942e088479mm0"},
 			{ID: "room/with spaces"},
 		},
+		Rooms: []Room{{ID: "r10p-2qz8-si67"}, {ID: "room.with.dots"}},
 		NATS: NATS{
 			URL:             "nats://n1:4222, tls://n2:4443,n3:4222",
 			User:            "rollcall",
@@ -147,6 +153,7 @@ func TestLoadConfigGood(t *testing.T) {
 			Stream:          "PRESENCE",
 			SubjectPrefix:   "acme.videosdk",
 			StateBucket:     "PRESENCE_STATE",
+			TrackingBucket:  "PRESENCE_TRACKING",
 			Replicas:        3,
 			DuplicateWindow: Duration{5 * time.Minute},
 			MaxAge:          Duration{24 * time.Hour},
@@ -171,17 +178,38 @@ func wantDefaults() Config {
 			MaxConcurrency: 8,
 			RateLimit:      20,
 		},
-		Poll: Poll{Schedule: "@every 5s"},
+		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s"},
 		NATS: NATS{
 			Stream:          "ROLLCALL",
 			SubjectPrefix:   "videosdk",
 			StateBucket:     "ROLLCALL_STATE",
+			TrackingBucket:  "ROLLCALL_TRACKING",
 			Replicas:        1,
 			DuplicateWindow: Duration{10 * time.Minute},
 			MaxAge:          Duration{720 * time.Hour},
 			StoreDir:        "./data",
 		},
 		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// TestParseConfigTracksNothing: a worker may start with nothing in its config file,
+// and take what to track from the tracking bucket at run time.
+func TestParseConfigTracksNothing(t *testing.T) {
+	got, err := parseConfig([]byte("[videosdk]\ntoken = \"t\"\n"), env(nil), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Sessions)+len(got.Rooms) != 0 {
+		t.Errorf("sessions %v, rooms %v; want none", got.Sessions, got.Rooms)
+	}
+}
+
+// TestParseConfigWithoutAPI: the commands that only talk to NATS need no API
+// credentials.
+func TestParseConfigWithoutAPI(t *testing.T) {
+	if _, err := parseConfig([]byte("[nats]\nstream = \"S\"\n"), env(nil), false); err != nil {
+		t.Errorf("without API credentials: %v", err)
 	}
 }
 
@@ -192,7 +220,7 @@ token = "t"
 
 [[sessions]]
 id = "s1"
-`), env(nil))
+`), env(nil), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +274,7 @@ url = "nats://file:4222"
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseConfig([]byte(file), env(tt.env))
+			got, err := parseConfig([]byte(file), env(tt.env), true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,10 +292,10 @@ url = "nats://file:4222"
 // alone, and a bad NATS_URL is caught.
 func TestParseConfigEnvValidated(t *testing.T) {
 	const file = "[[sessions]]\nid = \"s1\"\n"
-	if _, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t"})); err != nil {
+	if _, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t"}), true); err != nil {
 		t.Errorf("token from the environment: %v", err)
 	}
-	_, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t", "NATS_URL": "http://x"}))
+	_, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t", "NATS_URL": "http://x"}), true)
 	want := "nats.url: must be a nats://, tls://, ws:// or wss:// URL, or host:port"
 	if err == nil || err.Error() != want {
 		t.Errorf("bad NATS_URL: error = %v, want %q", err, want)
@@ -286,7 +314,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 	want := wantDefaults()
 	want.VideoSDK.APIKey, want.VideoSDK.Secret = "key", "secret"
-	want.Sessions = []Session{{ID: "64bb3619669942e088479mm0"}}
+	want.Rooms = []Room{{ID: "r10p-2qz8-si67"}}
+	want.Poll.ExcludeModes, want.Poll.ExcludeSDKTypes = []string{}, []string{} // written out as empty lists
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/testkit"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -233,7 +235,7 @@ func buildRollcall(t *testing.T) string {
 type crashRun struct {
 	n    int
 	cmd  *exec.Cmd
-	logs syncBuffer
+	logs testkit.Buffer
 	done chan error // its exit
 }
 
@@ -418,7 +420,7 @@ func (o *outboxStats) inspect(t *testing.T, js jetstream.JetStream, tail *stream
 	if _, err := js.KeyValue(ctx, "ROLLCALL_STATE"); err != nil {
 		return "" // not yet created: killed during start-up
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1)
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,20 +11,27 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rollcall/rollcall/sim"
 )
 
-// The demo's world: a few rooms, changes about every 700 ms, and small pages so that
-// every scan crosses page boundaries.
+// The demo's world: a few rooms, changes about every 700 ms, a new session in each
+// room about every 40 s, and small pages so that every scan crosses page boundaries.
 const (
 	demoRooms    = 3
 	demoChurn    = 700 * time.Millisecond
+	demoSessions = 40 * time.Second
 	demoPerPage  = 3
 	demoSchedule = "@every 1s"
+	demoDiscover = "@every 2s"
 )
+
+func demoChurnConfig() sim.ChurnConfig {
+	return sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, SessionEvery: demoSessions, Seed: uint64(time.Now().UnixNano())}
+}
 
 // runDemo runs everything in one process: an embedded NATS server, the simulated API
 // with churning rooms, the worker on a short schedule, and a live feed of the events.
@@ -39,7 +46,9 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ns, err := startEmbedded(dir)
+	// The worker's own log shows only problems, so that the feed stays readable.
+	log := newLogger(stderr, Log{Level: "warn", Format: "text"})
+	ns, err := startEmbedded(dir, log)
 	if err != nil {
 		return err
 	}
@@ -50,34 +59,36 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 
 	key, secret := "demo-api-key", randomSecret()
 	api := sim.New(sim.Config{APIKey: key, Secret: secret})
-	sessions := api.DemoWorld(demoRooms)
+	rooms := demoWorld(api)
 	apiURL, stopAPI, err := serve(api, "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	defer stopAPI()
-	go api.Churn(ctx, sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, Seed: uint64(time.Now().UnixNano())})
+	go api.Churn(ctx, demoChurnConfig())
 
 	cfg := defaultConfig()
 	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
 	cfg.VideoSDK.PerPage = demoPerPage
-	cfg.Poll.Schedule = demoSchedule
+	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule = demoSchedule, demoDiscover
 	cfg.NATS.URL = ns.ClientURL()
-	for _, id := range sessions {
-		cfg.Sessions = append(cfg.Sessions, Session{ID: id})
+	for _, id := range rooms {
+		cfg.Rooms = append(cfg.Rooms, Room{ID: id})
 	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
 
-	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, %d sessions polled %s.\n",
-		ns.ClientURL(), apiURL, len(sessions), demoSchedule)
-	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub '%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
-		cfg.NATS.SubjectPrefix, ns.ClientURL())
-	fmt.Fprintln(stdout, "Events (Ctrl-C to stop):")
+	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, following %d rooms (%s): sessions polled %s, rooms listed %s.\n",
+		ns.ClientURL(), apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
+	server := ""
+	if ns.ClientURL() != nats.DefaultURL {
+		server = "-s " + ns.ClientURL() + " "
+	}
+	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub %s'%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
+		server, cfg.NATS.SubjectPrefix, ns.ClientURL())
+	fmt.Fprintln(stdout, "Events, as they arrive (Ctrl-C to stop):")
 
-	// The worker's own log shows only problems, so that the feed stays readable.
-	log := newLogger(stderr, Log{Level: "warn", Format: "text"})
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- work(ctx, cfg, log) }()
 
@@ -100,18 +111,27 @@ func runSim(ctx context.Context, listen string, stdout io.Writer, getenv func(st
 		return errors.New("set VIDEOSDK_API_KEY and VIDEOSDK_SECRET: the simulated API accepts tokens signed with them")
 	}
 	api := sim.New(sim.Config{APIKey: key, Secret: secret})
-	sessions := api.DemoWorld(demoRooms)
+	rooms := demoWorld(api)
 	url, stop, err := serve(api, listen)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	fmt.Fprintf(stdout, "simulated VideoSDK API on %s\nsessions:\n", url)
-	for _, id := range sessions {
+	fmt.Fprintf(stdout, "simulated VideoSDK API on %s\nrooms (each gets a new session now and then):\n", url)
+	for _, id := range rooms {
 		fmt.Fprintf(stdout, "  %s\n", id)
 	}
-	api.Churn(ctx, sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, Seed: uint64(time.Now().UnixNano())})
+	api.Churn(ctx, demoChurnConfig())
 	return nil
+}
+
+// demoWorld creates the demo's world and returns its rooms.
+func demoWorld(api *sim.Server) []string {
+	var rooms []string
+	for _, id := range api.DemoWorld(demoRooms) {
+		rooms = append(rooms, api.RoomOf(id))
+	}
+	return rooms
 }
 
 // serve serves h on addr and returns its base URL and a stop function.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -37,7 +37,7 @@ type e2e struct {
 	config   string
 	sessions map[string]string // session id -> room id
 
-	logs *syncBuffer // of the worker last started
+	logs *testkit.Buffer // of the worker last started
 
 	mu        sync.Mutex
 	published map[string]int // every publish seen on the wire, by event id, duplicates included
@@ -109,7 +109,7 @@ level = "debug"
 func (e *e2e) start() (stop func()) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	e.logs = logs
 	done := make(chan error, 1)
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
@@ -325,24 +325,6 @@ func TestRunRestart(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the worker's log and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunEmbeddedNATS: with nats.url = "", `run` starts its own JetStream server in
 // store_dir, logs its URL, and publishes there.
 func TestRunEmbeddedNATS(t *testing.T) {
@@ -358,7 +340,7 @@ func TestRunEmbeddedNATS(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testkit.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}

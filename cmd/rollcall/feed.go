@@ -72,12 +72,17 @@ func tail(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writ
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", stream, err)
 		}
-		fmt.Fprintln(w, feedLine(m.Data()))
+		at := time.Now()
+		if md, err := m.Metadata(); err == nil {
+			at = md.Timestamp
+		}
+		fmt.Fprintln(w, feedLine(m.Data(), at))
 	}
 }
 
-// feedLine renders an event for people: time, what happened, who, where.
-func feedLine(data []byte) string {
+// feedLine renders an event for people: when it reached the stream (so that lines come
+// in the order the stream holds them), what happened, who, where.
+func feedLine(data []byte, at time.Time) string {
 	var e struct {
 		Type string    `json:"type"`
 		Time time.Time `json:"time"`
@@ -96,7 +101,7 @@ func feedLine(data []byte) string {
 	}
 	d := e.Data
 	where := fmt.Sprintf("room %s  session %s", d.RoomID, d.SessionID)
-	stamp := e.Time.Local().Format("15:04:05.000")
+	stamp := at.Local().Format("15:04:05.000")
 	switch e.Type {
 	case publisher.TypeJoined:
 		return fmt.Sprintf("%s  joined   %-24s %s", stamp, who(d.Name, d.ParticipantID), where)

@@ -21,6 +21,9 @@ commands:
   demo     [-for DURATION]                  embedded NATS, simulated API, worker, live feed
   sim      [-listen ADDR]                   the simulated VideoSDK API alone
   tail     [-nats URL] [-stream NAME] [-all]  print events as they arrive
+  track    session|room ID [-config PATH]   track it at run time (the tracking bucket)
+  untrack  session|room ID [-config PATH]   stop tracking it; no one is announced as gone
+  tracked  [-config PATH]                   what the running worker tracks, and how it goes
   token    [-config PATH]                   print an API token for curl
   version                                   version and build info
 `
@@ -75,6 +78,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			*url = u
 		}
 		return runTail(ctx, *url, *stream, *all, stdout)
+	case "track", "untrack", "tracked":
+		path := fs.String("config", "config.toml", "config file")
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		cfg, err := loadConfigFor(*path, getenv, false)
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case "track":
+			return runTrack(ctx, cfg, pos, stdout)
+		case "untrack":
+			return runUntrack(ctx, cfg, pos, stdout)
+		}
+		if len(pos) > 0 {
+			return errors.New("usage: rollcall tracked [-config PATH]")
+		}
+		return runTracked(ctx, cfg, stdout)
 	case "token":
 		path := fs.String("config", "config.toml", "config file")
 		if err := fs.Parse(args); err != nil {
@@ -90,6 +113,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments, and returns
+// the other arguments: `track room ID -config c.toml` as well as `track -config c.toml
+// room ID`.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if args = fs.Args(); len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {

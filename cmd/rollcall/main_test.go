@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for seconds")
 	}
-	var out, errs syncBuffer
+	var out, errs testkit.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

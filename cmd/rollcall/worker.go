@@ -7,20 +7,20 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/robfig/cron/v3"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 )
 
-// Shutdown budget: the spec gives 10 s from the signal to exit. An in-flight cycle gets
-// cycleGrace to finish; then it is abandoned (what it published stays in its session's
-// outbox, and the next run finishes it) and the connection gets the rest to flush.
+// Shutdown budget: the spec gives 10 s from the signal to exit. The polls in flight get
+// cycleGrace to finish; then they are abandoned (what they published stays in their
+// sessions' outboxes, and the next run finishes it) and the connection gets the rest
+// to flush.
 const (
 	cycleGrace   = 6 * time.Second
 	abandonGrace = time.Second
@@ -54,12 +54,13 @@ func newLogger(w io.Writer, c Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// work runs the worker until ctx is done: NATS, stream and state bucket, the VideoSDK
-// client, the poller on its cron schedule; then it stops in order.
+// work runs the worker until ctx is done: NATS, stream and buckets, the VideoSDK
+// client, the manager of one loop per tracked session and room; then it stops in
+// order.
 func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	url := cfg.NATS.URL
 	if url == "" {
-		ns, err := startEmbedded(cfg.NATS.StoreDir)
+		ns, err := startEmbedded(cfg.NATS.StoreDir, log)
 		if err != nil {
 			return err
 		}
@@ -68,7 +69,6 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 			ns.WaitForShutdown()
 		}()
 		url = ns.ClientURL()
-		log.Info("embedded NATS server with JetStream", "url", url, "store_dir", cfg.NATS.StoreDir)
 	}
 	nc, err := connect(ctx, url, cfg.NATS, log)
 	if err != nil {
@@ -79,71 +79,82 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	n := cfg.NATS
 	err = publisher.EnsureStream(ctx, js, publisher.StreamConfig{
-		Name: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, Replicas: cfg.NATS.Replicas,
-		DuplicateWindow: cfg.NATS.DuplicateWindow.Duration, MaxAge: cfg.NATS.MaxAge.Duration,
+		Name: n.Stream, Prefix: n.SubjectPrefix, Replicas: n.Replicas,
+		DuplicateWindow: n.DuplicateWindow.Duration, MaxAge: n.MaxAge.Duration,
 	}, log)
 	if err != nil {
 		return err
 	}
-	store, err := publisher.OpenStore(ctx, js, cfg.NATS.StateBucket, cfg.NATS.Replicas)
+	store, err := publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log)
+	if err != nil {
+		return err
+	}
+	tracking, err := publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log)
 	if err != nil {
 		return err
 	}
 
-	v := cfg.VideoSDK
-	var tokens poller.Tokens = poller.Static(v.Token)
-	if v.Token == "" {
-		tokens = poller.NewMinter(v.APIKey, v.Secret, v.TokenTTL.Duration, nil)
-	}
-	client := poller.NewClient(poller.ClientConfig{
-		BaseURL: v.BaseURL, Tokens: tokens, PerPage: v.PerPage, RequestTimeout: v.RequestTimeout.Duration,
-		RateLimit: v.RateLimit, Log: log,
-	})
-	ids := make([]string, len(cfg.Sessions))
-	for i, s := range cfg.Sessions {
-		ids[i] = s.ID
-	}
-	p := poller.New(client, store, publisher.New(js, cfg.NATS.SubjectPrefix, log), ids, v.MaxConcurrency, log)
-
-	// Cycles outlive the signal by cycleGrace, so that one in flight can finish.
-	cycleCtx, abandon := context.WithCancel(context.WithoutCancel(ctx))
-	defer abandon()
+	client := newClient(cfg.VideoSDK, log)
+	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log),
+		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes))
 	sched, err := parseSchedule(cfg.Poll.Schedule)
 	if err != nil {
 		return err // validated already; kept for safety against a changed parser
 	}
-	cl := cronLogger{log}
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(cl),
-		// No SkipIfStillRunning: cycles may overlap, and each skips the sessions an
-		// earlier one is still polling, so that a slow session holds up no other.
-		cron.WithChain(cron.Recover(cl)))
-	id := c.Schedule(sched, cron.FuncJob(func() { p.Cycle(cycleCtx, ctx.Done()) }))
-	c.Start()
-	// The first cycle now, through the same chain. Cron's Stop does not wait for a job
-	// it did not start, so this one is waited for apart.
-	var first sync.WaitGroup
-	first.Go(c.Entry(id).WrappedJob.Run)
-	log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(ids))
+	discover, err := parseSchedule(cfg.Poll.DiscoverSchedule)
+	if err != nil {
+		return err
+	}
+	m := poller.NewManager(poller.ManagerConfig{
+		Poller: p, Rooms: client, Schedule: sched, Discover: discover,
+		Concurrency: cfg.VideoSDK.MaxConcurrency, Log: log,
+	})
+	sub, err := serveStatus(ctx, nc, n.Stream, m)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
 
-	<-ctx.Done()
-	log.Info("stopping: no new cycles")
-	running := c.Stop()
+	// The tracked set: the config file's, and the tracking bucket's as it changes.
+	updates := make(chan poller.Update)
+	send := func(u poller.Update) {
+		select {
+		case updates <- u:
+		case <-ctx.Done():
+		}
+	}
+	go send(poller.Update{Origin: originConfig, Sessions: cfg.sessionIDs(), Rooms: cfg.roomIDs()})
+	go tracking.Watch(ctx, func(sessions, rooms []string) {
+		send(poller.Update{Origin: originBucket, Sessions: sessions, Rooms: rooms})
+	})
+
+	// Polls outlive the signal by cycleGrace, so that one in flight can finish.
+	polls, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
 	idle := make(chan struct{})
 	go func() {
-		<-running.Done()
-		first.Wait()
-		close(idle)
+		defer close(idle)
+		m.Run(ctx, polls, updates)
 	}()
+	log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms),
+		"discover_schedule", cfg.Poll.DiscoverSchedule, "tracking_bucket", n.TrackingBucket)
+	if len(cfg.Sessions)+len(cfg.Rooms) == 0 {
+		log.Warn("config.toml tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
+	}
+
+	<-ctx.Done()
+	log.Info("stopping: no new polls")
 	select {
 	case <-idle:
 	case <-time.After(cycleGrace):
-		log.Warn("abandoning the cycle in flight; the next run finishes it")
+		log.Warn("abandoning the polls in flight; the next run finishes them")
 		abandon()
 		select {
 		case <-idle:
 		case <-time.After(abandonGrace):
-			log.Warn("the abandoned cycle has not returned; exiting anyway")
+			log.Warn("the abandoned polls have not returned; exiting anyway")
 		}
 	}
 	drained := make(chan struct{})
@@ -157,6 +168,23 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// Origins of tracked sessions and rooms, as `rollcall tracked` shows them.
+const (
+	originConfig = "config"
+	originBucket = "bucket"
+)
+
+func newClient(v VideoSDK, log *slog.Logger) *poller.Client {
+	var tokens poller.Tokens = poller.Static(v.Token)
+	if v.Token == "" {
+		tokens = poller.NewMinter(v.APIKey, v.Secret, v.TokenTTL.Duration, nil)
+	}
+	return poller.NewClient(poller.ClientConfig{
+		BaseURL: v.BaseURL, Tokens: tokens, PerPage: v.PerPage, RequestTimeout: v.RequestTimeout.Duration,
+		RateLimit: v.RateLimit, Log: log,
+	})
 }
 
 // connect connects to NATS and keeps reconnecting for as long as the worker runs. It
@@ -174,13 +202,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
-	if c.User != "" {
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
-	}
-	if c.Token != "" {
-		opts = append(opts, nats.Token(c.Token))
-	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, authOptions(c)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats %s: %w", redactURL(url), err)
 	}
@@ -199,6 +221,18 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 	return nc, nil
 }
 
+// authOptions are the NATS credentials of the config, for the worker and the commands.
+func authOptions(c NATS) []nats.Option {
+	var opts []nats.Option
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	return opts
+}
+
 // redactURL hides passwords in nats://user:pass@host URLs.
 func redactURL(url string) string {
 	var out []string
@@ -215,8 +249,9 @@ func redactURL(url string) string {
 
 // startEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
 // and `rollcall tail` find it, or on any free port if that one is taken. It holds a
-// lock on storeDir until the server shuts down.
-func startEmbedded(storeDir string) (*server.Server, error) {
+// lock on storeDir until the server shuts down, and writes the server's URL into
+// storeDir/nats.url meanwhile, for the commands that talk to the running worker.
+func startEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 	port := 4222
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		port = -1
@@ -235,17 +270,18 @@ func startEmbedded(storeDir string) (*server.Server, error) {
 		unlock()
 		return nil, err
 	}
+	urlFile := filepath.Join(storeDir, embeddedURLFile)
+	if err := os.WriteFile(urlFile, []byte(ns.ClientURL()+"\n"), 0o644); err != nil {
+		log.Warn("cannot write the embedded server's URL: rollcall track, untrack and tracked will not find it", "err", err)
+	}
+	log.Info("embedded NATS server with JetStream", "url", ns.ClientURL(), "store_dir", storeDir)
 	go func() {
 		ns.WaitForShutdown()
+		os.Remove(urlFile)
 		unlock()
 	}()
 	return ns, nil
 }
 
-// cronLogger adapts slog to cron.Logger.
-type cronLogger struct{ log *slog.Logger }
-
-func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
-func (l cronLogger) Error(err error, msg string, kv ...any) {
-	l.log.Error("cron: "+msg, append(kv, "err", err)...)
-}
+// embeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
+const embeddedURLFile = "nats.url"

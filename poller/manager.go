@@ -1,0 +1,457 @@
+package poller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Kinds of tracked IDs, as in the tracking bucket's keys.
+const (
+	KindSession = "session"
+	KindRoom    = "room"
+)
+
+// Statuses of tracked IDs, as `rollcall tracked` shows them.
+const (
+	StatusPolling   = "polling"   // a session whose loop runs
+	StatusNotFound  = "not found" // a session the API answered 404 for, asked less often
+	StatusEnded     = "ended"     // a session that ended: its loop has returned
+	StatusFollowing = "following" // a room whose sessions are listed on the discover schedule
+)
+
+// Update is the whole set of sessions and rooms that one origin (the config file, the
+// tracking bucket) tracks now. An origin that tracks nothing more sends an empty
+// Update: disappearance is said, never inferred from silence.
+type Update struct {
+	Origin   string
+	Sessions []string
+	Rooms    []string
+}
+
+// Status is one tracked session or room.
+type Status struct {
+	Kind   string    `json:"kind"`
+	ID     string    `json:"id"`
+	From   []string  `json:"from"` // "config", "bucket", "room <id>"
+	Status string    `json:"status"`
+	Last   time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
+}
+
+// RoomLister lists a room's sessions; Client is one.
+type RoomLister interface {
+	RoomSessions(ctx context.Context, roomID string, all bool) ([]SessionInfo, error)
+}
+
+// ManagerConfig configures a Manager. Zero durations take the defaults given.
+type ManagerConfig struct {
+	Poller      *Poller
+	Rooms       RoomLister
+	Schedule    cron.Schedule // when each session is polled
+	Discover    cron.Schedule // when each room's sessions are listed
+	Concurrency int           // sessions polled at once
+	// A session the API does not know (404) is asked again after NotFoundWait
+	// (default 30s), then twice as long each time, up to MaxNotFoundWait (default
+	// 10m): it may be a typo that never resolves, or a session not there yet, and
+	// neither is worth a request each interval.
+	NotFoundWait, MaxNotFoundWait time.Duration
+	Log                           *slog.Logger
+}
+
+// Manager owns one loop per tracked session and one per tracked room. It starts a
+// loop when a session or room becomes tracked and stops it when it no longer is;
+// a session's loop also returns by itself once the session has ended. Nothing but
+// the loops keeps per-session state, and a loop that returns leaves nothing behind.
+type Manager struct {
+	cfg    ManagerConfig
+	anchor time.Time
+	slots  chan struct{}
+
+	events  chan func() // run on the Run goroutine, which alone owns the maps below
+	queries chan chan []Status
+	// Filled and read only by Run.
+	sessions map[string]*loop
+	rooms    map[string]*loop
+	running  sync.WaitGroup
+}
+
+// loop is one session's or room's goroutine, as the Run goroutine sees it.
+type loop struct {
+	kind, id string
+	from     map[string]bool // origins; the loop stops when none is left
+	cancel   context.CancelFunc
+	done     bool          // the goroutine has returned (or never ran, for an ended session)
+	poke     chan struct{} // poll now
+	ended    bool
+
+	mu     sync.Mutex // status, written by the goroutine
+	status string
+	last   time.Time
+}
+
+func (l *loop) set(status string, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status = status
+	if !last.IsZero() {
+		l.last = last
+	}
+}
+
+// NewManager returns a Manager; Run starts it.
+func NewManager(cfg ManagerConfig) *Manager {
+	if cfg.NotFoundWait <= 0 {
+		cfg.NotFoundWait = 30 * time.Second
+	}
+	if cfg.MaxNotFoundWait <= 0 {
+		cfg.MaxNotFoundWait = 10 * time.Minute
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{
+		cfg: cfg, slots: make(chan struct{}, max(cfg.Concurrency, 1)),
+		events: make(chan func()), queries: make(chan chan []Status),
+		sessions: make(map[string]*loop), rooms: make(map[string]*loop),
+	}
+}
+
+// Run applies updates to the tracked set until ctx is done, then stops every loop and
+// returns once they all have. ctx ending stops the waits between polls; a poll in
+// flight goes on until polls is done, so that the caller can give it a grace period.
+func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
+	m.anchor = time.Now().Truncate(time.Second)
+	origins := make(map[string]Update)
+	for {
+		select {
+		case <-ctx.Done():
+			m.running.Wait()
+			return
+		case u, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			origins[u.Origin] = u
+			m.apply(ctx, polls, origins)
+		case f := <-m.events:
+			f()
+			m.apply(ctx, polls, origins)
+		case q := <-m.queries:
+			q <- m.status()
+		}
+	}
+}
+
+// Status returns every tracked session and room, sorted by kind and ID.
+func (m *Manager) Status(ctx context.Context) ([]Status, error) {
+	q := make(chan []Status, 1)
+	select {
+	case m.queries <- q:
+		return <-q, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// send runs f on the Run goroutine, unless ctx ends first.
+func (m *Manager) send(ctx context.Context, f func()) {
+	select {
+	case m.events <- f:
+	case <-ctx.Done():
+	}
+}
+
+// apply brings the loops in line with what the origins track, and with the sessions
+// found by rooms (kept as origins "room <id>" on the sessions themselves).
+func (m *Manager) apply(ctx, polls context.Context, origins map[string]Update) {
+	want := map[string]map[string]map[string]bool{KindSession: {}, KindRoom: {}}
+	add := func(kind, id, origin string) {
+		if want[kind][id] == nil {
+			want[kind][id] = make(map[string]bool)
+		}
+		want[kind][id][origin] = true
+	}
+	for origin, u := range origins {
+		for _, id := range u.Sessions {
+			add(KindSession, id, origin)
+		}
+		for _, id := range u.Rooms {
+			add(KindRoom, id, origin)
+		}
+	}
+	for id, l := range m.sessions {
+		for origin := range l.from {
+			if room, ok := roomOrigin(origin); ok && want[KindRoom][room] != nil {
+				add(KindSession, id, origin) // still found by a room still tracked
+			}
+		}
+	}
+	m.sync(ctx, polls, m.rooms, KindRoom, want[KindRoom])
+	m.sync(ctx, polls, m.sessions, KindSession, want[KindSession])
+}
+
+// sync starts a loop for each wanted id without one, and stops the loop of each id no
+// longer wanted. A loop stopping is kept until its goroutine returns, so that a
+// session tracked again meanwhile is never polled by two loops at once.
+func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind string, want map[string]map[string]bool) {
+	for id, l := range loops {
+		if want[id] == nil {
+			l.from = nil
+			if l.cancel != nil {
+				l.cancel()
+			}
+			if l.done {
+				delete(loops, id)
+			}
+		}
+	}
+	for id, from := range want {
+		l := loops[id]
+		if l == nil {
+			l = &loop{kind: kind, id: id, poke: make(chan struct{}, 1)}
+			loops[id] = l
+		}
+		l.from = from
+		if l.cancel == nil && !l.ended {
+			m.start(ctx, polls, l)
+		}
+	}
+}
+
+// start starts l's goroutine; when it returns, the Run goroutine hears of it.
+func (m *Manager) start(ctx, polls context.Context, l *loop) {
+	lctx, cancel := context.WithCancel(ctx)
+	l.cancel, l.done = cancel, false
+	m.running.Add(1)
+	go func() {
+		defer m.running.Done()
+		var ended bool
+		if l.kind == KindRoom {
+			m.followRoom(lctx, l)
+		} else {
+			ended = m.pollSession(lctx, polls, l)
+		}
+		cancel()
+		m.send(ctx, func() { m.returned(l, ended) })
+	}()
+}
+
+// returned notes that l's goroutine has returned: the session ended, or tracking of it
+// stopped. An ended session is kept only while an origin other than a room tracks it,
+// to show as ended; everything else about it is released.
+func (m *Manager) returned(l *loop, ended bool) {
+	loops := m.sessions
+	if l.kind == KindRoom {
+		loops = m.rooms
+	}
+	l.cancel, l.done, l.ended = nil, true, ended
+	if ended {
+		for origin := range l.from {
+			if _, ok := roomOrigin(origin); ok {
+				delete(l.from, origin)
+			}
+		}
+	}
+	if len(l.from) == 0 && loops[l.id] == l {
+		delete(loops, l.id)
+	}
+	// If it is still wanted and has not ended (tracked again while it stopped), apply
+	// starts it again.
+}
+
+// found notes the sessions that a room's listing shows: an ongoing one not yet
+// tracked starts being polled, and a tracked one that the list shows ended is polled
+// once more at once, so that its lefts and session.ended come without delay.
+func (m *Manager) found(room string, list []SessionInfo) {
+	if m.rooms[room] == nil || m.rooms[room].from == nil {
+		return // untracked meanwhile
+	}
+	origin := "room " + room
+	for _, s := range list {
+		l := m.sessions[s.ID]
+		switch {
+		case l != nil && s.Ended():
+			select {
+			case l.poke <- struct{}{}:
+			default:
+			}
+		case l == nil && !s.Ended():
+			m.sessions[s.ID] = &loop{kind: KindSession, id: s.ID, poke: make(chan struct{}, 1), from: map[string]bool{origin: true}}
+		case l != nil && !s.Ended() && !l.ended:
+			l.from[origin] = true
+		}
+	}
+}
+
+func roomOrigin(origin string) (string, bool) {
+	return strings.CutPrefix(origin, "room ")
+}
+
+func (m *Manager) status() []Status {
+	var out []Status
+	for _, loops := range []map[string]*loop{m.rooms, m.sessions} {
+		for _, l := range loops {
+			if len(l.from) == 0 {
+				continue // stopping
+			}
+			l.mu.Lock()
+			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last}
+			l.mu.Unlock()
+			if l.ended {
+				s.Status = StatusEnded
+			}
+			if s.Status == "" {
+				s.Status = StatusPolling
+				if l.kind == KindRoom {
+					s.Status = StatusFollowing
+				}
+			}
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID)) // rooms first
+	})
+	return out
+}
+
+// pollSession is one session's loop: a poll as soon as it is tracked, then one on
+// each of the schedule's ticks shifted by the session's own offset, each holding one
+// of Concurrency slots. It returns true once the session has ended, and false when
+// ctx ends (tracking stopped, or the worker is stopping).
+func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) {
+	log := m.cfg.Log.With("session_id", l.id)
+	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
+	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
+	next := time.Now()
+	for {
+		if !wait(ctx, next, l.poke) || !m.acquire(ctx) {
+			return false
+		}
+		ended, err := m.poll(polls, log, l.id)
+		<-m.slots
+		now := time.Now()
+		next = ticks.after(now)
+		switch {
+		case err != nil && polls.Err() != nil:
+			log.Info("cycle abandoned", "err", err)
+			return false
+		case errors.Is(err, ErrNotFound):
+			if notFound == 0 {
+				notFound = m.cfg.NotFoundWait
+				log.Error("session not found: the API does not know it; asking again less and less often", "retry_in", notFound)
+			} else {
+				log.Debug("session still not found", "retry_in", notFound)
+			}
+			l.set(StatusNotFound, time.Time{})
+			next = later(next, now.Add(notFound))
+			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
+		case err != nil:
+			log.Error("cycle failed", "err", err)
+		case ended:
+			log.Info("session ended: no longer polled")
+			return true
+		default:
+			if notFound > 0 {
+				notFound = 0
+				log.Info("session found: polled on schedule again")
+			}
+			l.set(StatusPolling, now)
+		}
+	}
+}
+
+// poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
+// met by one session must stop neither the others nor the worker.
+func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string) (ended bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return m.cfg.Poller.Poll(ctx, log, id)
+}
+
+// followRoom is one room's loop: it lists the room's sessions at once, then on each
+// tick of the discover schedule, and hands what it found to the Run goroutine. The
+// first listing that succeeds reads every page; later ones stop at the first page
+// with no live session. A listing that fails changes nothing.
+func (m *Manager) followRoom(ctx context.Context, l *loop) {
+	log := m.cfg.Log.With("room_id", l.id)
+	ticks := newTicks(m.cfg.Discover, m.anchor, "room "+l.id)
+	every := interval(m.cfg.Discover, m.anchor)
+	listed, failing := false, false
+	due := time.Now()
+	for {
+		if !wait(ctx, due, nil) {
+			return
+		}
+		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !failing {
+				log.Error("listing the room's sessions failed; its sessions stay as they were", "err", err)
+			}
+			failing = true
+		default:
+			if failing {
+				log.Info("listing the room's sessions works again")
+			}
+			listed, failing = true, false
+			l.set(StatusFollowing, now)
+			m.send(ctx, func() { m.found(l.id, list) })
+		}
+		// Listings wait behind polls for the rate limit: say so when that delays them
+		// by more than an interval.
+		if behind := now.Sub(due); behind > every {
+			log.Warn("room discovery is behind schedule: the rate limit is spent on polls first", "behind", behind.Round(time.Second))
+		}
+		due = ticks.after(now)
+	}
+}
+
+// acquire takes a slot, unless ctx ends first.
+func (m *Manager) acquire(ctx context.Context) bool {
+	select {
+	case m.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// wait waits until t or a poke; false if ctx ends first.
+func wait(ctx context.Context, t time.Time, poke <-chan struct{}) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-poke:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

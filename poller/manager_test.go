@@ -1,0 +1,523 @@
+package poller_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/robfig/cron/v3"
+	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/testkit"
+	"github.com/rollcall/rollcall/poller"
+)
+
+var memorySessions = flag.Int("memory.sessions", 1000, "TestManagerMemoryBounded: how many sessions to follow and end")
+
+// every is an @every schedule shorter than cron's parser allows, to keep tests short.
+func every(d time.Duration) cron.Schedule { return cron.ConstantDelaySchedule{Delay: d} }
+
+// managed is a Manager running over a rig until the test ends.
+type managed struct {
+	*poller.Manager
+	updates chan poller.Update
+	stop    func() // stops it and waits for Run to return
+}
+
+// manage runs a Manager of the rig's poller; change adjusts its config first.
+func (r *rig) manage(t *testing.T, change func(*poller.ManagerConfig)) *managed {
+	t.Helper()
+	cfg := poller.ManagerConfig{
+		Poller: r.poller, Rooms: r.client(2), Schedule: every(100 * time.Millisecond), Discover: every(100 * time.Millisecond),
+		Concurrency: 4, Log: quiet(),
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	m := &managed{Manager: poller.NewManager(cfg), updates: make(chan poller.Update)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx, context.Background(), m.updates)
+	}()
+	m.stop = sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
+	t.Cleanup(m.stop)
+	return m
+}
+
+// track sends an origin's whole tracked set.
+func (m *managed) track(origin string, sessions, rooms []string) {
+	m.updates <- poller.Update{Origin: origin, Sessions: sessions, Rooms: rooms}
+}
+
+// status returns the manager's view as "kind id status from" lines.
+func (m *managed) status(t *testing.T) []string {
+	t.Helper()
+	list, err := m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list {
+		out = append(out, fmt.Sprintf("%s %s %s %s", s.Kind, s.ID, s.Status, strings.Join(s.From, ",")))
+	}
+	return out
+}
+
+// eventually waits up to 10s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// requestsFor counts the simulator's requests whose path contains part.
+type requestLog struct {
+	mu    sync.Mutex
+	paths []string
+}
+
+func (l *requestLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.paths = append(l.paths, r.URL.String())
+		l.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *requestLog) count(part string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.paths {
+		if strings.Contains(p, part) {
+			n++
+		}
+	}
+	return n
+}
+
+// logged serves the rig's simulator through a request log, and points the rig's
+// poller at it.
+func (r *rig) logged(t *testing.T) *requestLog {
+	l := &requestLog{}
+	srv := httptest.NewServer(l.wrap(r.api))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	r.poller = r.with(r.client(2))
+	return l
+}
+
+// TestManagerSessions: configured sessions are polled at once and then on schedule;
+// one that ends gets its lefts and session.ended and is polled no more; an unknown
+// one yields nothing.
+func TestManagerSessions(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("s2", "r2")
+	w.api.Join("s2", "x", "name-x")
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	m := r.manage(t, nil)
+	m.track("config", []string{session, "s2", "unknown"}, nil)
+	eventually(t, "both sessions polled twice", func() bool { return reqs.count("/s2/") >= 2 && reqs.count(session) >= 2 })
+	w.api.EndSession("s2")
+	eventually(t, "s2 ended", func() bool { return slices.Contains(m.status(t), "session s2 ended config") })
+	asked := reqs.count("/s2/")
+	before := reqs.count(session)
+	eventually(t, "the other session polled on", func() bool { return reqs.count(session) >= before+3 })
+	if n := reqs.count("/s2/"); n != asked {
+		t.Errorf("s2 asked %d more times after it ended", n-asked)
+	}
+	want := []string{
+		"session " + session + " polling config",
+		"session s2 ended config",
+		"session unknown not found config",
+	}
+	if d := cmp.Diff(want, m.status(t)); d != "" {
+		t.Errorf("status (-want +got):\n%s", d)
+	}
+	got := streamEvents(t, r.js)
+	slices.Sort(got)
+	wantEvents := []string{"participant.joined a@1", "participant.joined x@1", "participant.left x@1", "session.ended", "session.started", "session.started"}
+	if d := cmp.Diff(wantEvents, got); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
+// TestManagerOffsets: after the first poll, each session polls once per interval, on
+// its own phase, so that sessions on one schedule do not all fire at once.
+func TestManagerOffsets(t *testing.T) {
+	w := newWorld(t)
+	var sessions []string
+	for i := range 8 {
+		id := fmt.Sprintf("s%d", i)
+		w.api.StartSession(id, "r")
+		sessions = append(sessions, id)
+	}
+	r := newRig(t, w, true)
+	var mu sync.Mutex
+	at := map[string][]time.Time{}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		id := strings.Split(req.URL.Path, "/")[3]
+		at[id] = append(at[id], time.Now())
+		mu.Unlock()
+		w.api.ServeHTTP(rw, req)
+	}))
+	defer srv.Close()
+	r.url = srv.URL
+	r.poller = r.with(r.client(10))
+	const interval = time.Second
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval); c.Concurrency = 8 })
+	m.track("config", sessions, nil)
+	eventually(t, "three polls of each session", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range sessions {
+			if len(at[id]) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	m.stop()
+	mu.Lock()
+	defer mu.Unlock()
+	// Within one second the later polls' phases spread; with no offset they would all
+	// fall within a few milliseconds of each other.
+	var phases []time.Duration
+	for _, id := range sessions {
+		gap := at[id][2].Sub(at[id][1])
+		if gap < interval*8/10 || gap > interval*12/10 {
+			t.Errorf("%s: %v between its second and third polls, want about %v", id, gap, interval)
+		}
+		phases = append(phases, time.Duration(at[id][1].UnixNano()%int64(interval)))
+	}
+	slices.Sort(phases)
+	if spread := phases[len(phases)-1] - phases[0]; spread < interval/4 {
+		t.Errorf("phases of 8 sessions spread over %v of a %v interval: %v", spread, interval, phases)
+	}
+}
+
+// panickySource panics for one session and asks the simulator for the others.
+type panickySource struct {
+	poller.Source
+	bad string
+}
+
+func (s panickySource) Snapshot(ctx context.Context, id string) (diff.Snapshot, error) {
+	if id == s.bad {
+		panic("a bug met by one session")
+	}
+	return s.Source.Snapshot(ctx, id)
+}
+
+// TestManagerSurvivesAPanic: a panic while polling one session is logged, and the
+// other sessions are polled all the same.
+func TestManagerSurvivesAPanic(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true)
+	var logs testkit.Buffer
+	m := r.manage(t, func(c *poller.ManagerConfig) {
+		c.Poller = r.with(panickySource{Source: r.client(2), bad: "bad"})
+		c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	m.track("config", []string{"bad", session}, nil)
+	eventually(t, "the good session published", func() bool { return len(streamEvents(t, r.js)) == 2 })
+	eventually(t, "the panic logged twice", func() bool { return strings.Count(logs.String(), "cycle panicked") >= 2 })
+}
+
+// TestManagerSlowSessionHoldsUpNoOther: while one session's request hangs, the other
+// session is polled on schedule, and the slow one is never asked twice at once.
+func TestManagerSlowSessionHoldsUpNoOther(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("fast", "r2")
+	var slowAsked atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, session) {
+			slowAsked.Add(1)
+			<-release
+		}
+		w.api.ServeHTTP(rw, req)
+	}))
+	defer srv.Close()
+	defer close(release)
+	r := newRig(t, w, true)
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
+	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller = r.with(c) })
+	m.track("config", []string{session, "fast"}, nil)
+	eventually(t, "the slow session asked", func() bool { return slowAsked.Load() == 1 })
+	for _, id := range []string{"x", "y", "z"} {
+		w.api.Join("fast", id, "name-"+id)
+		eventually(t, id+" joined while a session was slow", func() bool {
+			return slices.Contains(streamEvents(t, r.js), "participant.joined "+id+"@1")
+		})
+	}
+	if n := slowAsked.Load(); n != 1 {
+		t.Errorf("the slow session was asked %d times while its first request was pending, want 1", n)
+	}
+}
+
+// TestManagerUnknownSession: a 404 yields no event, is logged once when it begins and
+// once when it ends, and the session is asked again after NotFoundWait, then twice as
+// long, rather than every interval. Once it exists, it is polled on schedule again.
+func TestManagerUnknownSession(t *testing.T) {
+	w := newWorld(t)
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	var logs testkit.Buffer
+	const wait = 600 * time.Millisecond
+	m := r.manage(t, func(c *poller.ManagerConfig) {
+		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.NotFoundWait, c.MaxNotFoundWait = wait, 4*wait
+	})
+	start := time.Now()
+	m.track("config", []string{"later"}, nil)
+	eventually(t, "three 404s", func() bool { return reqs.count("later") >= 3 })
+	// Asked at 0, after wait and after 2×wait more: at 100ms a poll, that is 3 requests
+	// instead of about 18.
+	if took := time.Since(start); took < 3*wait {
+		t.Errorf("three requests for an unknown session within %v, want them %v and %v apart", took, wait, 2*wait)
+	}
+	w.api.StartSession("later", "room-later")
+	w.api.Join("later", "x", "name-x")
+	eventually(t, "x joined", func() bool { return slices.Contains(streamEvents(t, r.js), "participant.joined x@0") })
+	found := reqs.count("later")
+	eventually(t, "polled on schedule again", func() bool { return reqs.count("later") >= found+3 })
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d errors logged for several 404s, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "session found"); n != 1 {
+		t.Errorf("%d lines say the session was found, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestManagerRooms: a room with a long history is listed in full once; only its
+// ongoing session is polled; a session that ends is announced at once, the room's next
+// one is found and polled; untracking the room stops its sessions' loops and
+// publishes no left.
+func TestManagerRooms(t *testing.T) {
+	w := newWorld(t)
+	const r1 = "room-1"
+	for range 5 { // five old sessions: three pages of the sessions list at 2 a page
+		w.clock.Add(time.Minute)
+		w.api.EndSession(w.api.NextSession(r1))
+	}
+	w.clock.Add(time.Minute)
+	live := w.api.NextSession(r1)
+	w.api.Join(live, "a", "name-a")
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Discover = every(300 * time.Millisecond) })
+	m.track("config", nil, []string{r1})
+	eventually(t, "the live session polled", func() bool { return reqs.count(live) >= 2 })
+	if n := reqs.count("roomId=" + r1); n < 3 {
+		t.Errorf("the first listing read %d pages, want all 3", n)
+	}
+	for _, s := range w.api.Sessions(r1) {
+		if s != live && reqs.count(s) > 0 {
+			t.Errorf("ended session %s polled", s)
+		}
+	}
+	listed := reqs.count("roomId=")
+	eventually(t, "listed again", func() bool { return reqs.count("roomId=") > listed+2 })
+
+	w.clock.Add(time.Minute)
+	next := w.api.NextSession(r1) // live ends, next starts
+	w.api.Join(next, "b", "name-b")
+	eventually(t, "the next session polled", func() bool {
+		return slices.Contains(streamEvents(t, r.js), "participant.joined b@420")
+	})
+	eventually(t, "the ended session gone from the status", func() bool {
+		return cmp.Equal(m.status(t), []string{"room " + r1 + " following config", "session " + next + " polling room " + r1})
+	})
+	want := []string{"session.started", "participant.joined a@360", "participant.left a@360", "session.ended", "session.started", "participant.joined b@420"}
+	if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+
+	m.track("config", nil, nil)
+	eventually(t, "nothing tracked", func() bool { return len(m.status(t)) == 0 })
+	asked := reqs.count(next)
+	w.api.Leave(next, "b")
+	time.Sleep(500 * time.Millisecond) // five intervals: a loop still running would ask
+	if n := reqs.count(next); n != asked {
+		t.Errorf("an untracked room's session asked %d more times", n-asked)
+	}
+	if got := streamEvents(t, r.js); len(got) != len(want) {
+		t.Errorf("events after untracking: %v", got[len(want):])
+	}
+}
+
+// TestManagerTrackAgain: a session untracked stops being polled without any left; its
+// state is kept, so tracking it again publishes once what changed meanwhile.
+func TestManagerTrackAgain(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	m := r.manage(t, nil)
+	m.track("bucket", []string{session}, nil)
+	eventually(t, "joins", func() bool { return len(streamEvents(t, r.js)) == 3 })
+	m.track("bucket", nil, nil)
+	eventually(t, "untracked", func() bool { return len(m.status(t)) == 0 })
+	asked := reqs.count(session)
+	w.api.Leave(session, "a")
+	w.api.Join(session, "c", "name-c")
+	time.Sleep(500 * time.Millisecond)
+	if n := reqs.count(session); n != asked {
+		t.Errorf("an untracked session asked %d more times", n-asked)
+	}
+	if got := streamEvents(t, r.js); len(got) != 3 {
+		t.Errorf("events while untracked: %v", got[3:])
+	}
+	m.track("bucket", []string{session}, nil)
+	eventually(t, "caught up", func() bool { return len(streamEvents(t, r.js)) == 5 })
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1", "participant.joined c@2"}
+	if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
+// TestManagerUntrackMidPoll: a session untracked and tracked again while its poll is
+// in flight is never polled by two loops at once.
+func TestManagerUntrackMidPoll(t *testing.T) {
+	w := newWorld(t, "a")
+	var inflight, most atomic.Int32
+	gate := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-gate
+		w.api.ServeHTTP(rw, req)
+	}))
+	defer srv.Close()
+	r := newRig(t, w, true)
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
+	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller = r.with(c) })
+	m.track("bucket", []string{session}, nil)
+	eventually(t, "a poll in flight", func() bool { return inflight.Load() == 1 })
+	m.track("bucket", nil, nil)
+	m.track("bucket", []string{session}, nil)
+	time.Sleep(300 * time.Millisecond)
+	close(gate)
+	eventually(t, "polled after the release", func() bool { return len(streamEvents(t, r.js)) == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if n := most.Load(); n != 1 {
+		t.Errorf("%d polls of one session at once, want 1", n)
+	}
+}
+
+// TestManagerMemoryBounded: a worker that has followed many sessions that all ended
+// holds no more than one that followed a few: sessions come and end in waves of
+// memoryWave, and after the last wave the goroutines, and the heap that allocations
+// made in package poller hold, are what they were after the first. (The whole heap
+// also holds the embedded server's caches of the sessions' events, which are not the
+// worker's; and Go maps keep their largest size, so the first wave is the baseline.)
+func TestManagerMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("follows a thousand sessions")
+	}
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	const wave = 100
+	w := newWorld(t)
+	r := newRig(t, w, true)
+	// Idle keep-alive connections hold goroutines of their own: closed before counting.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	client := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, PerPage: wave, HTTPClient: &http.Client{Transport: tr}})
+	r.poller = r.with(client)
+	m := r.manage(t, func(c *poller.ManagerConfig) {
+		// Polls far apart: the room's listing announces the ends.
+		c.Schedule, c.Discover, c.Concurrency, c.Rooms = every(time.Minute), every(200*time.Millisecond), 32, client
+	})
+	startGoroutines, startHeap := usage()
+	var goroutines []int
+	var heaps []int64
+	for i := range *memorySessions / wave {
+		var ids []string
+		for j := range wave {
+			id := fmt.Sprintf("mem-%d-%d", i, j)
+			w.api.StartSession(id, "big-room")
+			w.api.Join(id, "p", "name-p")
+			ids = append(ids, id)
+		}
+		m.track("config", nil, []string{"big-room"})
+		eventually(t, "every session polling", func() bool { return len(m.status(t)) == wave+1 })
+		for _, id := range ids {
+			w.api.EndSession(id)
+		}
+		eventually(t, "every session ended and released", func() bool { return len(m.status(t)) == 1 })
+		m.track("config", nil, nil) // so that no listing is in flight when measuring
+		eventually(t, "the room untracked", func() bool { return len(m.status(t)) == 0 })
+		var n int
+		eventually(t, "the goroutines back to their number at the start", func() bool {
+			tr.CloseIdleConnections()
+			n, _ = usage()
+			return n <= startGoroutines+5
+		})
+		_, heap := usage()
+		goroutines, heaps = append(goroutines, n), append(heaps, heap)
+	}
+	t.Logf("%d sessions followed in waves of %d; at the start %d goroutines and %d KiB; after each wave: %v goroutines, %v bytes",
+		*memorySessions, wave, startGoroutines, startHeap>>10, goroutines, heaps)
+	// A few KiB may come and go: a pooled buffer, a connection's state.
+	if first, last := heaps[0], heaps[len(heaps)-1]; last > first+32<<10 {
+		t.Errorf("package poller holds %d KiB after %d sessions, %d KiB after the first %d", last>>10, *memorySessions, first>>10, wave)
+	}
+}
+
+// usage returns the number of goroutines, and the heap in use by allocations with
+// package poller on their stack. It needs runtime.MemProfileRate = 1 from before
+// those allocations.
+func usage() (goroutines int, heap int64) {
+	// The profile is as of the last completed GC; the one before it may still count.
+	runtime.GC()
+	runtime.GC()
+	var records []runtime.MemProfileRecord
+	n, _ := runtime.MemProfile(nil, false)
+	for {
+		records = make([]runtime.MemProfileRecord, n+50)
+		var ok bool
+		if n, ok = runtime.MemProfile(records, false); ok {
+			records = records[:n]
+			break
+		}
+	}
+	for _, r := range records {
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			if strings.HasPrefix(f.Function, "github.com/rollcall/rollcall/poller.") {
+				heap += r.InUseBytes()
+				break
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	return runtime.NumGoroutine(), heap
+}
