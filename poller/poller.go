@@ -1,7 +1,8 @@
 // Package poller turns VideoSDK's active-participants API into presence changes: a
-// Client fetches every page of a session with its own tokens, retries and rate limit,
-// and a Poller runs one cycle per tracked session: load the previous state, fetch all,
-// diff, publish, save.
+// Client fetches every page of a session with its own tokens, retries and rate limit;
+// a Poller runs one cycle of one session: load the previous state, fetch all, diff,
+// publish, save; and a Manager runs one loop per tracked session, which decides when,
+// and one per tracked room, which finds the room's sessions.
 //
 // # Guarantees
 //
@@ -17,6 +18,11 @@
 //     compare-and-set on the revision that was loaded. A cycle that stops in between
 //     is finished by the next: the same events, with the same ids, then the diff.
 //   - Changes of one session are published in order; sessions are independent.
+//   - A session is never polled by two loops at once.
+//   - A session that stops being tracked gets no left for anyone: its loop stops, its
+//     state is kept, and tracking it again resumes from it.
+//   - A session that ended publishes its lefts and session ended, then its state
+//     becomes a tombstone, and its loop returns, keeping nothing in memory.
 //
 // What polling cannot see: a stint shorter than the interval between two polls, and
 // the exact time of a leave.

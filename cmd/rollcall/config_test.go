@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/sim"
 )
 
 // env is a getenv backed by a map, so tests never touch the process environment.
@@ -381,5 +382,25 @@ func TestDurationJSON(t *testing.T) {
 	}
 	if string(got) != `"1m30s"` {
 		t.Errorf("json.Marshal(Duration{90s}) = %s, want \"1m30s\"", got)
+	}
+}
+
+// TestComposeConfig: docker-compose.yml's config is valid, and follows the
+// simulator's demo rooms.
+func TestComposeConfig(t *testing.T) {
+	got, err := loadConfig(filepath.Join("..", "..", "deploy", "compose.toml"), env(map[string]string{
+		"VIDEOSDK_API_KEY": "key",
+		"VIDEOSDK_SECRET":  "secret",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := sim.New(sim.Config{})
+	var want []Room
+	for _, id := range api.DemoWorld(demoRooms) {
+		want = append(want, Room{ID: api.RoomOf(id)})
+	}
+	if diff := cmp.Diff(want, got.Rooms); diff != "" {
+		t.Errorf("rooms (-demo world +compose.toml):\n%s", diff)
 	}
 }

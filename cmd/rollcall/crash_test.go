@@ -96,7 +96,7 @@ func TestCrashSafety(t *testing.T) {
 	proxy := latencyProxy(t, ns.Addr().String(), crashLatency)
 
 	dir := t.TempDir()
-	config := writeConfig(t, dir, srv.URL, "nats://"+proxy, 30, sessions)
+	config := writeConfig(t, dir, srv.URL, "nats://"+proxy, 30, slices.Sorted(maps.Keys(sessions)), nil)
 
 	churnCtx, cancelChurn := context.WithCancel(context.Background())
 	churned := make(chan struct{})

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +45,9 @@ type e2e struct {
 	published map[string]int // every publish seen on the wire, by event id, duplicates included
 }
 
-func newE2E(t *testing.T, sessions map[string]string) *e2e {
+// newE2E serves a simulated API in which the given sessions (id -> room) are ongoing,
+// and writes a config that tracks them and the given rooms.
+func newE2E(t *testing.T, sessions map[string]string, rooms ...string) *e2e {
 	t.Helper()
 	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
 	for id, room := range sessions {
@@ -57,6 +61,9 @@ func newE2E(t *testing.T, sessions map[string]string) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if sessions == nil {
+		sessions = map[string]string{}
+	}
 	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: map[string]int{}}
 	// A core subscription sees every publish, also those the stream drops as duplicates.
 	if _, err := nc.Subscribe("videosdk.>", func(m *nats.Msg) {
@@ -66,17 +73,20 @@ func newE2E(t *testing.T, sessions map[string]string) *e2e {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	e.config = writeConfig(t, t.TempDir(), srv.URL, ns.ClientURL(), 0, sessions)
+	e.config = writeConfig(t, t.TempDir(), srv.URL, ns.ClientURL(), 0, slices.Sorted(maps.Keys(sessions)), rooms)
 	return e
 }
 
-// writeConfig writes the tests' config.toml into dir: two participants a page, a
-// cycle a second, the given rate limit (0: none).
-func writeConfig(t *testing.T, dir, apiURL, natsURL string, rateLimit int, sessions map[string]string) string {
+// writeConfig writes the tests' config.toml into dir: two participants (or sessions)
+// a page, a poll and a room listing a second, the given rate limit (0: none).
+func writeConfig(t *testing.T, dir, apiURL, natsURL string, rateLimit int, sessions, rooms []string) string {
 	t.Helper()
 	var list strings.Builder
-	for id := range sessions {
+	for _, id := range sessions {
 		fmt.Fprintf(&list, "[[sessions]]\nid = %q\n", id)
+	}
+	for _, id := range rooms {
+		fmt.Fprintf(&list, "[[rooms]]\nid = %q\n", id)
 	}
 	cfg := fmt.Sprintf(`
 [videosdk]
@@ -88,6 +98,7 @@ rate_limit = %d
 
 [poll]
 schedule = "@every 1s"
+discover_schedule = "@every 1s"
 
 %s
 [nats]
