@@ -120,7 +120,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{
-		cfg: cfg, slots: make(chan struct{}, max(cfg.Concurrency, 1)),
+		cfg: cfg, anchor: time.Now().Truncate(time.Second), slots: make(chan struct{}, max(cfg.Concurrency, 1)),
 		events: make(chan func()), queries: make(chan chan []Status),
 		sessions: make(map[string]*loop), rooms: make(map[string]*loop),
 	}
@@ -130,7 +130,6 @@ func NewManager(cfg ManagerConfig) *Manager {
 // returns once they all have. ctx ending stops the waits between polls; a poll in
 // flight goes on until polls is done, so that the caller can give it a grace period.
 func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
-	m.anchor = time.Now().Truncate(time.Second)
 	origins := make(map[string]Update)
 	for {
 		select {
@@ -146,7 +145,6 @@ func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
 			m.apply(ctx, polls, origins)
 		case f := <-m.events:
 			f()
-			m.apply(ctx, polls, origins)
 		case q := <-m.queries:
 			q <- m.status()
 		}
@@ -238,19 +236,22 @@ func (m *Manager) start(ctx, polls context.Context, l *loop) {
 		defer m.running.Done()
 		var ended bool
 		if l.kind == KindRoom {
-			m.followRoom(lctx, l)
+			m.followRoom(lctx, l, func(list []SessionInfo) {
+				m.send(ctx, func() { m.found(ctx, polls, l.id, list) })
+			})
 		} else {
 			ended = m.pollSession(lctx, polls, l)
 		}
 		cancel()
-		m.send(ctx, func() { m.returned(l, ended) })
+		m.send(ctx, func() { m.returned(ctx, polls, l, ended) })
 	}()
 }
 
 // returned notes that l's goroutine has returned: the session ended, or tracking of it
 // stopped. An ended session is kept only while an origin other than a room tracks it,
-// to show as ended; everything else about it is released.
-func (m *Manager) returned(l *loop, ended bool) {
+// to show as ended; everything else about it is released. One tracked again while
+// its loop was stopping starts again.
+func (m *Manager) returned(ctx, polls context.Context, l *loop, ended bool) {
 	loops := m.sessions
 	if l.kind == KindRoom {
 		loops = m.rooms
@@ -263,17 +264,18 @@ func (m *Manager) returned(l *loop, ended bool) {
 			}
 		}
 	}
-	if len(l.from) == 0 && loops[l.id] == l {
+	switch {
+	case len(l.from) == 0 && loops[l.id] == l:
 		delete(loops, l.id)
+	case len(l.from) > 0 && !ended:
+		m.start(ctx, polls, l)
 	}
-	// If it is still wanted and has not ended (tracked again while it stopped), apply
-	// starts it again.
 }
 
 // found notes the sessions that a room's listing shows: an ongoing one not yet
 // tracked starts being polled, and a tracked one that the list shows ended is polled
 // once more at once, so that its lefts and session.ended come without delay.
-func (m *Manager) found(room string, list []SessionInfo) {
+func (m *Manager) found(ctx, polls context.Context, room string, list []SessionInfo) {
 	if m.rooms[room] == nil || m.rooms[room].from == nil {
 		return // untracked meanwhile
 	}
@@ -287,8 +289,13 @@ func (m *Manager) found(room string, list []SessionInfo) {
 			default:
 			}
 		case l == nil && !s.Ended():
-			m.sessions[s.ID] = &loop{kind: KindSession, id: s.ID, poke: make(chan struct{}, 1), from: map[string]bool{origin: true}}
+			l = &loop{kind: KindSession, id: s.ID, poke: make(chan struct{}, 1), from: map[string]bool{origin: true}}
+			m.sessions[s.ID] = l
+			m.start(ctx, polls, l)
 		case l != nil && !s.Ended() && !l.ended:
+			if l.from == nil { // stopping: returned starts it again
+				l.from = make(map[string]bool)
+			}
 			l.from[origin] = true
 		}
 	}
@@ -385,10 +392,10 @@ func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string) (ended 
 }
 
 // followRoom is one room's loop: it lists the room's sessions at once, then on each
-// tick of the discover schedule, and hands what it found to the Run goroutine. The
-// first listing that succeeds reads every page; later ones stop at the first page
-// with no live session. A listing that fails changes nothing.
-func (m *Manager) followRoom(ctx context.Context, l *loop) {
+// tick of the discover schedule, and hands what it found to found. The first listing
+// that succeeds reads every page; later ones stop at the first page with no live
+// session. A listing that fails changes nothing.
+func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionInfo)) {
 	log := m.cfg.Log.With("room_id", l.id)
 	ticks := newTicks(m.cfg.Discover, m.anchor, "room "+l.id)
 	every := interval(m.cfg.Discover, m.anchor)
@@ -398,7 +405,15 @@ func (m *Manager) followRoom(ctx context.Context, l *loop) {
 		if !wait(ctx, due, nil) {
 			return
 		}
+		// Listings wait behind polls for the rate limit: say so when that delays one
+		// by more than an interval, even if it never gets its turn.
+		late := time.AfterFunc(time.Until(due.Add(every)), func() {
+			log.Warn("room discovery is behind schedule: the rate limit goes to polls first", "behind", time.Since(due).Round(time.Second))
+		})
 		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
+		if !late.Stop() {
+			log.Warn("room discovery was behind schedule", "behind", time.Since(due).Round(time.Second))
+		}
 		now := time.Now()
 		switch {
 		case ctx.Err() != nil:
@@ -414,12 +429,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop) {
 			}
 			listed, failing = true, false
 			l.set(StatusFollowing, now)
-			m.send(ctx, func() { m.found(l.id, list) })
-		}
-		// Listings wait behind polls for the rate limit: say so when that delays them
-		// by more than an interval.
-		if behind := now.Sub(due); behind > every {
-			log.Warn("room discovery is behind schedule: the rate limit is spent on polls first", "behind", behind.Round(time.Second))
+			found(list)
 		}
 		due = ticks.after(now)
 	}

@@ -370,6 +370,26 @@ func TestManagerRooms(t *testing.T) {
 	}
 }
 
+// TestManagerRoomsBehind: when polls use the whole rate limit, a room's listing waits,
+// and a warning says discovery is behind.
+func TestManagerRoomsBehind(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("s2", "r2")
+	w.api.StartSession("s3", "r3")
+	r := newRig(t, w, true)
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, RateLimit: 5})
+	var logs testkit.Buffer
+	m := r.manage(t, func(cfg *poller.ManagerConfig) {
+		cfg.Poller, cfg.Rooms = r.with(c), c
+		cfg.Schedule, cfg.Discover = every(50*time.Millisecond), every(200*time.Millisecond)
+		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	m.track("config", []string{session, "s2", "s3"}, []string{room})
+	eventually(t, "a warning that discovery is behind", func() bool {
+		return strings.Contains(logs.String(), "room discovery is behind schedule")
+	})
+}
+
 // TestManagerTrackAgain: a session untracked stops being polled without any left; its
 // state is kept, so tracking it again publishes once what changed meanwhile.
 func TestManagerTrackAgain(t *testing.T) {
@@ -399,32 +419,38 @@ func TestManagerTrackAgain(t *testing.T) {
 	}
 }
 
-// TestManagerUntrackMidPoll: a session untracked and tracked again while its poll is
-// in flight is never polled by two loops at once.
+// TestManagerUntrackMidPoll: a session untracked while its poll is in flight, then
+// tracked again, by the same origin and by a room that finds it, is never polled by
+// two loops at once, and is polled again once the first poll returns.
 func TestManagerUntrackMidPoll(t *testing.T) {
 	w := newWorld(t, "a")
 	var inflight, most atomic.Int32
 	gate := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		n := inflight.Add(1)
-		defer inflight.Add(-1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		if strings.Contains(req.URL.Path, session) {
+			n := inflight.Add(1)
+			defer inflight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-gate
 		}
-		<-gate
 		w.api.ServeHTTP(rw, req)
 	}))
 	defer srv.Close()
 	r := newRig(t, w, true)
 	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
-	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller = r.with(c) })
+	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller, cfg.Rooms = r.with(c), c })
 	m.track("bucket", []string{session}, nil)
 	eventually(t, "a poll in flight", func() bool { return inflight.Load() == 1 })
 	m.track("bucket", nil, nil)
 	m.track("bucket", []string{session}, nil)
+	m.track("bucket", nil, nil)
+	m.track("config", nil, []string{room}) // the room lists the session as ongoing
 	time.Sleep(300 * time.Millisecond)
 	close(gate)
 	eventually(t, "polled after the release", func() bool { return len(streamEvents(t, r.js)) == 2 })
-	time.Sleep(300 * time.Millisecond)
+	want := []string{"room " + room + " following config", "session " + session + " polling room " + room}
+	eventually(t, "the session followed for its room", func() bool { return cmp.Equal(want, m.status(t)) })
 	if n := most.Load(); n != 1 {
 		t.Errorf("%d polls of one session at once, want 1", n)
 	}

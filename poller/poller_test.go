@@ -59,8 +59,8 @@ func (r *rig) poll(t *testing.T) []string {
 }
 
 // with returns a poller over src, with the rig's store and stream.
-func (r *rig) with(src poller.Source) *poller.Poller {
-	return poller.New(src, r.store, publisher.New(r.js, "videosdk", quiet()))
+func (r *rig) with(src poller.Source, opts ...poller.Option) *poller.Poller {
+	return poller.New(src, r.store, publisher.New(r.js, "videosdk", quiet()), opts...)
 }
 
 func ensureStream(t *testing.T, js jetstream.JetStream) {
@@ -405,5 +405,35 @@ func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
 	}
 	if !got.Complete {
 		t.Errorf("incomplete after rescans: %v", ids)
+	}
+}
+
+// TestPollExcludes: participants in an excluded mode or with an excluded sdkType yield
+// no events; one whose mode changes to an excluded one mid-stint is followed until it
+// leaves, so the change makes no false left.
+func TestPollExcludes(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.JoinWith(session, sim.Participant{ID: "viewer", Mode: "VIEWER"})
+	w.api.JoinWith(session, sim.Participant{ID: "bot", SDKType: "recorder"})
+	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithExclude([]string{"VIEWER"}, []string{"recorder"}))
+	steps := []struct {
+		name   string
+		change func()
+		want   []string
+	}{
+		{"the viewer and the recorder yield nothing", nil, []string{"session.started", "participant.joined a@1"}},
+		{"a switches to an excluded mode: no left", func() { w.api.ChangeMode(session, "a", "VIEWER") }, nil},
+		{"a leaves", func() { w.api.Leave(session, "a") }, []string{"participant.left a@1"}},
+		{"the viewer is promoted: its stint joins", func() { w.api.ChangeMode(session, "viewer", "CONFERENCE") }, []string{"participant.joined viewer@1"}},
+		{"the recorder leaves: nothing", func() { w.api.Leave(session, "bot") }, nil},
+	}
+	for _, s := range steps {
+		if s.change != nil {
+			s.change()
+		}
+		if d := cmp.Diff(s.want, r.poll(t)); d != "" {
+			t.Errorf("%s: events (-want +got):\n%s", s.name, d)
+		}
 	}
 }

@@ -167,6 +167,18 @@ func (s *Server) join(sess *session, p Participant) {
 	pt.timelog = append(pt.timelog, span{start: now})
 }
 
+// ChangeMode switches a participant's mode now, as VideoSDK's changeMode does (a
+// viewer promoted to the conference, say), without ending its stint.
+func (s *Server) ChangeMode(sessionID, participantID, mode string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess := s.sessions[sessionID]; sess != nil {
+		if pt := sess.byID[participantID]; pt != nil {
+			pt.Mode = mode
+		}
+	}
+}
+
 // Leave closes the participant's open timelog entry now. It does nothing if the
 // participant is not present.
 func (s *Server) Leave(sessionID, participantID string) {
