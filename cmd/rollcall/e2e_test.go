@@ -336,6 +336,34 @@ func TestRunRestart(t *testing.T) {
 	}
 }
 
+// runEmbedded writes a config for the embedded server (store_dir under dir) that polls
+// the simulator at apiURL every second and tracks what tracked (TOML), and runs
+// `rollcall run` with it until the test ends. It returns the config's path and the
+// worker's log.
+func runEmbedded(t *testing.T, dir, apiURL, tracked string) (string, *testkit.Buffer) {
+	t.Helper()
+	path := filepath.Join(dir, "config.toml")
+	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n%s\n[nats]\nstore_dir = %q\n",
+		apiURL, testKey, tracked, filepath.Join(dir, "data"))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testkit.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
+	go func() {
+		done <- run(ctx, []string{"run", "-config", path}, logs, logs, func(k string) string { return env[k] })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return path, logs
+}
+
 // TestRunEmbeddedNATS: with nats.url = "", `run` starts its own JetStream server in
 // store_dir, logs its URL, and publishes there.
 func TestRunEmbeddedNATS(t *testing.T) {
@@ -345,25 +373,8 @@ func TestRunEmbeddedNATS(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "config.toml")
-	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\n[[sessions]]\nid = \"s1\"\n[nats]\nstore_dir = %q\n",
-		srv.URL, testKey, filepath.Join(dir, "data"))
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs testkit.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	path, logs := runEmbedded(t, dir, srv.URL, "[[sessions]]\nid = \"s1\"")
 	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
-	go func() {
-		done <- run(ctx, []string{"run", "-config", path}, &logs, &logs, func(k string) string { return env[k] })
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
 
 	url := ""
 	deadline := time.Now().Add(20 * time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,35 +35,23 @@ func TestTrackAtRunTime(t *testing.T) {
 	}
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	dir := t.TempDir()
-	config := filepath.Join(dir, "config.toml")
-	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n[[sessions]]\nid = \"s0\"\n[nats]\nstore_dir = %q\n",
-		srv.URL, testKey, filepath.Join(dir, "data"))
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+	idle := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(idle, []byte(fmt.Sprintf("[nats]\nstore_dir = %q\n", filepath.Dir(idle))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"VIDEOSDK_SECRET": testSecret}
-	getenv := func(k string) string { return env[k] }
+	err := run(context.Background(), []string{"tracked", "-config", idle}, io.Discard, io.Discard, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "no rollcall worker is running") {
+		t.Errorf("tracked with no worker: %v, want it to say no worker is running", err)
+	}
+
+	dir := t.TempDir()
+	config, logs := runEmbedded(t, dir, srv.URL, "[[sessions]]\nid = \"s0\"")
 	rollcall := func(args ...string) (string, error) {
 		var out testkit.Buffer
 		err := run(context.Background(), append(args, "-config", config), &out, &out, func(string) string { return "" })
 		return out.String(), err
 	}
 
-	if _, err := rollcall("tracked"); err == nil || !strings.Contains(err.Error(), "no rollcall worker is running") {
-		t.Errorf("tracked with no worker: %v, want it to say no worker is running", err)
-	}
-
-	var logs testkit.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"run", "-config", config}, &logs, &logs, getenv) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
 	url := waitForFile(t, filepath.Join(dir, "data", "nats.url"))
 	nc, err := nats.Connect(url)
 	if err != nil {
