@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"log/slog"
 	"net"
@@ -46,17 +47,6 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// The worker's own log shows only problems, so that the feed stays readable.
-	log := newLogger(stderr, Log{Level: "warn", Format: "text"})
-	ns, err := startEmbedded(dir, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	}()
-
 	key, secret := "demo-api-key", randomSecret()
 	api := sim.New(sim.Config{APIKey: key, Secret: secret})
 	rooms := demoWorld(api)
@@ -67,32 +57,39 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	defer stopAPI()
 	go api.Churn(ctx, demoChurnConfig())
 
-	cfg := defaultConfig()
+	cfg := worker.Default()
 	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
 	cfg.VideoSDK.PerPage = demoPerPage
 	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule = demoSchedule, demoDiscover
-	cfg.NATS.URL = ns.ClientURL()
+	cfg.NATS.StoreDir = dir // and url "": the embedded server
 	for _, id := range rooms {
-		cfg.Rooms = append(cfg.Rooms, Room{ID: id})
+		cfg.Rooms = append(cfg.Rooms, worker.Room{ID: id})
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// The worker's own log shows only problems, so that the feed stays readable.
+	w, err := worker.New(ctx, cfg, worker.NewLogger(stderr, worker.Log{Level: "warn", Format: "text"}))
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	url := w.NATSURL()
 
 	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, following %d rooms (%s): sessions polled %s, rooms listed %s.\n",
-		ns.ClientURL(), apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
+		url, apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
 	server := ""
-	if ns.ClientURL() != nats.DefaultURL {
-		server = "-s " + ns.ClientURL() + " "
+	if url != nats.DefaultURL {
+		server = "-s " + url + " "
 	}
 	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub %s'%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
-		server, cfg.NATS.SubjectPrefix, ns.ClientURL())
+		server, cfg.NATS.SubjectPrefix, url)
 	fmt.Fprintln(stdout, "Events, as they arrive (Ctrl-C to stop):")
 
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- work(ctx, cfg, log) }()
+	go func() { workerDone <- w.Run(ctx) }()
 
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name("rollcall demo feed"))
+	nc, err := nats.Connect(url, nats.Name("rollcall demo feed"))
 	if err != nil {
 		return err
 	}

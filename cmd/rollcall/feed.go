@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ import (
 func runTail(ctx context.Context, url, stream string, all bool, w io.Writer) error {
 	nc, err := nats.Connect(url, nats.Name("rollcall tail"))
 	if err != nil {
-		return fmt.Errorf("nats %s: %w", redactURL(url), err)
+		return fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}
 	defer nc.Close()
 	return tailWhenReady(ctx, nc, stream, all, w)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"os"
 	"os/signal"
@@ -84,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err != nil {
 			return err
 		}
-		cfg, err := loadConfigFor(*path, getenv, false)
+		cfg, err := worker.LoadFor(*path, getenv, false)
 		if err != nil {
 			return err
 		}

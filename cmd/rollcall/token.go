@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"io/fs"
 
@@ -14,10 +15,10 @@ import (
 //
 // Without a config file at the default path, the environment alone is enough.
 func printToken(path string, explicit bool, w io.Writer, getenv func(string) string) error {
-	cfg, err := loadConfig(path, getenv)
+	cfg, err := worker.Load(path, getenv)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
-		cfg, err = defaultConfig(), nil
-		cfg.applyEnv(getenv)
+		cfg, err = worker.Default(), nil
+		cfg.ApplyEnv(getenv)
 	}
 	if err != nil {
 		return err

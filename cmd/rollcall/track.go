@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"log/slog"
 	"maps"
@@ -21,57 +22,35 @@ import (
 	"github.com/rollcall/rollcall/publisher"
 )
 
-// statusSubject is where a running worker answers `rollcall tracked` with what it
-// tracks. It is outside the stream's subjects, so that nothing stores the requests.
-func statusSubject(stream string) string { return "_rollcall." + stream + ".tracked" }
-
-// serveStatus answers status requests with m's tracked sessions and rooms, as JSON.
-func serveStatus(ctx context.Context, nc *nats.Conn, stream string, m *poller.Manager) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(statusSubject(stream), func(msg *nats.Msg) {
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		st, err := m.Status(qctx)
-		if err != nil {
-			return // stopping: no answer is the answer
-		}
-		body, _ := json.Marshal(st)
-		_ = msg.Respond(body) // the asker may have gone
-	})
-	if err != nil {
-		return nil, fmt.Errorf("serve status: %w", err)
-	}
-	return sub, nil
-}
-
 // errNoWorker says that no worker runs where the config points.
 var errNoWorker = errors.New("no rollcall worker is running")
 
 // dialWorker connects to the NATS server of the worker that cfg describes: nats.url,
 // or, for the embedded server, the URL the running worker wrote into store_dir.
-func dialWorker(cfg Config, name string) (*nats.Conn, error) {
+func dialWorker(cfg worker.Config, name string) (*nats.Conn, error) {
 	url := cfg.NATS.URL
 	if url == "" {
-		b, err := os.ReadFile(filepath.Join(cfg.NATS.StoreDir, embeddedURLFile))
+		b, err := os.ReadFile(filepath.Join(cfg.NATS.StoreDir, worker.EmbeddedURLFile))
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w with nats.store_dir %s (no %s there): start `rollcall run` first", errNoWorker, cfg.NATS.StoreDir, embeddedURLFile)
+			return nil, fmt.Errorf("%w with nats.store_dir %s (no %s there): start `rollcall run` first", errNoWorker, cfg.NATS.StoreDir, worker.EmbeddedURLFile)
 		}
 		if err != nil {
 			return nil, err
 		}
 		url = strings.TrimSpace(string(b))
 	}
-	nc, err := nats.Connect(url, append(authOptions(cfg.NATS), nats.Name(name), nats.Timeout(3*time.Second))...)
+	nc, err := nats.Connect(url, append(worker.AuthOptions(cfg.NATS), nats.Name(name), nats.Timeout(3*time.Second))...)
 	if err != nil {
 		if cfg.NATS.URL == "" {
 			return nil, fmt.Errorf("%w: its embedded server at %s does not answer: %w", errNoWorker, url, err)
 		}
-		return nil, fmt.Errorf("nats %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}
 	return nc, nil
 }
 
 // openTracking opens the tracking bucket of the worker that cfg describes.
-func openTracking(ctx context.Context, cfg Config, name string) (*nats.Conn, *publisher.Tracking, error) {
+func openTracking(ctx context.Context, cfg worker.Config, name string) (*nats.Conn, *publisher.Tracking, error) {
 	nc, err := dialWorker(cfg, name)
 	if err != nil {
 		return nil, nil, err
@@ -99,7 +78,7 @@ func kindAndID(cmd string, args []string) (string, string, error) {
 
 // runTrack adds a session or room to the tracking bucket; the worker starts polling
 // it at once.
-func runTrack(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
+func runTrack(ctx context.Context, cfg worker.Config, args []string, stdout io.Writer) error {
 	kind, id, err := kindAndID("track", args)
 	if err != nil {
 		return err
@@ -121,14 +100,14 @@ func runTrack(ctx context.Context, cfg Config, args []string, stdout io.Writer) 
 
 // runUntrack removes a session or room from the tracking bucket. No participant
 // leaves because of it: its state is kept, and tracking it again resumes from it.
-func runUntrack(ctx context.Context, cfg Config, args []string, stdout io.Writer) error {
+func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io.Writer) error {
 	kind, id, err := kindAndID("untrack", args)
 	if err != nil {
 		return err
 	}
-	inConfig := slices.Contains(cfg.sessionIDs(), id)
+	inConfig := slices.Contains(cfg.SessionIDs(), id)
 	if kind == poller.KindRoom {
-		inConfig = slices.Contains(cfg.roomIDs(), id)
+		inConfig = slices.Contains(cfg.RoomIDs(), id)
 	}
 	if inConfig {
 		return fmt.Errorf("%s %s is tracked by the config file ([[%ss]]): remove it there and restart the worker", kind, id, kind)
@@ -151,7 +130,7 @@ func runUntrack(ctx context.Context, cfg Config, args []string, stdout io.Writer
 
 // runTracked prints what the running worker tracks. With no worker answering, it
 // prints what the config file and the bucket track, without status.
-func runTracked(ctx context.Context, cfg Config, stdout io.Writer) error {
+func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error {
 	nc, t, err := openTracking(ctx, cfg, "rollcall tracked")
 	if err != nil {
 		return err
@@ -182,7 +161,7 @@ func runTracked(ctx context.Context, cfg Config, stdout io.Writer) error {
 func askWorker(ctx context.Context, nc *nats.Conn, stream string) ([]poller.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, statusSubject(stream), nil)
+	msg, err := nc.RequestWithContext(ctx, worker.StatusSubject(stream), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -194,21 +173,21 @@ func askWorker(ctx context.Context, nc *nats.Conn, stream string) ([]poller.Stat
 }
 
 // configured lists what the config file and the bucket track, rooms first.
-func configured(cfg Config, bucketSessions, bucketRooms []string) []poller.Status {
+func configured(cfg worker.Config, bucketSessions, bucketRooms []string) []poller.Status {
 	var out []poller.Status
 	add := func(kind string, config, bucket []string) {
 		from := make(map[string][]string)
 		for _, id := range config {
-			from[id] = append(from[id], originConfig)
+			from[id] = append(from[id], worker.OriginConfig)
 		}
 		for _, id := range bucket {
-			from[id] = append(from[id], originBucket)
+			from[id] = append(from[id], worker.OriginBucket)
 		}
 		for _, id := range slices.Sorted(maps.Keys(from)) {
 			out = append(out, poller.Status{Kind: kind, ID: id, From: from[id]})
 		}
 	}
-	add(poller.KindRoom, cfg.roomIDs(), bucketRooms)
-	add(poller.KindSession, cfg.sessionIDs(), bucketSessions)
+	add(poller.KindRoom, cfg.RoomIDs(), bucketRooms)
+	add(poller.KindSession, cfg.SessionIDs(), bucketSessions)
 	return out
 }

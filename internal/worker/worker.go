@@ -1,7 +1,8 @@
-package main
+package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,24 +28,8 @@ const (
 	drainGrace   = 2 * time.Second
 )
 
-func runWorker(ctx context.Context, path string, stderr io.Writer, getenv func(string) string) error {
-	cfg, err := loadConfig(path, getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.Log)
-	log.Info("starting", "version", version, "config", path, "sessions", len(cfg.Sessions))
-	log.Debug("effective config", "config", cfg.Redacted())
-	err = work(ctx, cfg, log)
-	if err != nil && ctx.Err() != nil {
-		// A signal during start-up (waiting for NATS, say) is a clean stop too.
-		log.Info("stopped during start-up", "err", err)
-		return nil
-	}
-	return err
-}
-
-func newLogger(w io.Writer, c Log) *slog.Logger {
+// NewLogger is the process logger of the config's [log].
+func NewLogger(w io.Writer, c Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: map[string]slog.Level{
 		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
 	}[c.Level]}
@@ -54,30 +39,41 @@ func newLogger(w io.Writer, c Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// work runs the worker until ctx is done: NATS, stream and buckets, the VideoSDK
-// client, the manager of one loop per tracked session and room; then it stops in
-// order.
-func work(ctx context.Context, cfg Config, log *slog.Logger) error {
+// Worker is rollcall's worker: NATS (or the embedded server), the stream and
+// buckets, the VideoSDK client and the Manager of one loop per tracked session and
+// room. New sets it up; Run runs it until its context ends and then stops in order;
+// Close releases what New opened.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	ns       *server.Server // the embedded server, if nats.url is ""
+	nc       *nats.Conn
+	tracking *publisher.Tracking
+	manager  *poller.Manager
+}
+
+// New connects to NATS (starting the embedded server if nats.url is ""), sets up the
+// stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
+	w := &Worker{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
 	url := cfg.NATS.URL
 	if url == "" {
-		ns, err := startEmbedded(cfg.NATS.StoreDir, log)
-		if err != nil {
-			return err
+		if w.ns, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
+			return nil, err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
-		url = ns.ClientURL()
+		url = w.ns.ClientURL()
 	}
-	nc, err := connect(ctx, url, cfg.NATS, log)
-	if err != nil {
-		return err
+	if w.nc, err = connect(ctx, url, cfg.NATS, log); err != nil {
+		return nil, err
 	}
-	defer nc.Close()
-	js, err := publisher.NewJetStream(nc, cfg.VideoSDK.MaxConcurrency)
+	js, err := publisher.NewJetStream(w.nc, cfg.VideoSDK.MaxConcurrency)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n := cfg.NATS
 	err = publisher.EnsureStream(ctx, js, publisher.StreamConfig{
@@ -85,39 +81,48 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 		DuplicateWindow: n.DuplicateWindow.Duration, MaxAge: n.MaxAge.Duration,
 	}, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	store, err := publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tracking, err := publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log)
+	if w.tracking, err = publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log); err != nil {
+		return nil, err
+	}
+	sched, err := ParseSchedule(cfg.Poll.Schedule)
 	if err != nil {
-		return err
+		return nil, err // validated already; kept for safety against a changed parser
 	}
-
+	discover, err := ParseSchedule(cfg.Poll.DiscoverSchedule)
+	if err != nil {
+		return nil, err
+	}
 	client := newClient(cfg.VideoSDK, log)
 	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log),
 		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes))
-	sched, err := parseSchedule(cfg.Poll.Schedule)
-	if err != nil {
-		return err // validated already; kept for safety against a changed parser
-	}
-	discover, err := parseSchedule(cfg.Poll.DiscoverSchedule)
-	if err != nil {
-		return err
-	}
-	m := poller.NewManager(poller.ManagerConfig{
+	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: p, Rooms: client, Schedule: sched, Discover: discover,
 		Concurrency: cfg.VideoSDK.MaxConcurrency, Log: log,
 	})
-	sub, err := serveStatus(ctx, nc, n.Stream, m)
+	return w, nil
+}
+
+// NATSURL is the URL of the NATS server the worker publishes to, without credentials.
+func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
+
+// Run polls what is tracked until ctx is done: the config file's sessions and rooms,
+// and the tracking bucket's as it changes; it answers `rollcall tracked`. Then it
+// stops: no new polls; the polls in flight get cycleGrace to finish; publishes are
+// flushed.
+func (w *Worker) Run(ctx context.Context) error {
+	cfg, n := w.cfg, w.cfg.NATS
+	sub, err := w.serveStatus()
 	if err != nil {
 		return err
 	}
 	defer sub.Unsubscribe()
 
-	// The tracked set: the config file's, and the tracking bucket's as it changes.
 	updates := make(chan poller.Update)
 	send := func(u poller.Update) {
 		select {
@@ -125,9 +130,9 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-ctx.Done():
 		}
 	}
-	go send(poller.Update{Origin: originConfig, Sessions: cfg.sessionIDs(), Rooms: cfg.roomIDs()})
-	go tracking.Watch(ctx, func(sessions, rooms []string) {
-		send(poller.Update{Origin: originBucket, Sessions: sessions, Rooms: rooms})
+	go send(poller.Update{Origin: OriginConfig, Sessions: cfg.SessionIDs(), Rooms: cfg.RoomIDs()})
+	go w.tracking.Watch(ctx, func(sessions, rooms []string) {
+		send(poller.Update{Origin: OriginBucket, Sessions: sessions, Rooms: rooms})
 	})
 
 	// Polls outlive the signal by cycleGrace, so that one in flight can finish.
@@ -136,44 +141,78 @@ func work(ctx context.Context, cfg Config, log *slog.Logger) error {
 	idle := make(chan struct{})
 	go func() {
 		defer close(idle)
-		m.Run(ctx, polls, updates)
+		w.manager.Run(ctx, polls, updates)
 	}()
-	log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms),
+	w.log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms),
 		"discover_schedule", cfg.Poll.DiscoverSchedule, "tracking_bucket", n.TrackingBucket)
 	if len(cfg.Sessions)+len(cfg.Rooms) == 0 {
-		log.Warn("config.toml tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
+		w.log.Warn("the config file tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
 	}
 
 	<-ctx.Done()
-	log.Info("stopping: no new polls")
+	w.log.Info("stopping: no new polls")
 	select {
 	case <-idle:
 	case <-time.After(cycleGrace):
-		log.Warn("abandoning the polls in flight; the next run finishes them")
+		w.log.Warn("abandoning the polls in flight; the next run finishes them")
 		abandon()
 		select {
 		case <-idle:
 		case <-time.After(abandonGrace):
-			log.Warn("the abandoned polls have not returned; exiting anyway")
+			w.log.Warn("the abandoned polls have not returned; exiting anyway")
 		}
 	}
 	drained := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
-	if err := nc.Drain(); err == nil {
+	w.nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
+	if err := w.nc.Drain(); err == nil {
 		select {
 		case <-drained:
 		case <-time.After(drainGrace):
-			log.Warn("NATS drain timed out")
+			w.log.Warn("NATS drain timed out")
 		}
 	}
-	log.Info("stopped")
+	w.log.Info("stopped")
 	return nil
+}
+
+// Close closes the connection and shuts the embedded server down.
+func (w *Worker) Close() {
+	if w.nc != nil {
+		w.nc.Close()
+	}
+	if w.ns != nil {
+		w.ns.Shutdown()
+		w.ns.WaitForShutdown()
+	}
+}
+
+// StatusSubject is where a running worker answers `rollcall tracked` with what it
+// tracks. It is outside the stream's subjects, so that nothing stores the requests.
+func StatusSubject(stream string) string { return "_rollcall." + stream + ".tracked" }
+
+// serveStatus answers status requests with the Manager's tracked sessions and rooms,
+// as JSON.
+func (w *Worker) serveStatus() (*nats.Subscription, error) {
+	sub, err := w.nc.Subscribe(StatusSubject(w.cfg.NATS.Stream), func(msg *nats.Msg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := w.manager.Status(ctx)
+		if err != nil {
+			return // stopping: no answer is the answer
+		}
+		body, _ := json.Marshal(st)
+		_ = msg.Respond(body) // the asker may have gone
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serve status: %w", err)
+	}
+	return sub, nil
 }
 
 // Origins of tracked sessions and rooms, as `rollcall tracked` shows them.
 const (
-	originConfig = "config"
-	originBucket = "bucket"
+	OriginConfig = "config"
+	OriginBucket = "bucket"
 )
 
 func newClient(v VideoSDK, log *slog.Logger) *poller.Client {
@@ -202,18 +241,18 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
-	nc, err := nats.Connect(url, append(opts, authOptions(c)...)...)
+	nc, err := nats.Connect(url, append(opts, AuthOptions(c)...)...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("nats %s: %w", RedactURL(url), err)
 	}
 	for wait := time.Duration(0); !nc.IsConnected(); wait += 100 * time.Millisecond {
 		if wait > 0 && wait%(5*time.Second) == 0 {
-			log.Warn("waiting for NATS", "url", redactURL(url))
+			log.Warn("waiting for NATS", "url", RedactURL(url))
 		}
 		select {
 		case <-ctx.Done():
 			nc.Close()
-			return nil, fmt.Errorf("nats %s: not connected: %w", redactURL(url), ctx.Err())
+			return nil, fmt.Errorf("nats %s: not connected: %w", RedactURL(url), ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -222,7 +261,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 }
 
 // authOptions are the NATS credentials of the config, for the worker and the commands.
-func authOptions(c NATS) []nats.Option {
+func AuthOptions(c NATS) []nats.Option {
 	var opts []nats.Option
 	if c.User != "" {
 		opts = append(opts, nats.UserInfo(c.User, c.Password))
@@ -234,7 +273,7 @@ func authOptions(c NATS) []nats.Option {
 }
 
 // redactURL hides passwords in nats://user:pass@host URLs.
-func redactURL(url string) string {
+func RedactURL(url string) string {
 	var out []string
 	for _, u := range strings.Split(url, ",") {
 		if at := strings.LastIndex(u, "@"); at >= 0 {
@@ -251,7 +290,7 @@ func redactURL(url string) string {
 // and `rollcall tail` find it, or on any free port if that one is taken. It holds a
 // lock on storeDir until the server shuts down, and writes the server's URL into
 // storeDir/nats.url meanwhile, for the commands that talk to the running worker.
-func startEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
+func StartEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 	port := 4222
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		port = -1
@@ -270,7 +309,7 @@ func startEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 		unlock()
 		return nil, err
 	}
-	urlFile := filepath.Join(storeDir, embeddedURLFile)
+	urlFile := filepath.Join(storeDir, EmbeddedURLFile)
 	if err := os.WriteFile(urlFile, []byte(ns.ClientURL()+"\n"), 0o644); err != nil {
 		log.Warn("cannot write the embedded server's URL: rollcall track, untrack and tracked will not find it", "err", err)
 	}
@@ -283,5 +322,5 @@ func startEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 	return ns, nil
 }
 
-// embeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
-const embeddedURLFile = "nats.url"
+// EmbeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
+const EmbeddedURLFile = "nats.url"

@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"encoding/json"
@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/rollcall/rollcall/sim"
 )
 
 // env is a getenv backed by a map, so tests never touch the process environment.
@@ -18,7 +17,7 @@ func env(vars map[string]string) func(string) string {
 
 func TestLoadConfigBad(t *testing.T) {
 	tests := []struct {
-		name string // testdata/config/bad/<name>.toml
+		name string // testdata/bad/<name>.toml
 		want string // the error, less the "<path>: " prefix
 	}{
 		{"syntax", `toml: line 2 (last key "videosdk.token"): expected value but found "t" instead`},
@@ -86,7 +85,7 @@ nats.stream: must match [A-Za-z0-9_-]+
 log.format: must be one of text, json`},
 	}
 
-	files, err := filepath.Glob(filepath.Join("testdata", "config", "bad", "*.toml"))
+	files, err := filepath.Glob(filepath.Join("testdata", "bad", "*.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +97,8 @@ log.format: must be one of text, json`},
 	for _, tt := range tests {
 		delete(untested, tt.name)
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join("testdata", "config", "bad", tt.name+".toml")
-			_, err := loadConfig(path, env(nil))
+			path := filepath.Join("testdata", "bad", tt.name+".toml")
+			_, err := Load(path, env(nil))
 			if err == nil {
 				t.Fatal("loadConfig succeeded, want an error")
 			}
@@ -109,20 +108,20 @@ log.format: must be one of text, json`},
 		})
 	}
 	for name := range untested {
-		t.Errorf("testdata/config/bad/%s.toml has no test case", name)
+		t.Errorf("testdata/bad/%s.toml has no test case", name)
 	}
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.toml")
-	_, err := loadConfig(path, env(nil))
+	_, err := Load(path, env(nil))
 	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("loadConfig(missing file) error = %v, want one naming %s", err, path)
+		t.Errorf("Load(missing file) error = %v, want one naming %s", err, path)
 	}
 }
 
 func TestLoadConfigGood(t *testing.T) {
-	got, err := loadConfig(filepath.Join("testdata", "config", "good.toml"), env(nil))
+	got, err := Load(filepath.Join("testdata", "good.toml"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +305,7 @@ func TestParseConfigEnvValidated(t *testing.T) {
 // The example shipped at the repository root is valid once the credentials
 // it leaves to the environment are given, and shows the defaults.
 func TestExampleConfig(t *testing.T) {
-	got, err := loadConfig(filepath.Join("..", "..", "config.toml"), env(map[string]string{
+	got, err := Load(filepath.Join("..", "..", "config.toml"), env(map[string]string{
 		"VIDEOSDK_API_KEY": "key",
 		"VIDEOSDK_SECRET":  "secret",
 	}))
@@ -335,19 +334,19 @@ func TestParseSchedule(t *testing.T) {
 		{"@hourly", from.Add(time.Hour)},
 		{"TZ=Asia/Tokyo 0 9 * * *", from.Add(24 * time.Hour)}, // 09:00 in Tokyo is 00:00 UTC
 	} {
-		sched, err := parseSchedule(tt.spec)
+		sched, err := ParseSchedule(tt.spec)
 		if err != nil {
-			t.Errorf("parseSchedule(%q): %v", tt.spec, err)
+			t.Errorf("ParseSchedule(%q): %v", tt.spec, err)
 			continue
 		}
 		if got := sched.Next(from); !got.Equal(tt.next) {
-			t.Errorf("parseSchedule(%q).Next = %v, want %v", tt.spec, got, tt.next)
+			t.Errorf("ParseSchedule(%q).Next = %v, want %v", tt.spec, got, tt.next)
 		}
 	}
 
 	for _, spec := range []string{"", "TZ=UTC", "CRON_TZ=UTC", "every 5s", "* * * *", "* * * * * * *", "@every 0s", "@every 1500ms", "@fortnightly"} {
-		if _, err := parseSchedule(spec); err == nil {
-			t.Errorf("parseSchedule(%q) succeeded, want an error", spec)
+		if _, err := ParseSchedule(spec); err == nil {
+			t.Errorf("ParseSchedule(%q) succeeded, want an error", spec)
 		}
 	}
 }
@@ -382,25 +381,5 @@ func TestDurationJSON(t *testing.T) {
 	}
 	if string(got) != `"1m30s"` {
 		t.Errorf("json.Marshal(Duration{90s}) = %s, want \"1m30s\"", got)
-	}
-}
-
-// TestComposeConfig: docker-compose.yml's config is valid, and follows the
-// simulator's demo rooms.
-func TestComposeConfig(t *testing.T) {
-	got, err := loadConfig(filepath.Join("..", "..", "deploy", "compose.toml"), env(map[string]string{
-		"VIDEOSDK_API_KEY": "key",
-		"VIDEOSDK_SECRET":  "secret",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := sim.New(sim.Config{})
-	var want []Room
-	for _, id := range api.DemoWorld(demoRooms) {
-		want = append(want, Room{ID: api.RoomOf(id)})
-	}
-	if diff := cmp.Diff(want, got.Rooms); diff != "" {
-		t.Errorf("rooms (-demo world +compose.toml):\n%s", diff)
 	}
 }

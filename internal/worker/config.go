@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"cmp"
@@ -103,7 +103,7 @@ func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(d.String()), nil
 }
 
-func defaultConfig() Config {
+func Default() Config {
 	return Config{
 		VideoSDK: VideoSDK{
 			BaseURL:        "https://api.videosdk.live",
@@ -129,13 +129,13 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads the config file at path; see parseConfig.
-func loadConfig(path string, getenv func(string) string) (Config, error) {
-	return loadConfigFor(path, getenv, true)
+func Load(path string, getenv func(string) string) (Config, error) {
+	return LoadFor(path, getenv, true)
 }
 
 // loadConfigFor reads the config file at path; without api, the VideoSDK credentials
 // are not required (for the commands that only talk to NATS).
-func loadConfigFor(path string, getenv func(string) string, api bool) (Config, error) {
+func LoadFor(path string, getenv func(string) string, api bool) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err // already names the path
@@ -151,11 +151,11 @@ func loadConfigFor(path string, getenv func(string) string, api bool) (Config, e
 // environment overrides (getenv is os.Getenv outside tests) and validates the
 // result. The error lists every problem found, one per line.
 func parseConfig(data []byte, getenv func(string) string, api bool) (Config, error) {
-	cfg := defaultConfig()
+	cfg := Default()
 	if err := decodeStrict(string(data), &cfg); err != nil {
 		return Config{}, err
 	}
-	cfg.applyEnv(getenv)
+	cfg.ApplyEnv(getenv)
 	if err := cfg.check(api); err != nil {
 		return Config{}, err
 	}
@@ -289,7 +289,7 @@ func tomlType(v any) string {
 
 // applyEnv lets the environment override the file, so that secrets need not
 // be written in it. An empty variable overrides nothing.
-func (c *Config) applyEnv(getenv func(string) string) {
+func (c *Config) ApplyEnv(getenv func(string) string) {
 	for _, o := range []struct {
 		name string
 		dst  *string
@@ -313,7 +313,7 @@ var (
 )
 
 // validate reports every invalid value, one per line, in file order.
-func (c Config) validate() error { return c.check(true) }
+func (c Config) Validate() error { return c.check(true) }
 
 // check is validate; without api, the VideoSDK credentials are not required.
 func (c Config) check(api bool) error {
@@ -345,15 +345,15 @@ func (c Config) check(api bool) error {
 		bad("videosdk.rate_limit: must be a number >= 0 (0 = unlimited)")
 	}
 
-	if _, err := parseSchedule(c.Poll.Schedule); err != nil {
+	if _, err := ParseSchedule(c.Poll.Schedule); err != nil {
 		bad("poll.schedule: %w", err)
 	}
-	if _, err := parseSchedule(c.Poll.DiscoverSchedule); err != nil {
+	if _, err := ParseSchedule(c.Poll.DiscoverSchedule); err != nil {
 		bad("poll.discover_schedule: %w", err)
 	}
 
-	errs = append(errs, idErrors("sessions", c.sessionIDs())...)
-	errs = append(errs, idErrors("rooms", c.roomIDs())...)
+	errs = append(errs, idErrors("sessions", c.SessionIDs())...)
+	errs = append(errs, idErrors("rooms", c.RoomIDs())...)
 
 	n := c.NATS
 	errs = append(errs, natsURLErrors(n.URL)...)
@@ -425,7 +425,7 @@ func idErrors(table string, ids []string) []error {
 	return errs
 }
 
-func (c Config) sessionIDs() []string {
+func (c Config) SessionIDs() []string {
 	ids := make([]string, len(c.Sessions))
 	for i, s := range c.Sessions {
 		ids[i] = s.ID
@@ -433,7 +433,7 @@ func (c Config) sessionIDs() []string {
 	return ids
 }
 
-func (c Config) roomIDs() []string {
+func (c Config) RoomIDs() []string {
 	ids := make([]string, len(c.Rooms))
 	for i, r := range c.Rooms {
 		ids[i] = r.ID
@@ -519,7 +519,7 @@ func (c Config) Redacted() Config {
 var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 // parseSchedule parses a robfig/cron spec.
-func parseSchedule(spec string) (sched cron.Schedule, err error) {
+func ParseSchedule(spec string) (sched cron.Schedule, err error) {
 	// robfig/cron v3.0.1 panics on some specs, such as "TZ=UTC" with no
 	// schedule after it.
 	defer func() {

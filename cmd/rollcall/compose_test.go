@@ -1,0 +1,32 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/internal/worker"
+	"github.com/rollcall/rollcall/sim"
+)
+
+// TestComposeConfig: docker-compose.yml's config is valid, and follows the
+// simulator's demo rooms.
+func TestComposeConfig(t *testing.T) {
+	got, err := worker.Load(filepath.Join("..", "..", "deploy", "compose.toml"), func(k string) string {
+		return map[string]string{
+			"VIDEOSDK_API_KEY": "key",
+			"VIDEOSDK_SECRET":  "secret",
+		}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := sim.New(sim.Config{})
+	var want []worker.Room
+	for _, id := range api.DemoWorld(demoRooms) {
+		want = append(want, worker.Room{ID: api.RoomOf(id)})
+	}
+	if diff := cmp.Diff(want, got.Rooms); diff != "" {
+		t.Errorf("rooms (-demo world +compose.toml):\n%s", diff)
+	}
+}
