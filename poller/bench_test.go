@@ -127,7 +127,7 @@ func BenchmarkPoll(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

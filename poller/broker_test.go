@@ -90,7 +90,7 @@ func TestPollBrokerFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			ensureStream(t, js)
-			store, err := publisher.OpenStore(context.Background(), js, "ROLLCALL_STATE", 1, time.Hour, quiet())
+			store, err := publisher.OpenStore(context.Background(), js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/metrics"
 	"golang.org/x/time/rate"
 )
 
@@ -55,6 +56,7 @@ type ClientConfig struct {
 	MaxBackoff     time.Duration // default 10s
 	HTTPClient     *http.Client  // default: a client with no timeout of its own
 	Log            *slog.Logger
+	Metrics        *metrics.Metrics // default: recorded nowhere
 }
 
 // Client is a VideoSDK REST API client. It is safe for concurrent use.
@@ -95,6 +97,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Metrics = metrics.Or(cfg.Metrics)
 	limit := rate.Inf
 	if cfg.RateLimit > 0 {
 		limit = rate.Limit(cfg.RateLimit)
@@ -114,7 +117,7 @@ const (
 // get fetches path?query and returns the body of a 200 answer. It retries 429 (after
 // Retry-After when given), 5xx, timeouts and broken connections with capped
 // exponential backoff and full jitter, and a 401 once with a fresh token.
-func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query url.Values, prio priority) ([]byte, error) {
+func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path string, query url.Values, prio priority) ([]byte, error) {
 	u := c.cfg.BaseURL + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -122,7 +125,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 	wait := c.cfg.Backoff
 	refreshed := false
 	for attempt := 1; ; attempt++ {
-		body, retryAfter, err := c.once(ctx, u, prio)
+		body, retryAfter, err := c.once(ctx, endpoint, u, prio)
 		var se *StatusError
 		switch {
 		case err == nil:
@@ -138,6 +141,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 		}
 		// Full jitter, so that sessions retrying together do not stay in step.
 		d := max(rand.N(wait)+time.Millisecond, retryAfter)
+		c.cfg.Metrics.Retries.WithLabelValues(endpoint).Inc()
 		log.Warn("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
 			return nil, fmt.Errorf("get %s: %w", path, err)
@@ -147,10 +151,15 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, path string, query u
 }
 
 // once makes one request. For a 429 it also returns how long to wait.
-func (c *Client) once(ctx context.Context, u string, prio priority) ([]byte, time.Duration, error) {
+func (c *Client) once(ctx context.Context, endpoint, u string, prio priority) ([]byte, time.Duration, error) {
 	if err := c.wait(ctx, prio); err != nil {
 		return nil, 0, err
 	}
+	start, code := time.Now(), "error"
+	defer func() {
+		c.cfg.Metrics.Requests.WithLabelValues(endpoint, code).Inc()
+		c.cfg.Metrics.RequestDuration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+	}()
 	tok, err := c.cfg.Tokens.Token()
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", errToken, err)
@@ -168,6 +177,7 @@ func (c *Client) once(ctx context.Context, u string, prio priority) ([]byte, tim
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
+	code = strconv.Itoa(resp.StatusCode)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	if err != nil {
 		return nil, 0, fmt.Errorf("read body: %w", err)
@@ -185,6 +195,7 @@ func (c *Client) once(ctx context.Context, u string, prio priority) ([]byte, tim
 	case http.StatusTooManyRequests:
 		d := retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		if d > 0 {
+			c.cfg.Metrics.Holds.Inc()
 			c.holdFor(d)
 		}
 		return nil, d, &StatusError{Code: resp.StatusCode, Body: snippet(body)}

@@ -158,16 +158,16 @@ func TestPollEndedSession(t *testing.T) {
 	w.api.Leave(session, "a")
 	w.api.Join(session, "d", "name-d") // joins and the session ends between two polls: never seen
 	w.api.EndSession(session)
-	if ended, err := r.poller.Poll(ctx, quiet(), session); !ended || err != nil {
-		t.Fatalf("Poll of an ended session = %v, %v; want ended", ended, err)
+	if res, err := r.poller.Poll(ctx, quiet(), session); !res.Ended || err != nil {
+		t.Fatalf("Poll of an ended session = %+v, %v; want ended", res, err)
 	}
 	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3", "session.ended"}
 	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
 	before := w.api.Requests()
-	if ended, err := r.poller.Poll(ctx, quiet(), session); !ended || err != nil {
-		t.Errorf("Poll after the end = %v, %v; want ended", ended, err)
+	if res, err := r.poller.Poll(ctx, quiet(), session); !res.Ended || err != nil {
+		t.Errorf("Poll after the end = %+v, %v; want ended", res, err)
 	}
 	if n := w.api.Requests() - before; n != 0 {
 		t.Errorf("%d requests for an ended session, want none", n)

@@ -41,11 +41,12 @@ type Update struct {
 
 // Status is one tracked session or room.
 type Status struct {
-	Kind   string    `json:"kind"`
-	ID     string    `json:"id"`
-	From   []string  `json:"from"` // "config", "bucket", "room <id>"
-	Status string    `json:"status"`
-	Last   time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
+	Kind    string    `json:"kind"`
+	ID      string    `json:"id"`
+	From    []string  `json:"from"` // "config", "bucket", "room <id>"
+	Status  string    `json:"status"`
+	Last    time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
+	Present int       `json:"present"`               // a session's participants, as last polled
 }
 
 // RoomLister lists a room's sessions; Client is one.
@@ -94,15 +95,16 @@ type loop struct {
 	poke     chan struct{} // poll now
 	ended    bool
 
-	mu     sync.Mutex // status, written by the goroutine
-	status string
-	last   time.Time
+	mu      sync.Mutex // status, written by the goroutine
+	status  string
+	last    time.Time
+	present int
 }
 
-func (l *loop) set(status string, last time.Time) {
+func (l *loop) set(status string, last time.Time, present int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.status = status
+	l.status, l.present = status, present
 	if !last.IsZero() {
 		l.last = last
 	}
@@ -313,7 +315,7 @@ func (m *Manager) status() []Status {
 				continue // stopping
 			}
 			l.mu.Lock()
-			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last}
+			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present}
 			l.mu.Unlock()
 			if l.ended {
 				s.Status = StatusEnded
@@ -346,7 +348,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 		if !wait(ctx, next, l.poke) || !m.acquire(ctx) {
 			return false
 		}
-		ended, err := m.poll(polls, log, l.id)
+		res, err := m.poll(polls, log, l.id)
 		<-m.slots
 		now := time.Now()
 		next = ticks.after(now)
@@ -361,12 +363,12 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 			} else {
 				log.Debug("session still not found", "retry_in", notFound)
 			}
-			l.set(StatusNotFound, time.Time{})
+			l.set(StatusNotFound, time.Time{}, 0)
 			next = later(next, now.Add(notFound))
 			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
 		case err != nil:
 			log.Error("cycle failed", "err", err)
-		case ended:
+		case res.Ended:
 			log.Info("session ended: no longer polled")
 			return true
 		default:
@@ -374,14 +376,18 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 				notFound = 0
 				log.Info("session found: polled on schedule again")
 			}
-			l.set(StatusPolling, now)
+			var complete time.Time
+			if res.Complete {
+				complete = now
+			}
+			l.set(StatusPolling, complete, res.Present)
 		}
 	}
 }
 
 // poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
 // met by one session must stop neither the others nor the worker.
-func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string) (ended bool, err error) {
+func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
@@ -428,7 +434,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 				log.Info("listing the room's sessions works again")
 			}
 			listed, failing = true, false
-			l.set(StatusFollowing, now)
+			l.set(StatusFollowing, now, 0)
 			found(list)
 		}
 		due = ticks.after(now)

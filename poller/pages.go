@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // maxPages bounds one scan, so that a broken lastPage cannot make it endless.
@@ -213,9 +214,11 @@ func (c *Client) snapshot(ctx context.Context, sessionID string, last int) (diff
 			return diff.Snapshot{}, err
 		}
 		snap.Glimpsed = glimpsed
+		c.cfg.Metrics.ScanPages.Observe(float64(snap.Pages))
 		if why == "" {
 			return snap, nil
 		}
+		c.cfg.Metrics.ScansDiscarded.Inc()
 		glimpsed = append(glimpsed, snap.Participants...)
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
 		if last > 0 {
@@ -238,7 +241,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 	seen := make(map[string]bool)
 	n := max(last, 1)
 	for fetched := 0; ; fetched++ {
-		body, err := c.get(ctx, log, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}}, foreground)
+		body, err := c.get(ctx, log, metrics.EndpointActive, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}}, foreground)
 		if err != nil {
 			return snap, "", err
 		}

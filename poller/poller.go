@@ -30,12 +30,14 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // Source fetches snapshots of a session; Client is one.
@@ -62,10 +64,11 @@ type Publisher interface {
 
 // Poller runs one cycle of one session at a time; a Manager decides when.
 type Poller struct {
-	src   Source
-	store Store
-	pub   Publisher
-	now   func() time.Time
+	src     Source
+	store   Store
+	pub     Publisher
+	now     func() time.Time
+	metrics *metrics.Metrics
 	// Participants in these modes or with these deviceInfo.sdkType yield no events.
 	excludeModes, excludeSDKTypes []string
 }
@@ -77,6 +80,11 @@ type Option func(*Poller)
 // time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(p *Poller) { p.now = now }
+}
+
+// WithMetrics records polls in m.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(p *Poller) { p.metrics = m }
 }
 
 // WithExclude drops participants in the given modes (such as "VIEWER") or with the
@@ -93,31 +101,34 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 	for _, o := range opts {
 		o(p)
 	}
+	p.metrics = metrics.Or(p.metrics)
 	return p
 }
 
 // Poll runs one cycle of one session and reports whether the session has ended.
-func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (ended bool, err error) {
-	start := p.now()
+func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (res Result, err error) {
+	start := time.Now()
+	defer func() { p.record(start, res, err) }()
 	prev, rev, err := p.store.Load(ctx, sessionID)
 	if err != nil {
-		return false, err
+		return Result{}, err
 	}
 	if prev.Outbox != nil {
 		// The last cycle stopped before its events were acknowledged.
 		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
+		p.metrics.OutboxResends.Add(float64(len(prev.Outbox.Changes)))
 		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
-			return false, fmt.Errorf("previous cycle's events: %w", err)
+			return Result{}, fmt.Errorf("previous cycle's events: %w", err)
 		}
 		prev.Outbox = nil
 	}
 	if prev.Ended {
 		// Ended on an earlier cycle that stopped before its tombstone was written.
-		return true, p.store.End(ctx, sessionID, prev, rev)
+		return Result{Ended: true, Complete: true}, p.store.End(ctx, sessionID, prev, rev)
 	}
 	snap, err := p.src.Snapshot(ctx, sessionID)
 	if err != nil {
-		return false, fmt.Errorf("fetch: %w", err)
+		return Result{}, fmt.Errorf("fetch: %w", err)
 	}
 	snap = p.exclude(prev, snap)
 	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
@@ -133,14 +144,14 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 		meta.Participants = nil
 		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: p.now(), Changes: changes}
 		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
-			return false, err
+			return Result{}, err
 		}
 		if _, err = p.deliver(ctx, sessionID, next, rev); err != nil {
-			return false, err
+			return Result{}, err
 		}
 	case !next.Equal(prev):
 		if _, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
-			return false, err
+			return Result{}, err
 		}
 	}
 	joined, left := count(changes)
@@ -149,8 +160,32 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 		level = slog.LevelInfo
 	}
 	log.Log(ctx, level, "cycle", "joined", joined, "left", left, "present", len(next.Present),
-		"complete", snap.Complete, "duration", p.now().Sub(start).Round(time.Millisecond))
-	return next.Ended, nil
+		"complete", snap.Complete, "duration", time.Since(start).Round(time.Millisecond))
+	return Result{Ended: next.Ended, Complete: snap.Complete, Present: len(next.Present)}, nil
+}
+
+// Result is how a poll went.
+type Result struct {
+	Ended    bool // the session has ended: no more polls
+	Complete bool // every page was fetched and agreed: absences counted
+	Present  int  // participants present after it
+}
+
+// record counts a poll by outcome, with its duration.
+func (p *Poller) record(start time.Time, res Result, err error) {
+	outcome := metrics.OutcomeOK
+	switch {
+	case errors.Is(err, ErrNotFound):
+		outcome = metrics.OutcomeNotFound
+	case err != nil:
+		outcome = metrics.OutcomeFailed
+	case res.Ended:
+		outcome = metrics.OutcomeEnded
+	case !res.Complete:
+		outcome = metrics.OutcomeIncomplete
+	}
+	p.metrics.Polls.WithLabelValues(outcome).Inc()
+	p.metrics.PollDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 }
 
 // exclude drops the participants whose mode or sdkType is excluded. A stint already
@@ -201,6 +236,7 @@ func (p *Poller) deliver(ctx context.Context, sessionID string, st diff.State, r
 // cannot be fooled that way (see Client.Recheck). Only an absence from both scans
 // counts. A single page came in one answer and needs no confirming.
 func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string, snap diff.Snapshot) diff.Snapshot {
+	p.metrics.ConfirmingScans.Inc()
 	again, err := p.src.Recheck(ctx, sessionID, snap.Pages)
 	if err != nil {
 		log.Warn("confirming scan failed: no participant's absence counts this cycle", "err", err)

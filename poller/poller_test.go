@@ -41,7 +41,7 @@ func newRig(t *testing.T, w *world, withStream bool) *rig {
 	if withStream {
 		ensureStream(t, js)
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,9 +196,9 @@ func TestPollScenario(t *testing.T) {
 		if s.change != nil {
 			s.change()
 		}
-		ended, err := r.poller.Poll(context.Background(), quiet(), session)
-		if (err != nil) != s.wantErr || ended != s.wantEnded {
-			t.Fatalf("%s: Poll = %v, %v; want ended %v, error %v", s.name, ended, err, s.wantEnded, s.wantErr)
+		res, err := r.poller.Poll(context.Background(), quiet(), session)
+		if (err != nil) != s.wantErr || res.Ended != s.wantEnded {
+			t.Fatalf("%s: Poll = %+v, %v; want ended %v, error %v", s.name, res, err, s.wantEnded, s.wantErr)
 		}
 		if d := cmp.Diff(s.want, r.newEvents(t)); d != "" {
 			t.Errorf("%s: events (-want +got):\n%s", s.name, d)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // SessionInfo is one session of a room, as the sessions list shows it.
@@ -66,7 +67,7 @@ func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]S
 	var out []SessionInfo
 	seen := make(map[string]bool)
 	for n, last := 1, 1; n <= last; n++ {
-		body, err := c.get(ctx, log, "/v2/sessions/", url.Values{
+		body, err := c.get(ctx, log, metrics.EndpointSessions, "/v2/sessions/", url.Values{
 			"roomId": {roomID}, "page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)},
 		}, background)
 		if err != nil {

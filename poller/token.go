@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Token is a VideoSDK API token. It logs as REDACTED.
@@ -41,9 +42,17 @@ type Minter struct {
 	ttl    time.Duration
 	now    func() time.Time
 
+	mints prometheus.Counter // nil: not counted
+
 	mu      sync.Mutex
 	current Token
 	renewAt time.Time
+}
+
+// CountMints counts each token minted in c.
+func (m *Minter) CountMints(c prometheus.Counter) *Minter {
+	m.mints = c
+	return m
 }
 
 // NewMinter returns a Minter of tokens that live for ttl. now may be nil (time.Now).
@@ -67,6 +76,9 @@ func (m *Minter) Mint() (Token, error) {
 	}).SignedString(m.secret)
 	if err != nil {
 		return "", err
+	}
+	if m.mints != nil {
+		m.mints.Inc()
 	}
 	return Token(s), nil
 }

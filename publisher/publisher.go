@@ -27,11 +27,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // window bounds the publishes outstanding at once for one session. NewJetStream sizes
@@ -56,6 +58,15 @@ type Publisher struct {
 	// backoff is the first wait before a retry; it doubles up to maxBackoff.
 	backoff, maxBackoff time.Duration
 	retryFor            time.Duration
+	metrics             *metrics.Metrics
+}
+
+// Option configures a Publisher.
+type Option func(*Publisher)
+
+// WithMetrics records publishes in m.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(p *Publisher) { p.metrics = m }
 }
 
 // NewJetStream opens JetStream on nc with the acknowledgement timeout Publisher needs,
@@ -70,8 +81,13 @@ func NewJetStream(nc *nats.Conn, sessions int) (jetstream.JetStream, error) {
 }
 
 // New returns a Publisher that publishes under subject prefix.
-func New(js jetstream.JetStream, prefix string, log *slog.Logger) *Publisher {
-	return &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor}
+func New(js jetstream.JetStream, prefix string, log *slog.Logger, opts ...Option) *Publisher {
+	p := &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor}
+	for _, o := range opts {
+		o(p)
+	}
+	p.metrics = metrics.Or(p.metrics)
+	return p
 }
 
 // Publish sends the changes of session snap, observed at observedAt, and returns when
@@ -79,7 +95,9 @@ func New(js jetstream.JetStream, prefix string, log *slog.Logger) *Publisher {
 // ends, when the server refuses a message (a JetStream API error: the stream is full,
 // say), or after retrying for retryFor.
 func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error {
+	began := time.Now()
 	msgs := make([]*nats.Msg, len(changes))
+	types := make([]string, len(changes))
 	for i, c := range changes {
 		e, err := NewEvent(snap, observedAt, c)
 		if err != nil {
@@ -89,6 +107,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		if err != nil {
 			return fmt.Errorf("encode %s event: %w", c.Kind, err)
 		}
+		types[i] = e.Type
 		msgs[i] = &nats.Msg{
 			Subject: Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID),
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
@@ -103,8 +122,10 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		if err := p.publishAll(ctx, p.log.With("session_id", snap.SessionID), msgs[start:end]); err != nil {
 			return err
 		}
+		p.metrics.Events.WithLabelValues(strings.TrimPrefix(types[start], "live.videosdk.")).Add(float64(end - start))
 		start = end
 	}
+	p.metrics.PublishDuration.Observe(time.Since(began).Seconds())
 	return nil
 }
 
@@ -160,7 +181,10 @@ func (p *Publisher) try(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, err
 	}
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				p.metrics.PublishDuplicate.Inc()
+			}
 		case err := <-f.Err():
 			fail(sent[i], err)
 		case <-ctx.Done():

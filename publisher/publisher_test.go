@@ -309,7 +309,7 @@ func TestPublishCancelled(t *testing.T) {
 func TestStore(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestPublishRefused(t *testing.T) {
 func TestStoreLargeState(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet())
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // ErrConflict is returned by Save when the state changed since it was loaded.
@@ -53,8 +54,9 @@ func gunzip(b []byte) ([]byte, error) {
 // so that a restart does not announce the session again while its events are in the
 // stream, and the bucket does not grow without bound.
 type Store struct {
-	kv  jetstream.KeyValue
-	ttl time.Duration // of tombstones; 0 if the server cannot expire keys (before 2.11)
+	kv      jetstream.KeyValue
+	ttl     time.Duration // of tombstones; 0 if the server cannot expire keys (before 2.11)
+	metrics *metrics.Metrics
 }
 
 // limitMarkerTTL is how long the marker of an expired tombstone stays: long enough for
@@ -64,7 +66,7 @@ const limitMarkerTTL = time.Hour
 // OpenStore opens the bucket, creating it if it is missing, with per-key TTLs enabled
 // so that tombstones expire after ttl. A server too old for per-key TTLs keeps them
 // for good, with a warning.
-func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration, log *slog.Logger) (*Store, error) {
+func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration, log *slog.Logger, m *metrics.Metrics) (*Store, error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:         bucket,
 		Description:    "rollcall: last snapshot of each session",
@@ -82,7 +84,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv, ttl: ttl}, nil
+	return &Store{kv: kv, ttl: ttl, metrics: metrics.Or(m)}, nil
 }
 
 // openBucket opens a bucket, creating it as cfg says if it is missing. An existing one
@@ -171,6 +173,8 @@ func (s *Store) Save(ctx context.Context, sessionID string, st diff.State, rev u
 	if err != nil {
 		return 0, fmt.Errorf("save state: %w", err)
 	}
+	s.metrics.StateSaves.Inc()
+	s.metrics.StateSize.Observe(float64(len(val)))
 	return newRev, nil
 }
 

@@ -24,7 +24,7 @@ func TestStoreEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 2 * time.Second
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, ttl, quiet())
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, ttl, quiet(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

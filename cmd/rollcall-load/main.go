@@ -255,7 +255,7 @@ func openNATS(ctx context.Context, url string, concurrency int, log *slog.Logger
 		Name: s.stream, Prefix: s.prefix, Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: 720 * time.Hour,
 	}, log)
 	if err == nil {
-		s.store, err = publisher.OpenStore(ctx, s.js, s.bucket, 1, 720*time.Hour, log)
+		s.store, err = publisher.OpenStore(ctx, s.js, s.bucket, 1, 720*time.Hour, log, nil)
 	}
 	if err != nil {
 		cleanup()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/rollcall/rollcall/internal/testkit"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -26,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
 	"github.com/rollcall/rollcall/sim"
 )
@@ -420,7 +420,7 @@ func (o *outboxStats) inspect(t *testing.T, js jetstream.JetStream, tail *stream
 	if _, err := js.KeyValue(ctx, "ROLLCALL_STATE"); err != nil {
 		return "" // not yet created: killed during start-up
 	}
-	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, slog.New(slog.DiscardHandler))
+	store, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

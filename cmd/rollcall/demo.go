@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -62,6 +62,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	cfg.VideoSDK.PerPage = demoPerPage
 	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule = demoSchedule, demoDiscover
 	cfg.NATS.StoreDir = dir // and url "": the embedded server
+	cfg.HTTP.Listen = ""    // no /metrics: a demo must not take a port another worker may use
 	for _, id := range rooms {
 		cfg.Rooms = append(cfg.Rooms, worker.Room{ID: id})
 	}

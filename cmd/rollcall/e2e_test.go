@@ -105,6 +105,9 @@ discover_schedule = "@every 1s"
 url = %q
 duplicate_window = "1h"
 
+[http]
+listen = "127.0.0.1:0"
+
 [log]
 level = "debug"
 `, apiURL, testKey, rateLimit, list.String(), natsURL)
@@ -246,6 +249,22 @@ func (e *e2e) sessionEvents() []string {
 	return out
 }
 
+// httpAddr is where the worker last started serves /metrics, from its log.
+func (e *e2e) httpAddr() string {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, rest, ok := strings.Cut(e.logs.String(), "serving /metrics, /healthz and /readyz\" listen="); ok {
+			addr, _, _ := strings.Cut(rest, "\n")
+			return addr
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the worker does not say where it serves /metrics:\n%s", e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // republished lists the event ids published more than once.
 func (e *e2e) republished() []string {
 	e.mu.Lock()
@@ -343,7 +362,7 @@ func TestRunRestart(t *testing.T) {
 func runEmbedded(t *testing.T, dir, apiURL, tracked string) (string, *testkit.Buffer) {
 	t.Helper()
 	path := filepath.Join(dir, "config.toml")
-	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n%s\n[nats]\nstore_dir = %q\n",
+	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n%s\n[nats]\nstore_dir = %q\n[http]\nlisten = \"127.0.0.1:0\"\n",
 		apiURL, testKey, tracked, filepath.Join(dir, "data"))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

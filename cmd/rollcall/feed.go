@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/publisher"
 )
 

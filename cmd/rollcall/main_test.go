@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/rollcall/rollcall/internal/testkit"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/rollcall/rollcall/internal/testkit"
 )
 
 func TestRunBadConfigNamesTheKey(t *testing.T) {

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"io/fs"
 
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/poller"
 )
 

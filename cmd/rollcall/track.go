@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/rollcall/rollcall/internal/worker"
 	"io"
 	"log/slog"
 	"maps"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -27,6 +28,7 @@ type Config struct {
 	Sessions []Session `toml:"sessions"`
 	Rooms    []Room    `toml:"rooms"`
 	NATS     NATS      `toml:"nats"`
+	HTTP     HTTP      `toml:"http"`
 	Log      Log       `toml:"log"`
 }
 
@@ -77,6 +79,11 @@ type NATS struct {
 	StoreDir        string   `toml:"store_dir"` // the embedded server's JetStream storage
 }
 
+// HTTP is where /metrics, /healthz and /readyz are served.
+type HTTP struct {
+	Listen string `toml:"listen"` // host:port; "" disables
+}
+
 // Log configures the process logger.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn or error
@@ -124,7 +131,8 @@ func Default() Config {
 			MaxAge:          Duration{720 * time.Hour}, // 30 days
 			StoreDir:        "./data",
 		},
-		Log: Log{Level: "info", Format: "text"},
+		HTTP: HTTP{Listen: "127.0.0.1:9090"},
+		Log:  Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -396,6 +404,12 @@ func (c Config) check(api bool) error {
 	}
 	if n.StoreDir == "" && n.URL == "" {
 		bad(`nats.store_dir: must be set for the embedded server (url = "")`)
+	}
+
+	if l := c.HTTP.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			bad("http.listen: must be host:port (\":9090\" for every interface), or \"\" to serve nothing")
+		}
 	}
 
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

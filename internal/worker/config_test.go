@@ -27,7 +27,7 @@ func TestLoadConfigBad(t *testing.T) {
 unknown key "poll.left_time_wait"
 unknown key "nats.creds"
 unknown key "nats.lease_ttl"
-unknown key "http"`},
+unknown key "http.tls_cert"`},
 		{"unknown_key_case", `unknown key "videosdk.API_KEY"`},
 		{"unknown_key_in_session", `unknown key "sessions[1].room"`},
 		{"unknown_key_in_room", `unknown key "rooms[0].session"`},
@@ -76,6 +76,7 @@ nats: use token or user and password, not both`},
 		{"nats_auth_both", `nats: use token or user and password, not both`},
 		{"nats_embedded", `nats.replicas: must be 1 with the embedded server (url = "")
 nats.store_dir: must be set for the embedded server (url = "")`},
+		{"http_listen", `http.listen: must be host:port (":9090" for every interface), or "" to serve nothing`},
 		{"log_values", `log.level: must be one of debug, info, warn, error
 log.format: must be one of text, json`},
 		{"file_order", `videosdk: need api_key and secret, or token
@@ -159,7 +160,8 @@ func TestLoadConfigGood(t *testing.T) {
 			MaxAge:          Duration{24 * time.Hour},
 			StoreDir:        "/var/lib/rollcall",
 		},
-		Log: Log{Level: "debug", Format: "json"},
+		HTTP: HTTP{Listen: ":9191"},
+		Log:  Log{Level: "debug", Format: "json"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -189,7 +191,8 @@ func wantDefaults() Config {
 			MaxAge:          Duration{720 * time.Hour},
 			StoreDir:        "./data",
 		},
-		Log: Log{Level: "info", Format: "text"},
+		HTTP: HTTP{Listen: "127.0.0.1:9090"},
+		Log:  Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 )
@@ -46,21 +51,34 @@ func NewLogger(w io.Writer, c Log) *slog.Logger {
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
+	started  time.Time
 	ns       *server.Server // the embedded server, if nats.url is ""
 	nc       *nats.Conn
+	js       jetstream.JetStream
 	tracking *publisher.Tracking
 	manager  *poller.Manager
+	registry *prometheus.Registry
+	metrics  *metrics.Metrics
+	http     net.Listener // nil if http.listen is ""
 }
 
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
 // stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log}
+	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			w.Close()
 		}
 	}()
+	w.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w.metrics = metrics.New(w.registry)
+	if cfg.HTTP.Listen != "" {
+		// Opened now, so that a port in use is a start-up error.
+		if w.http, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http.listen: %w", err)
+		}
+	}
 	url := cfg.NATS.URL
 	if url == "" {
 		if w.ns, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
@@ -75,6 +93,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
+	w.js = js
 	n := cfg.NATS
 	err = publisher.EnsureStream(ctx, js, publisher.StreamConfig{
 		Name: n.Stream, Prefix: n.SubjectPrefix, Replicas: n.Replicas,
@@ -83,7 +102,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
-	store, err := publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log)
+	store, err := publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log, w.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +117,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
-	client := newClient(cfg.VideoSDK, log)
-	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log),
-		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes))
+	client := newClient(cfg.VideoSDK, log, w.metrics)
+	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
+		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics))
 	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: p, Rooms: client, Schedule: sched, Discover: discover,
 		Concurrency: cfg.VideoSDK.MaxConcurrency, Log: log,
@@ -122,6 +141,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Unsubscribe()
+	if w.http != nil {
+		srv := &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelWarn)}
+		go srv.Serve(w.http)
+		defer srv.Close()
+		w.log.Info("serving /metrics, /healthz and /readyz", "listen", w.http.Addr().String())
+	}
 
 	updates := make(chan poller.Update)
 	send := func(u poller.Update) {
@@ -177,6 +202,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // Close closes the connection and shuts the embedded server down.
 func (w *Worker) Close() {
+	if w.http != nil {
+		w.http.Close()
+	}
 	if w.nc != nil {
 		w.nc.Close()
 	}
@@ -215,14 +243,14 @@ const (
 	OriginBucket = "bucket"
 )
 
-func newClient(v VideoSDK, log *slog.Logger) *poller.Client {
+func newClient(v VideoSDK, log *slog.Logger, m *metrics.Metrics) *poller.Client {
 	var tokens poller.Tokens = poller.Static(v.Token)
 	if v.Token == "" {
-		tokens = poller.NewMinter(v.APIKey, v.Secret, v.TokenTTL.Duration, nil)
+		tokens = poller.NewMinter(v.APIKey, v.Secret, v.TokenTTL.Duration, nil).CountMints(m.TokenMints)
 	}
 	return poller.NewClient(poller.ClientConfig{
 		BaseURL: v.BaseURL, Tokens: tokens, PerPage: v.PerPage, RequestTimeout: v.RequestTimeout.Duration,
-		RateLimit: v.RateLimit, Log: log,
+		RateLimit: v.RateLimit, Log: log, Metrics: m,
 	})
 }
 
@@ -234,6 +262,9 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.C
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second),
+		// A server gone without closing the connection is noticed within 15 s.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", "err", err)

@@ -1,0 +1,136 @@
+// Package metrics holds rollcall's Prometheus metrics, declared once: the poller and
+// the publisher record into them, the worker serves them on /metrics. Labels are of
+// bounded cardinality only: no session, room or participant IDs.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a poll, the values of rollcall_polls_total's outcome label.
+const (
+	OutcomeOK         = "ok"         // a complete snapshot, its changes published
+	OutcomeIncomplete = "incomplete" // pages disagreed or were unusable: joins only
+	OutcomeFailed     = "failed"     // the API, the state or the stream failed
+	OutcomeNotFound   = "not_found"  // the API does not know the session (404)
+	OutcomeEnded      = "ended"      // the session ended: its last poll
+)
+
+// Endpoints of the API, the values of the endpoint label.
+const (
+	EndpointActive   = "active_participants"
+	EndpointSessions = "sessions"
+)
+
+// Metrics are rollcall's instruments.
+type Metrics struct {
+	Polls        *prometheus.CounterVec   // by outcome
+	PollDuration *prometheus.HistogramVec // by outcome
+
+	Requests        *prometheus.CounterVec   // by endpoint and code
+	RequestDuration *prometheus.HistogramVec // by endpoint
+	Retries         *prometheus.CounterVec   // by endpoint
+	Holds           prometheus.Counter       // 429s that held every request back
+	TokenMints      prometheus.Counter
+
+	ScanPages       prometheus.Histogram
+	ScansDiscarded  prometheus.Counter // whose pages disagreed
+	ConfirmingScans prometheus.Counter // backward scans that confirm an absence
+
+	Events           *prometheus.CounterVec // published and acknowledged, by type
+	PublishDuration  prometheus.Histogram   // of one batch, until every ack
+	PublishDuplicate prometheus.Counter     // acknowledged as duplicates by the stream
+	OutboxResends    prometheus.Counter     // events of a stopped cycle sent again
+
+	StateSaves prometheus.Counter
+	StateSize  prometheus.Histogram
+
+	TrackedSessions *prometheus.GaugeVec // by status
+	TrackedRooms    prometheus.Gauge
+	Present         prometheus.Gauge // participants present in all tracked sessions
+	OldestPoll      prometheus.Gauge // age of the oldest last complete poll of a polling session
+}
+
+// New returns the instruments, registered with reg; nil registers them nowhere (for
+// tests and tools that do not serve them).
+func New(reg prometheus.Registerer) *Metrics {
+	seconds := prometheus.ExponentialBuckets(0.005, 2, 14) // 5 ms to 41 s
+	m := &Metrics{
+		Polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_polls_total", Help: "Polls of a session, by outcome.",
+		}, []string{"outcome"}),
+		PollDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rollcall_poll_duration_seconds", Help: "Duration of a poll: load, every page, diff, save, publish.", Buckets: seconds,
+		}, []string{"outcome"}),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_api_requests_total", Help: "VideoSDK API requests, by endpoint and HTTP status code (\"error\" when no answer came).",
+		}, []string{"endpoint", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rollcall_api_request_duration_seconds", Help: "Latency of VideoSDK API requests, rate limit waits excluded.", Buckets: seconds,
+		}, []string{"endpoint"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_api_retries_total", Help: "VideoSDK API requests retried after a 429, a 5xx, a timeout or a broken connection.",
+		}, []string{"endpoint"}),
+		Holds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_api_holds_total", Help: "429 answers with Retry-After, which hold every request back.",
+		}),
+		TokenMints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_token_mints_total", Help: "API tokens minted.",
+		}),
+		ScanPages: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rollcall_scan_pages", Help: "Pages read by one scan of a session's active participants.",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100},
+		}),
+		ScansDiscarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_scans_discarded_total", Help: "Scans discarded because their pages disagreed (someone came or went mid-scan).",
+		}),
+		ConfirmingScans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_confirming_scans_total", Help: "Second, backward scans that confirm an absence from a list of several pages.",
+		}),
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_events_published_total", Help: "Events acknowledged by the stream, by type.",
+		}, []string{"type"}),
+		PublishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rollcall_publish_duration_seconds", Help: "Time to publish one session's batch of events until every acknowledgement.", Buckets: seconds,
+		}),
+		PublishDuplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_publish_duplicates_total", Help: "Events the stream acknowledged as duplicates (published before, within the duplicate window).",
+		}),
+		OutboxResends: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_outbox_resends_total", Help: "Events sent again from the outbox of a cycle that stopped before their acknowledgement.",
+		}),
+		StateSaves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_state_saves_total", Help: "Session states written to the state bucket.",
+		}),
+		StateSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "rollcall_state_size_bytes", Help: "Size of a saved session state, as stored (gzipped above 64 KiB).",
+			Buckets: prometheus.ExponentialBuckets(256, 4, 8), // 256 B to 4 MiB
+		}),
+		TrackedSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rollcall_tracked_sessions", Help: "Tracked sessions, by status (polling, not_found, ended).",
+		}, []string{"status"}),
+		TrackedRooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_tracked_rooms", Help: "Tracked rooms.",
+		}),
+		Present: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_participants_present", Help: "Participants present, over every tracked session, as last polled.",
+		}),
+		OldestPoll: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_oldest_complete_poll_age_seconds", Help: "Age of the oldest last complete poll among the sessions being polled (0 with none).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
+			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Events, m.PublishDuration, m.PublishDuplicate,
+			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll)
+	}
+	return m
+}
+
+// Or returns m, or instruments registered nowhere if m is nil.
+func Or(m *Metrics) *Metrics {
+	if m == nil {
+		return New(nil)
+	}
+	return m
+}
