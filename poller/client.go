@@ -57,6 +57,10 @@ type ClientConfig struct {
 	HTTPClient     *http.Client  // default: a client with no timeout of its own
 	Log            *slog.Logger
 	Metrics        *metrics.Metrics // default: recorded nowhere
+	// MaxYield bounds how long a background request (a room's listing) lets polls go
+	// first before it takes its turn like them, so that discovery slows down under a
+	// short rate limit but never stops; default 30s.
+	MaxYield time.Duration
 }
 
 // Client is a VideoSDK REST API client. It is safe for concurrent use.
@@ -98,6 +102,9 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Metrics = metrics.Or(cfg.Metrics)
+	if cfg.MaxYield <= 0 {
+		cfg.MaxYield = 30 * time.Second
+	}
 	limit := rate.Inf
 	if cfg.RateLimit > 0 {
 		limit = rate.Limit(cfg.RateLimit)
@@ -229,11 +236,14 @@ func (c *Client) wait(ctx context.Context, prio priority) error {
 }
 
 // yield takes a turn of the rate limiter when no poll is waiting and one is free,
-// checking again every turn's length.
+// checking again every turn's length; after MaxYield it waits for a turn like a poll.
 func (c *Client) yield(ctx context.Context) error {
-	for {
+	for giveUp := time.Now().Add(c.cfg.MaxYield); ; {
 		if c.polls.Load() == 0 && c.limiter.Allow() {
 			return nil
+		}
+		if time.Now().After(giveUp) {
+			return c.limiter.Wait(ctx)
 		}
 		if err := sleep(ctx, max(time.Duration(float64(time.Second)/float64(c.limiter.Limit())), time.Millisecond)); err != nil {
 			return err

@@ -66,7 +66,12 @@ type ManagerConfig struct {
 	// 10m): it may be a typo that never resolves, or a session not there yet, and
 	// neither is worth a request each interval.
 	NotFoundWait, MaxNotFoundWait time.Duration
-	Log                           *slog.Logger
+	// Unfinished lists the sessions whose state is kept and not ended: followed
+	// before a restart, or before their room was untracked. A room's listing that
+	// shows one of them ended has it polled once more, so that its lefts and session
+	// ended are published even though it ended while no one was looking.
+	Unfinished []string
+	Log        *slog.Logger
 }
 
 // Manager owns one loop per tracked session and one per tracked room. It starts a
@@ -81,9 +86,10 @@ type Manager struct {
 	events  chan func() // run on the Run goroutine, which alone owns the maps below
 	queries chan chan []Status
 	// Filled and read only by Run.
-	sessions map[string]*loop
-	rooms    map[string]*loop
-	running  sync.WaitGroup
+	sessions   map[string]*loop
+	rooms      map[string]*loop
+	unfinished map[string]bool
+	running    sync.WaitGroup
 }
 
 // loop is one session's or room's goroutine, as the Run goroutine sees it.
@@ -91,8 +97,8 @@ type loop struct {
 	kind, id string
 	from     map[string]bool // origins; the loop stops when none is left
 	cancel   context.CancelFunc
-	done     bool          // the goroutine has returned (or never ran, for an ended session)
-	poke     chan struct{} // poll now
+	done     bool             // the goroutine has returned (or never ran, for an ended session)
+	poke     chan SessionInfo // poll now: a room's list shows the session ended
 	ended    bool
 
 	mu      sync.Mutex // status, written by the goroutine
@@ -121,11 +127,15 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{
+	m := &Manager{
 		cfg: cfg, anchor: time.Now().Truncate(time.Second), slots: make(chan struct{}, max(cfg.Concurrency, 1)),
 		events: make(chan func()), queries: make(chan chan []Status),
-		sessions: make(map[string]*loop), rooms: make(map[string]*loop),
+		sessions: make(map[string]*loop), rooms: make(map[string]*loop), unfinished: make(map[string]bool),
 	}
+	for _, id := range cfg.Unfinished {
+		m.unfinished[id] = true
+	}
+	return m
 }
 
 // Run applies updates to the tracked set until ctx is done, then stops every loop and
@@ -207,6 +217,9 @@ func (m *Manager) apply(ctx, polls context.Context, origins map[string]Update) {
 func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind string, want map[string]map[string]bool) {
 	for id, l := range loops {
 		if want[id] == nil {
+			if l.from != nil {
+				m.cfg.Log.Info("no longer tracked: its state is kept, and no one is announced as gone", "kind", kind, "id", id)
+			}
 			l.from = nil
 			if l.cancel != nil {
 				l.cancel()
@@ -218,8 +231,11 @@ func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind 
 	}
 	for id, from := range want {
 		l := loops[id]
+		if l == nil || l.from == nil {
+			m.cfg.Log.Info("tracked", "kind", kind, "id", id, "from", slices.Sorted(maps.Keys(from)))
+		}
 		if l == nil {
-			l = &loop{kind: kind, id: id, poke: make(chan struct{}, 1)}
+			l = &loop{kind: kind, id: id, poke: make(chan SessionInfo, 1)}
 			loops[id] = l
 		}
 		l.from = from
@@ -275,8 +291,9 @@ func (m *Manager) returned(ctx, polls context.Context, l *loop, ended bool) {
 }
 
 // found notes the sessions that a room's listing shows: an ongoing one not yet
-// tracked starts being polled, and a tracked one that the list shows ended is polled
-// once more at once, so that its lefts and session.ended come without delay.
+// tracked starts being polled, and one that the list shows ended, tracked or with an
+// unfinished state, is polled once more at once, so that its lefts and session.ended
+// come without delay.
 func (m *Manager) found(ctx, polls context.Context, room string, list []SessionInfo) {
 	if m.rooms[room] == nil || m.rooms[room].from == nil {
 		return // untracked meanwhile
@@ -287,11 +304,18 @@ func (m *Manager) found(ctx, polls context.Context, room string, list []SessionI
 		switch {
 		case l != nil && s.Ended():
 			select {
-			case l.poke <- struct{}{}:
+			case l.poke <- s:
 			default:
 			}
-		case l == nil && !s.Ended():
-			l = &loop{kind: KindSession, id: s.ID, poke: make(chan struct{}, 1), from: map[string]bool{origin: true}}
+		case l == nil && (!s.Ended() || m.unfinished[s.ID]):
+			delete(m.unfinished, s.ID)
+			l = &loop{kind: KindSession, id: s.ID, poke: make(chan SessionInfo, 1), from: map[string]bool{origin: true}}
+			if s.Ended() {
+				l.poke <- s
+				m.cfg.Log.Info("a session of the room ended while no one followed it: polled once more", "room_id", room, "session_id", s.ID)
+			} else {
+				m.cfg.Log.Info("a new session of the room: followed", "room_id", room, "session_id", s.ID)
+			}
 			m.sessions[s.ID] = l
 			m.start(ctx, polls, l)
 		case l != nil && !s.Ended() && !l.ended:
@@ -343,12 +367,29 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 	log := m.cfg.Log.With("session_id", l.id)
 	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
+	var listed *SessionInfo    // a room's list shows the session ended
 	next := time.Now()
 	for {
-		if !wait(ctx, next, l.poke) || !m.acquire(ctx) {
+		poked, ok := wait(ctx, next, l.poke)
+		if !ok || !m.acquire(ctx) {
 			return false
 		}
-		res, err := m.poll(polls, log, l.id)
+		if poked == nil { // the tick came first; a poke waiting is news all the same
+			select {
+			case s := <-l.poke:
+				poked = &s
+			default:
+			}
+		}
+		if poked != nil {
+			listed = poked
+		}
+		res, err := m.poll(polls, log, l.id, nil)
+		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
+			// The active list no longer tells: the sessions list is the word on it.
+			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
+			res, err = m.poll(polls, log, l.id, listed)
+		}
 		<-m.slots
 		now := time.Now()
 		next = ticks.after(now)
@@ -387,13 +428,16 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 
 // poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
 // met by one session must stop neither the others nor the worker.
-func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string) (res Result, err error) {
+func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
+	if ended != nil {
+		return m.cfg.Poller.End(ctx, log, id, ended.End)
+	}
 	return m.cfg.Poller.Poll(ctx, log, id)
 }
 
@@ -408,13 +452,13 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 	listed, failing := false, false
 	due := time.Now()
 	for {
-		if !wait(ctx, due, nil) {
+		if _, ok := wait(ctx, due, nil); !ok {
 			return
 		}
-		// Listings wait behind polls for the rate limit: say so when that delays one
-		// by more than an interval, even if it never gets its turn.
+		// A listing waits behind polls for the rate limit, and retries failures: say
+		// so when that delays it by more than an interval, before it is done.
 		late := time.AfterFunc(time.Until(due.Add(every)), func() {
-			log.Warn("room discovery is behind schedule: the rate limit goes to polls first", "behind", time.Since(due).Round(time.Second))
+			log.Warn("room discovery is behind schedule: the listing waits for the rate limit (polls go first) or is retrying", "behind", time.Since(due).Round(time.Second))
 		})
 		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
 		if !late.Stop() {
@@ -451,17 +495,17 @@ func (m *Manager) acquire(ctx context.Context) bool {
 	}
 }
 
-// wait waits until t or a poke; false if ctx ends first.
-func wait(ctx context.Context, t time.Time, poke <-chan struct{}) bool {
+// wait waits until t or a poke, which it returns; false if ctx ends first.
+func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionInfo, bool) {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		return true
-	case <-poke:
-		return true
+		return nil, true
+	case s := <-poke:
+		return &s, true
 	case <-ctx.Done():
-		return false
+		return nil, false
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/sim"
 )
 
 var memorySessions = flag.Int("memory.sessions", 1000, "TestManagerMemoryBounded: how many sessions to follow and end")
@@ -371,13 +372,14 @@ func TestManagerRooms(t *testing.T) {
 }
 
 // TestManagerRoomsBehind: when polls use the whole rate limit, a room's listing waits,
-// and a warning says discovery is behind.
+// a warning says discovery is behind, and after MaxYield the listing takes its turn
+// all the same: the room's new session is found.
 func TestManagerRoomsBehind(t *testing.T) {
 	w := newWorld(t, "a")
 	w.api.StartSession("s2", "r2")
 	w.api.StartSession("s3", "r3")
 	r := newRig(t, w, true)
-	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, RateLimit: 5})
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, RateLimit: 5, MaxYield: 500 * time.Millisecond})
 	var logs testkit.Buffer
 	m := r.manage(t, func(cfg *poller.ManagerConfig) {
 		cfg.Poller, cfg.Rooms = r.with(c), c
@@ -387,6 +389,10 @@ func TestManagerRoomsBehind(t *testing.T) {
 	m.track("config", []string{session, "s2", "s3"}, []string{room})
 	eventually(t, "a warning that discovery is behind", func() bool {
 		return strings.Contains(logs.String(), "room discovery is behind schedule")
+	})
+	w.api.StartSession("s4", room)
+	eventually(t, "the room's new session found all the same", func() bool {
+		return slices.Contains(m.status(t), "session s4 polling room "+room)
 	})
 }
 
@@ -546,4 +552,75 @@ func usage() (goroutines int, heap int64) {
 		}
 	}
 	return runtime.NumGoroutine(), heap
+}
+
+// TestManagerEndedByList: a session whose room's list shows it ended, while its own
+// active list no longer says so (a 404, or no session document), is ended from its
+// state: a left for everyone present, then session.ended.
+func TestManagerEndedByList(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault sim.Fault
+	}{
+		{"404", sim.Fault{PathContains: "/participants/active", Status: 404, Body: `{"statusCode":404}`, Times: 1000}},
+		{"no session document", sim.Fault{PathContains: "/participants/active", Status: 200, Body: `{"pageInfo":{"currentPage":1,"perPage":2,"lastPage":1,"total":0},"data":[]}`, Times: 1000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			live := w.api.NextSession(room)
+			w.api.Join(live, "a", "name-a")
+			w.api.Join(live, "b", "name-b")
+			r := newRig(t, w, true)
+			m := r.manage(t, nil)
+			m.track("config", nil, []string{room})
+			eventually(t, "joins", func() bool { return len(streamEvents(t, r.js)) == 3 })
+			w.api.InjectFault(tt.fault)
+			w.api.EndSession(live)
+			eventually(t, "the session ended", func() bool { return len(m.status(t)) == 1 })
+			want := []string{"session.started", "participant.joined a@0", "participant.joined b@0", "participant.left a@0", "participant.left b@0", "session.ended"}
+			if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
+				t.Errorf("events (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestManagerUnfinished: a session whose state was left unfinished (followed before
+// a restart) and that the room's list shows ended is polled once more: its lefts and
+// session.ended are published. Ended sessions without such a state are not polled.
+func TestManagerUnfinished(t *testing.T) {
+	w := newWorld(t)
+	old := w.api.NextSession(room)
+	w.api.EndSession(old)
+	w.clock.Add(time.Minute)
+	live := w.api.NextSession(room)
+	w.api.Join(live, "a", "name-a")
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	if _, err := r.poller.Poll(context.Background(), quiet(), live); err != nil { // before the "restart"
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	w.clock.Add(time.Minute)
+	w.api.NextSession(room) // live ends while no one looks
+	unfinished, err := r.store.Unfinished(context.Background())
+	if err != nil || !cmp.Equal(unfinished, []string{live}) {
+		t.Fatalf("Unfinished = %v, %v; want [%s]", unfinished, err, live)
+	}
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Unfinished = unfinished })
+	m.track("config", nil, []string{room})
+	eventually(t, "the live session ended, the next started", func() bool { return len(r.newEventsPeek(t)) == 3 })
+	// The next session, which no one joined, has only its start; the two sessions'
+	// events may interleave.
+	got := slices.DeleteFunc(r.newEvents(t), func(e string) bool { return e == "session.started" })
+	if d := cmp.Diff([]string{"participant.left a@60", "session.ended"}, got); d != "" {
+		t.Errorf("events of the session that ended (-want +got):\n%s", d)
+	}
+	if n := reqs.count(old); n != 0 {
+		t.Errorf("an ended session with no state polled %d times", n)
+	}
+	if got, _ := r.store.Unfinished(context.Background()); slices.Contains(got, live) {
+		t.Errorf("still unfinished after its end: %v", got)
+	}
 }

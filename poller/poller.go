@@ -106,7 +106,20 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 }
 
 // Poll runs one cycle of one session and reports whether the session has ended.
-func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (res Result, err error) {
+func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
+	return p.cycle(ctx, log, sessionID, nil)
+}
+
+// End ends a session that the sessions list shows ended while its active list no
+// longer says so (it answers 404, or no session document): a left for everyone still
+// present, then session.ended, as a poll that saw it ended would have published; end
+// is the session's end, if the list gives it. A session never seen yields nothing.
+func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error) {
+	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true})
+}
+
+// cycle is Poll, or End when ended gives the snapshot of the session's end.
+func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot) (res Result, err error) {
 	start := time.Now()
 	defer func() { p.record(start, res, err) }()
 	prev, rev, err := p.store.Load(ctx, sessionID)
@@ -124,15 +137,22 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	}
 	if prev.Ended {
 		// Ended on an earlier cycle that stopped before its tombstone was written.
-		return Result{Ended: true, Complete: true}, p.store.End(ctx, sessionID, prev, rev)
+		return Result{Ended: true, Complete: true, Found: true}, p.store.End(ctx, sessionID, prev, rev)
 	}
-	snap, err := p.src.Snapshot(ctx, sessionID)
-	if err != nil {
-		return Result{}, fmt.Errorf("fetch: %w", err)
-	}
-	snap = p.exclude(prev, snap)
-	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
-		snap = p.confirm(ctx, log, sessionID, snap)
+	var snap diff.Snapshot
+	switch {
+	case ended != nil && !prev.Started:
+		return Result{Ended: true, Complete: true, Found: true}, nil // nothing was announced: nothing to end
+	case ended != nil:
+		snap = *ended
+	default:
+		if snap, err = p.src.Snapshot(ctx, sessionID); err != nil {
+			return Result{}, fmt.Errorf("fetch: %w", err)
+		}
+		snap = p.exclude(prev, snap)
+		if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
+			snap = p.confirm(ctx, log, sessionID, snap)
+		}
 	}
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
@@ -161,13 +181,14 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 	}
 	log.Log(ctx, level, "cycle", "joined", joined, "left", left, "present", len(next.Present),
 		"complete", snap.Complete, "duration", time.Since(start).Round(time.Millisecond))
-	return Result{Ended: next.Ended, Complete: snap.Complete, Present: len(next.Present)}, nil
+	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present)}, nil
 }
 
 // Result is how a poll went.
 type Result struct {
 	Ended    bool // the session has ended: no more polls
 	Complete bool // every page was fetched and agreed: absences counted
+	Found    bool // the API returned the session's document
 	Present  int  // participants present after it
 }
 

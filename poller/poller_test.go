@@ -86,6 +86,12 @@ func (r *rig) newEvents(t *testing.T) []string {
 	return out
 }
 
+// newEventsPeek returns the events after those already returned, leaving them unread.
+func (r *rig) newEventsPeek(t *testing.T) []string {
+	t.Helper()
+	return streamEvents(t, r.js)[r.seen:]
+}
+
 func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
 	var out []string

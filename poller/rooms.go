@@ -18,6 +18,7 @@ type SessionInfo struct {
 	ID     string
 	Status string // "ongoing", "ended", or any other string, kept opaque
 	Start  time.Time
+	End    *time.Time // when it ended, if the list says
 }
 
 // Ended reports whether the list says the session has ended.
@@ -32,8 +33,9 @@ func DecodeSessions(body []byte) (pageInfo, []SessionInfo, error) {
 		Data     []struct {
 			ID     string    `json:"id"`
 			AltID  string    `json:"_id"`
-			Status string    `json:"status"`
-			Start  time.Time `json:"start"`
+			Status string     `json:"status"`
+			Start  time.Time  `json:"start"`
+			End    *time.Time `json:"end"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
@@ -47,7 +49,7 @@ func DecodeSessions(body []byte) (pageInfo, []SessionInfo, error) {
 	}
 	out := make([]SessionInfo, 0, len(raw.Data))
 	for i, d := range raw.Data {
-		s := SessionInfo{ID: cmp.Or(d.ID, d.AltID), Status: d.Status, Start: ms(d.Start)}
+		s := SessionInfo{ID: cmp.Or(d.ID, d.AltID), Status: d.Status, Start: ms(d.Start), End: msPtr(d.End)}
 		if s.ID == "" {
 			return pageInfo{}, nil, fmt.Errorf("%w: session %d has no id", ErrMalformed, i)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -176,6 +177,21 @@ func (s *Store) Save(ctx context.Context, sessionID string, st diff.State, rev u
 	s.metrics.StateSaves.Inc()
 	s.metrics.StateSize.Observe(float64(len(val)))
 	return newRev, nil
+}
+
+// Unfinished returns the sessions whose state is kept and has not ended.
+func (s *Store) Unfinished(ctx context.Context) ([]string, error) {
+	keys, err := s.kv.ListKeysFiltered(ctx, "sessions.>")
+	if err != nil {
+		return nil, fmt.Errorf("list states: %w", err)
+	}
+	var ids []string
+	for k := range keys.Keys() {
+		if id, err := UnescapeToken(strings.TrimPrefix(k, "sessions.")); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // End replaces the state of a session that has ended, saved at revision rev, by its

@@ -84,3 +84,40 @@ func (e *e2e) sessionOrder() string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestRunRoomSessionEndsWhileDown: a room's session that ends while the worker is
+// stopped gets, on the next start, the lefts of everyone still present and its
+// session.ended, once; the room's next session is followed as usual.
+func TestRunRoomSessionEndsWhileDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the worker for several seconds")
+	}
+	e := newE2E(t, nil, "room-a")
+	live := e.api.NextSession("room-a")
+	join(e.api, live, "a1", "a2")
+	e.sessions[live] = "room-a"
+	stop := e.start()
+	e.settle("the live session followed")
+	stop()
+
+	leave(e.api, live, "a1")
+	next := e.api.NextSession("room-a") // live ends with a2 still in it
+	join(e.api, next, "a3")
+	e.sessions[next] = "room-a"
+
+	stop = e.start()
+	defer stop()
+	e.settle("after the restart")
+	e.hold("two cycles later")
+	if d := e.sessionOrder(); d != "" {
+		t.Error(d)
+	}
+	want := []string{"ended " + live, "started " + live, "started " + next}
+	slices.Sort(want)
+	if got := slices.Sorted(slices.Values(e.sessionEvents())); !slices.Equal(got, want) {
+		t.Errorf("session events %v, want %v", got, want)
+	}
+	if r := e.republished(); len(r) > 0 {
+		t.Errorf("events published again after a restart: %v", r)
+	}
+}

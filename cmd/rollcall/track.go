@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,12 +26,24 @@ import (
 // errNoWorker says that no worker runs where the config points.
 var errNoWorker = errors.New("no rollcall worker is running")
 
+// workerConn is a connection to the NATS server of the worker that a config
+// describes, with its tracking bucket, and the worker's answer if one came.
+type workerConn struct {
+	nc       *nats.Conn
+	tracking *publisher.Tracking
+	reply    *worker.StatusReply // nil: no worker answered (only with an external server)
+}
+
 // dialWorker connects to the NATS server of the worker that cfg describes: nats.url,
-// or, for the embedded server, the URL the running worker wrote into store_dir.
-func dialWorker(cfg worker.Config, name string) (*nats.Conn, error) {
+// or, for the embedded server, the URL the running worker wrote into store_dir, and
+// asks the worker what it tracks. With the embedded server, a worker must answer, and
+// be the one of this store_dir.
+func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerConn, error) {
 	url := cfg.NATS.URL
-	if url == "" {
-		b, err := os.ReadFile(filepath.Join(cfg.NATS.StoreDir, worker.EmbeddedURLFile))
+	embedded := url == ""
+	storeDir, _ := filepath.Abs(cfg.NATS.StoreDir)
+	if embedded {
+		b, err := os.ReadFile(filepath.Join(storeDir, worker.EmbeddedURLFile))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w with nats.store_dir %s (no %s there): start `rollcall run` first", errNoWorker, cfg.NATS.StoreDir, worker.EmbeddedURLFile)
 		}
@@ -41,31 +54,59 @@ func dialWorker(cfg worker.Config, name string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, append(worker.AuthOptions(cfg.NATS), nats.Name(name), nats.Timeout(3*time.Second))...)
 	if err != nil {
-		if cfg.NATS.URL == "" {
-			return nil, fmt.Errorf("%w: its embedded server at %s does not answer: %w", errNoWorker, url, err)
+		if embedded {
+			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, url, err)
 		}
 		return nil, fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}
-	return nc, nil
-}
-
-// openTracking opens the tracking bucket of the worker that cfg describes.
-func openTracking(ctx context.Context, cfg worker.Config, name string) (*nats.Conn, *publisher.Tracking, error) {
-	nc, err := dialWorker(cfg, name)
-	if err != nil {
-		return nil, nil, err
+	c := &workerConn{nc: nc}
+	c.reply, err = askWorker(ctx, nc, cfg.NATS.Stream)
+	switch {
+	case embedded && err != nil:
+		nc.Close()
+		return nil, fmt.Errorf("%w with nats.store_dir %s: nothing answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, url)
+	case embedded && c.reply.StoreDir != storeDir:
+		nc.Close()
+		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, is the server of another rollcall (store_dir %s)", errNoWorker, cfg.NATS.StoreDir, url, c.reply.StoreDir)
+	case err != nil:
+		c.reply = nil
 	}
 	js, err := publisher.NewJetStream(nc, 1)
+	if err == nil {
+		c.tracking, err = publisher.OpenTracking(ctx, js, cfg.NATS.TrackingBucket, cfg.NATS.Replicas, slog.New(slog.DiscardHandler))
+	}
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	t, err := publisher.OpenTracking(ctx, js, cfg.NATS.TrackingBucket, cfg.NATS.Replicas, slog.New(slog.DiscardHandler))
+	return c, nil
+}
+
+// askWorker asks the running worker what it tracks.
+func askWorker(ctx context.Context, nc *nats.Conn, stream string) (*worker.StatusReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, worker.StatusSubject(stream), nil)
 	if err != nil {
-		nc.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return nc, t, nil
+	var r worker.StatusReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return nil, fmt.Errorf("the worker's answer: %w", err)
+	}
+	return &r, nil
+}
+
+// find returns what the worker says of a tracked session or room, if it answered.
+func (c *workerConn) find(kind, id string) (poller.Status, bool) {
+	if c.reply == nil {
+		return poller.Status{}, false
+	}
+	i := slices.IndexFunc(c.reply.Tracked, func(s poller.Status) bool { return s.Kind == kind && s.ID == id })
+	if i < 0 {
+		return poller.Status{}, false
+	}
+	return c.reply.Tracked[i], true
 }
 
 // kindAndID reads the `session|room ID` arguments.
@@ -76,6 +117,14 @@ func kindAndID(cmd string, args []string) (string, string, error) {
 	return args[0], args[1], nil
 }
 
+// inConfig reports whether the config file tracks a session or room.
+func inConfig(cfg worker.Config, kind, id string) bool {
+	if kind == poller.KindRoom {
+		return slices.Contains(cfg.RoomIDs(), id)
+	}
+	return slices.Contains(cfg.SessionIDs(), id)
+}
+
 // runTrack adds a session or room to the tracking bucket; the worker starts polling
 // it at once.
 func runTrack(ctx context.Context, cfg worker.Config, args []string, stdout io.Writer) error {
@@ -83,16 +132,24 @@ func runTrack(ctx context.Context, cfg worker.Config, args []string, stdout io.W
 	if err != nil {
 		return err
 	}
-	nc, t, err := openTracking(ctx, cfg, "rollcall track")
+	if inConfig(cfg, kind, id) {
+		fmt.Fprintf(stdout, "%s %s is tracked already, by the config file\n", kind, id)
+		return nil
+	}
+	c, err := dialWorker(ctx, cfg, "rollcall track")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	if err := t.Track(ctx, kind, id); err != nil {
+	defer c.nc.Close()
+	if err := c.tracking.Track(ctx, kind, id); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "tracking %s %s\n", kind, id)
-	if _, err := askWorker(ctx, nc, cfg.NATS.Stream); err != nil {
+	if s, ok := c.find(kind, id); ok {
+		fmt.Fprintf(stdout, "tracking %s %s (tracked already, from %s)\n", kind, id, strings.Join(s.From, ", "))
+	} else {
+		fmt.Fprintf(stdout, "tracking %s %s\n", kind, id)
+	}
+	if c.reply == nil {
 		fmt.Fprintln(stdout, "no rollcall worker answered: it will be polled once one runs")
 	}
 	return nil
@@ -105,23 +162,22 @@ func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io
 	if err != nil {
 		return err
 	}
-	inConfig := slices.Contains(cfg.SessionIDs(), id)
-	if kind == poller.KindRoom {
-		inConfig = slices.Contains(cfg.RoomIDs(), id)
-	}
-	if inConfig {
+	if inConfig(cfg, kind, id) {
 		return fmt.Errorf("%s %s is tracked by the config file ([[%ss]]): remove it there and restart the worker", kind, id, kind)
 	}
-	nc, t, err := openTracking(ctx, cfg, "rollcall untrack")
+	c, err := dialWorker(ctx, cfg, "rollcall untrack")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	ok, err := t.Untrack(ctx, kind, id)
+	defer c.nc.Close()
+	ok, err := c.tracking.Untrack(ctx, kind, id)
 	if err != nil {
 		return err
 	}
 	if !ok {
+		if s, found := c.find(kind, id); found {
+			return fmt.Errorf("%s %s is not in the tracking bucket: it is followed through %s; untrack that instead", kind, id, strings.Join(s.From, ", "))
+		}
 		return fmt.Errorf("%s %s is not tracked", kind, id)
 	}
 	fmt.Fprintf(stdout, "no longer tracking %s %s (no one is announced as gone; its state is kept)\n", kind, id)
@@ -131,14 +187,16 @@ func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io
 // runTracked prints what the running worker tracks. With no worker answering, it
 // prints what the config file and the bucket track, without status.
 func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error {
-	nc, t, err := openTracking(ctx, cfg, "rollcall tracked")
+	c, err := dialWorker(ctx, cfg, "rollcall tracked")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	list, err := askWorker(ctx, nc, cfg.NATS.Stream)
-	if err != nil {
-		sessions, rooms, err := t.List(ctx)
+	defer c.nc.Close()
+	var list []poller.Status
+	if c.reply != nil {
+		list = c.reply.Tracked
+	} else {
+		sessions, rooms, err := c.tracking.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -146,30 +204,18 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		fmt.Fprintln(stdout, "no rollcall worker answered: what is tracked, without status")
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tLAST COMPLETE POLL")
+	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL")
 	for _, s := range list {
-		last := "-"
+		last, present := "-", "-"
 		if !s.Last.IsZero() {
 			last = s.Last.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), last)
+		if s.Kind == poller.KindSession && c.reply != nil {
+			present = strconv.Itoa(s.Present)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), present, last)
 	}
 	return tw.Flush()
-}
-
-// askWorker asks the running worker what it tracks.
-func askWorker(ctx context.Context, nc *nats.Conn, stream string) ([]poller.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, worker.StatusSubject(stream), nil)
-	if err != nil {
-		return nil, err
-	}
-	var list []poller.Status
-	if err := json.Unmarshal(msg.Data, &list); err != nil {
-		return nil, fmt.Errorf("the worker's answer: %w", err)
-	}
-	return list, nil
 }
 
 // configured lists what the config file and the bucket track, rooms first.

@@ -85,6 +85,15 @@ func TestTrackAtRunTime(t *testing.T) {
 		}
 	}
 	waitUntil("s0, from the config, polled", has("joined s0 s0-a", "joined s0 s0-b"))
+	// A URL left in another store_dir (by a worker killed with -9, say) that leads to
+	// this worker's server: the commands of that other config must not touch it.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(idle), "nats.url"), []byte(url), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), []string{"track", "room", "not-mine", "-config", idle}, io.Discard, io.Discard, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "is the server of another rollcall") {
+		t.Errorf("track through a stale URL: %v, want it refused", err)
+	}
 
 	if out, err := rollcall("track", "session", "s1"); err != nil || !strings.Contains(out, "tracking session s1") {
 		t.Fatalf("track session s1: %q, %v", out, err)
@@ -125,6 +134,12 @@ func TestTrackAtRunTime(t *testing.T) {
 
 	if _, err := rollcall("untrack", "session", "s0"); err == nil || !strings.Contains(err.Error(), "tracked by the config file") {
 		t.Errorf("untrack of a configured session: %v, want an error saying it comes from the config file", err)
+	}
+	if _, err := rollcall("untrack", "session", "s2"); err == nil || !strings.Contains(err.Error(), "followed through room room-s2") {
+		t.Errorf("untrack of a session found by a room: %v, want an error naming the room", err)
+	}
+	if out, err := rollcall("track", "session", "s0"); err != nil || !strings.Contains(out, "tracked already, by the config file") {
+		t.Errorf("track of a configured session: %q, %v", out, err)
 	}
 	if _, err := rollcall("untrack", "room", "room-s2"); err != nil {
 		t.Fatal(err)

@@ -132,8 +132,7 @@ func (w *Worker) pollsStale(list []poller.Status) string {
 	if err != nil {
 		return err.Error()
 	}
-	next := sched.Next(time.Now())
-	bound := max(3*sched.Next(next).Sub(next), 30*time.Second)
+	bound := max(3*interval(sched), 30*time.Second)
 	polling := 0
 	latest := w.started
 	for _, s := range list {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/robfig/cron/v3"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -117,12 +118,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
-	client := newClient(cfg.VideoSDK, log, w.metrics)
+	unfinished, err := store.Unfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client := newClient(cfg.VideoSDK, log, w.metrics, interval(discover))
 	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
 		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics))
 	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: p, Rooms: client, Schedule: sched, Discover: discover,
-		Concurrency: cfg.VideoSDK.MaxConcurrency, Log: log,
+		Concurrency: cfg.VideoSDK.MaxConcurrency, Unfinished: unfinished, Log: log,
 	})
 	return w, nil
 }
@@ -218,9 +223,23 @@ func (w *Worker) Close() {
 // tracks. It is outside the stream's subjects, so that nothing stores the requests.
 func StatusSubject(stream string) string { return "_rollcall." + stream + ".tracked" }
 
+// StatusReply is a worker's answer on StatusSubject.
+type StatusReply struct {
+	// StoreDir is the embedded server's store, as an absolute path; "" when the
+	// worker uses an external server. A command that found the server through
+	// store_dir/nats.url checks it: a URL left by a worker killed with -9 may lead
+	// to another worker's embedded server.
+	StoreDir string          `json:"storeDir,omitempty"`
+	Tracked  []poller.Status `json:"tracked"`
+}
+
 // serveStatus answers status requests with the Manager's tracked sessions and rooms,
 // as JSON.
 func (w *Worker) serveStatus() (*nats.Subscription, error) {
+	var storeDir string
+	if w.ns != nil {
+		storeDir, _ = filepath.Abs(w.cfg.NATS.StoreDir)
+	}
 	sub, err := w.nc.Subscribe(StatusSubject(w.cfg.NATS.Stream), func(msg *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -228,7 +247,7 @@ func (w *Worker) serveStatus() (*nats.Subscription, error) {
 		if err != nil {
 			return // stopping: no answer is the answer
 		}
-		body, _ := json.Marshal(st)
+		body, _ := json.Marshal(StatusReply{StoreDir: storeDir, Tracked: st})
 		_ = msg.Respond(body) // the asker may have gone
 	})
 	if err != nil {
@@ -243,14 +262,22 @@ const (
 	OriginBucket = "bucket"
 )
 
-func newClient(v VideoSDK, log *slog.Logger, m *metrics.Metrics) *poller.Client {
+// interval is the time between two ticks of sched, as of now.
+func interval(sched cron.Schedule) time.Duration {
+	next := sched.Next(time.Now())
+	return sched.Next(next).Sub(next)
+}
+
+// newClient is the API client of the config; a room's listing yields to polls for at
+// most maxYield.
+func newClient(v VideoSDK, log *slog.Logger, m *metrics.Metrics, maxYield time.Duration) *poller.Client {
 	var tokens poller.Tokens = poller.Static(v.Token)
 	if v.Token == "" {
 		tokens = poller.NewMinter(v.APIKey, v.Secret, v.TokenTTL.Duration, nil).CountMints(m.TokenMints)
 	}
 	return poller.NewClient(poller.ClientConfig{
 		BaseURL: v.BaseURL, Tokens: tokens, PerPage: v.PerPage, RequestTimeout: v.RequestTimeout.Duration,
-		RateLimit: v.RateLimit, Log: log, Metrics: m,
+		RateLimit: v.RateLimit, Log: log, Metrics: m, MaxYield: maxYield,
 	})
 }
 
