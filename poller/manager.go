@@ -100,6 +100,7 @@ type loop struct {
 	done     bool             // the goroutine has returned (or never ran, for an ended session)
 	poke     chan SessionInfo // poll now: a room's list shows the session ended
 	ended    bool
+	seen     bool // a poll found the session: it has a state
 
 	mu      sync.Mutex // status, written by the goroutine
 	status  string
@@ -275,6 +276,9 @@ func (m *Manager) returned(ctx, polls context.Context, l *loop, ended bool) {
 		loops = m.rooms
 	}
 	l.cancel, l.done, l.ended = nil, true, ended
+	if !ended && l.seen {
+		m.unfinished[l.id] = true // its room's listing may show it ended, if tracked again
+	}
 	if ended {
 		for origin := range l.from {
 			if _, ok := roomOrigin(origin); ok {
@@ -413,6 +417,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 			log.Info("session ended: no longer polled")
 			return true
 		default:
+			l.seen = l.seen || res.Found
 			if notFound > 0 {
 				notFound = 0
 				log.Info("session found: polled on schedule again")

@@ -369,6 +369,14 @@ func TestManagerRooms(t *testing.T) {
 	if got := streamEvents(t, r.js); len(got) != len(want) {
 		t.Errorf("events after untracking: %v", got[len(want):])
 	}
+
+	// It ends while its room is untracked; tracking the room again finishes it.
+	w.api.EndSession(next)
+	m.track("config", nil, []string{r1})
+	eventually(t, "the untracked session's end", func() bool { return len(streamEvents(t, r.js)) == len(want)+2 })
+	if d := cmp.Diff([]string{"participant.left b@420", "session.ended"}, streamEvents(t, r.js)[len(want):]); d != "" {
+		t.Errorf("events after tracking the room again (-want +got):\n%s", d)
+	}
 }
 
 // TestManagerRoomsBehind: when polls use the whole rate limit, a room's listing waits,
