@@ -52,7 +52,11 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 		}
 		url = strings.TrimSpace(string(b))
 	}
-	nc, err := nats.Connect(url, append(worker.AuthOptions(cfg.NATS), nats.Name(name), nats.Timeout(3*time.Second))...)
+	auth, err := worker.AuthOptions(cfg.NATS)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(auth, nats.Name(name), nats.Timeout(3*time.Second))...)
 	if err != nil {
 		if embedded {
 			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, url, err)

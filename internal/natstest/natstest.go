@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,28 @@ func StartIn(t testing.TB, dir string, port int) *server.Server {
 	ns, err := publisher.StartEmbedded("127.0.0.1", port, dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// StartWith starts a server on a free port with JetStream in a temporary directory,
+// with the options that set sets (authorization, TLS), and shuts it down when the
+// test ends.
+func StartWith(t testing.TB, set func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true}
+	set(opts)
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready after 10s")
 	}
 	t.Cleanup(func() {
 		ns.Shutdown()

@@ -65,10 +65,15 @@ type Room struct {
 
 // NATS is the server events are published to, and the JetStream names used.
 type NATS struct {
-	URL             string   `toml:"url"`      // "" = embedded server; env NATS_URL overrides; comma-separated list
-	User            string   `toml:"user"`     // with Password
-	Password        string   `toml:"password"` // never logged
-	Token           string   `toml:"token"`    // instead of User and Password; never logged
+	URL             string   `toml:"url"`       // "" = embedded server; env NATS_URL overrides; comma-separated list
+	Creds           string   `toml:"creds"`     // a credentials file (user JWT and seed); env NATS_CREDS overrides
+	NKeySeed        string   `toml:"nkey_seed"` // a file holding an NKey user seed
+	User            string   `toml:"user"`      // with Password; env NATS_USER overrides
+	Password        string   `toml:"password"`  // never logged; env NATS_PASSWORD overrides
+	Token           string   `toml:"token"`     // never logged
+	TLSCA           string   `toml:"tls_ca"`    // CA file to verify the server with
+	TLSCert         string   `toml:"tls_cert"`  // with TLSKey: a client certificate, for mutual TLS
+	TLSKey          string   `toml:"tls_key"`
 	Stream          string   `toml:"stream"`
 	SubjectPrefix   string   `toml:"subject_prefix"`
 	StateBucket     string   `toml:"state_bucket"`    // KV bucket of each session's last snapshot
@@ -306,6 +311,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 		{"VIDEOSDK_SECRET", &c.VideoSDK.Secret},
 		{"VIDEOSDK_TOKEN", &c.VideoSDK.Token},
 		{"NATS_URL", &c.NATS.URL},
+		{"NATS_CREDS", &c.NATS.Creds},
+		{"NATS_USER", &c.NATS.User},
+		{"NATS_PASSWORD", &c.NATS.Password},
 	} {
 		if v := getenv(o.name); v != "" {
 			*o.dst = v
@@ -368,8 +376,30 @@ func (c Config) check(api bool) error {
 	if (n.User == "") != (n.Password == "") {
 		bad("nats: need both user and password, or neither")
 	}
-	if n.Token != "" && (n.User != "" || n.Password != "") {
-		bad("nats: use token or user and password, not both")
+	ways := 0
+	for _, set := range []bool{n.Creds != "", n.NKeySeed != "", n.User != "" || n.Password != "", n.Token != ""} {
+		if set {
+			ways++
+		}
+	}
+	if ways > 1 {
+		bad("nats: use one of creds, nkey_seed, user and password, or token")
+	}
+	for _, f := range []struct{ key, path string }{
+		{"nats.creds", n.Creds}, {"nats.nkey_seed", n.NKeySeed}, {"nats.tls_ca", n.TLSCA}, {"nats.tls_cert", n.TLSCert}, {"nats.tls_key", n.TLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad("%s: %w", f.key, err)
+		}
+	}
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		bad("nats: need both tls_cert and tls_key, or neither")
+	}
+	if (ways > 0 || n.TLSCA != "" || n.TLSCert != "") && n.URL == "" {
+		bad(`nats: credentials and TLS are for a server of your own (nats.url); the embedded server needs none`)
 	}
 	if !natsName.MatchString(n.Stream) {
 		bad("nats.stream: must match [A-Za-z0-9_-]+")

@@ -25,7 +25,6 @@ func TestLoadConfigBad(t *testing.T) {
 		{"unknown_key", `unknown key "videosdk.colour"`},
 		{"unknown_later_keys", `unknown key "poll.reconcile_schedule"
 unknown key "poll.left_time_wait"
-unknown key "nats.creds"
 unknown key "nats.lease_ttl"
 unknown key "http.tls_cert"`},
 		{"unknown_key_case", `unknown key "videosdk.API_KEY"`},
@@ -72,8 +71,13 @@ nats.max_age: must be positive`},
 nats.url: entry 3: must be a nats://, tls://, ws:// or wss:// URL, or host:port
 nats.url: cannot mix ws:// or wss:// servers with nats:// or tls:// ones`},
 		{"nats_auth", `nats: need both user and password, or neither
-nats: use token or user and password, not both`},
-		{"nats_auth_both", `nats: use token or user and password, not both`},
+nats: use one of creds, nkey_seed, user and password, or token`},
+		{"nats_auth_both", `nats: use one of creds, nkey_seed, user and password, or token`},
+		{"nats_security", `nats: use one of creds, nkey_seed, user and password, or token
+nats.creds: stat testdata/nats/missing.creds: no such file or directory
+nats.nkey_seed: stat testdata/nats/missing.nk: no such file or directory
+nats: need both tls_cert and tls_key, or neither`},
+		{"nats_security_embedded", `nats: credentials and TLS are for a server of your own (nats.url); the embedded server needs none`},
 		{"nats_embedded", `nats.replicas: must be 1 with the embedded server (url = "")
 nats.store_dir: must be set for the embedded server (url = "")`},
 		{"http_listen", `http.listen: must be host:port (":9090" for every interface), or "" to serve nothing`},
@@ -151,6 +155,9 @@ func TestLoadConfigGood(t *testing.T) {
 			URL:             "nats://n1:4222, tls://n2:4443,n3:4222",
 			User:            "rollcall",
 			Password:        "pw",
+			TLSCA:           "testdata/nats/ca.pem",
+			TLSCert:         "testdata/nats/client.pem",
+			TLSKey:          "testdata/nats/client.key",
 			Stream:          "PRESENCE",
 			SubjectPrefix:   "acme.videosdk",
 			StateBucket:     "PRESENCE_STATE",

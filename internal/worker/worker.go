@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -55,6 +59,7 @@ type Worker struct {
 	started  time.Time
 	ns       *server.Server // the embedded server, if nats.url is ""
 	nc       *nats.Conn
+	closed   <-chan struct{} // closed if the connection is closed for good
 	js       jetstream.JetStream
 	tracking *publisher.Tracking
 	manager  *poller.Manager
@@ -87,7 +92,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		}
 		url = w.ns.ClientURL()
 	}
-	if w.nc, err = connect(ctx, url, cfg.NATS, log); err != nil {
+	if w.nc, w.closed, err = connect(ctx, url, cfg.NATS, log); err != nil {
 		return nil, err
 	}
 	js, err := publisher.NewJetStream(w.nc, cfg.VideoSDK.MaxConcurrency)
@@ -140,6 +145,8 @@ func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
 // stops: no new polls; the polls in flight get cycleGrace to finish; publishes are
 // flushed.
 func (w *Worker) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	cfg, n := w.cfg, w.cfg.NATS
 	sub, err := w.serveStatus()
 	if err != nil {
@@ -179,7 +186,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("the config file tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
 	}
 
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-w.closed:
+		// nats.go gave up on the connection: exit, so that a supervisor restarts us,
+		// rather than fail every poll for good.
+		runErr = fmt.Errorf("the NATS connection was closed for good: %v", w.nc.LastError())
+		w.log.Error("stopping: the NATS connection was closed for good", "err", w.nc.LastError())
+		stop()
+	}
 	w.log.Info("stopping: no new polls")
 	select {
 	case <-idle:
@@ -192,17 +208,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("the abandoned polls have not returned; exiting anyway")
 		}
 	}
-	drained := make(chan struct{})
-	w.nc.SetClosedHandler(func(*nats.Conn) { close(drained) })
 	if err := w.nc.Drain(); err == nil {
 		select {
-		case <-drained:
+		case <-w.closed:
 		case <-time.After(drainGrace):
 			w.log.Warn("NATS drain timed out")
 		}
 	}
 	w.log.Info("stopped")
-	return nil
+	return runErr
 }
 
 // Close closes the connection and shuts the embedded server down.
@@ -281,53 +295,134 @@ func newClient(v VideoSDK, log *slog.Logger, m *metrics.Metrics, maxYield time.D
 	})
 }
 
-// connect connects to NATS and keeps reconnecting for as long as the worker runs. It
-// waits for the first connection, so that stream set-up errors are real ones.
-func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{
+// connect connects to NATS and keeps reconnecting for as long as the worker runs,
+// authorization errors included (they may be mended on the server). It waits for the
+// first connection, so that stream set-up errors are real ones, and says why it
+// waits. closed is closed if the connection is closed for good by anyone but Close.
+func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (nc *nats.Conn, closed <-chan struct{}, err error) {
+	auth, err := AuthOptions(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cause := &natsCause{log: log, url: RedactURL(url)}
+	gone := make(chan struct{})
+	opts := append(auth,
 		nats.Name("rollcall"),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(time.Second),
 		// A server gone without closing the connection is noticed within 15 s.
-		nats.PingInterval(5 * time.Second),
+		nats.PingInterval(5*time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	}
-	nc, err := nats.Connect(url, append(opts, AuthOptions(c)...)...)
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { cause.note(err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			cause.note(nil)
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			// What nats.go would otherwise print to stderr by itself.
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("NATS error", "err", err, "subject", subject)
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(gone) }),
+	)
+	nc, err = nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", RedactURL(url), err)
+		return nil, nil, fmt.Errorf("nats %s: %w", RedactURL(url), err)
 	}
-	for wait := time.Duration(0); !nc.IsConnected(); wait += 100 * time.Millisecond {
-		if wait > 0 && wait%(5*time.Second) == 0 {
-			log.Warn("waiting for NATS", "url", RedactURL(url))
-		}
+	for !nc.IsConnected() {
 		select {
 		case <-ctx.Done():
 			nc.Close()
-			return nil, fmt.Errorf("nats %s: not connected: %w", RedactURL(url), ctx.Err())
+			return nil, nil, fmt.Errorf("nats %s: not connected: %w", RedactURL(url), ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
-	return nc, nil
+	return nc, gone, nil
 }
 
-// authOptions are the NATS credentials of the config, for the worker and the commands.
-func AuthOptions(c NATS) []nats.Option {
-	var opts []nats.Option
-	if c.User != "" {
-		opts = append(opts, nats.UserInfo(c.User, c.Password))
+// natsCause logs why NATS cannot be reached, in words, once when it starts and once
+// each time the reason changes, not at every attempt.
+type natsCause struct {
+	log  *slog.Logger
+	url  string
+	mu   sync.Mutex
+	last string
+}
+
+func (c *natsCause) note(err error) {
+	why := ""
+	if err != nil {
+		why = NATSCause(err)
 	}
-	if c.Token != "" {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if why == c.last {
+		return
+	}
+	c.last = why
+	if why != "" {
+		c.log.Error("cannot reach NATS; retrying every second", "url", c.url, "cause", why, "err", err)
+	}
+}
+
+// NATSCause says in words why a connection to NATS failed.
+func NATSCause(err error) string {
+	var dns *net.DNSError
+	var tlsErr *tls.CertificateVerificationError
+	msg := strings.ToLower(err.Error())
+	switch {
+	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication"):
+		return "authorization refused: check nats.creds, nats.nkey_seed, nats.user and nats.password (NATS_USER, NATS_PASSWORD, NATS_CREDS) or nats.token"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: no NATS server listens there"
+	case errors.As(err, &dns):
+		return "no such host"
+	case errors.As(err, &tlsErr) || strings.Contains(msg, "x509") || strings.Contains(msg, "tls"):
+		return "TLS failed: check nats.tls_ca, nats.tls_cert and nats.tls_key"
+	case errors.Is(err, nats.ErrNoServers) || errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(msg, "timeout"):
+		return "no answer in time"
+	case strings.Contains(msg, "info") || strings.Contains(msg, "protocol"):
+		return "not a NATS server"
+	}
+	return err.Error()
+}
+
+// AuthOptions are the NATS credentials and TLS settings of the config, for the worker
+// and the commands; the secrets stay in them, never in errors.
+func AuthOptions(c NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.Creds != "":
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	case c.NKeySeed != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_seed %s: not an NKey user seed file", c.NKeySeed)
+		}
+		opts = append(opts, o)
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.Token != "":
 		opts = append(opts, nats.Token(c.Token))
 	}
-	return opts
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	return opts, nil
 }
 
 // redactURL hides passwords in nats://user:pass@host URLs.

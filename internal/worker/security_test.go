@@ -1,0 +1,301 @@
+package worker
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
+	"github.com/rollcall/rollcall/sim"
+)
+
+const (
+	secKey    = "security-key"
+	secSecret = "security-secret"
+)
+
+// TestNATSSecurity: against real servers that require each kind of credential, and
+// TLS with and without client certificates, the worker connects with nats.go's own
+// options and publishes.
+func TestNATSSecurity(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir)
+	tests := []struct {
+		name   string
+		server func(*server.Options)
+		client func(*NATS)
+	}{
+		{"user and password", func(o *server.Options) { o.Username, o.Password = "rollcall", "pw-1" },
+			func(n *NATS) { n.User, n.Password = "rollcall", "pw-1" }},
+		{"token", func(o *server.Options) { o.Authorization = "tok-1" },
+			func(n *NATS) { n.Token = "tok-1" }},
+		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: nkeyUser(t, dir)}} },
+			func(n *NATS) { n.NKeySeed = filepath.Join(dir, "user.nk") }},
+		{"creds", func(o *server.Options) { operatorMode(t, o, dir) },
+			func(n *NATS) { n.Creds = filepath.Join(dir, "user.creds") }},
+		{"TLS, the server verified", func(o *server.Options) { pki.serve(t, o, false) },
+			func(n *NATS) { n.TLSCA = pki.ca }},
+		{"mutual TLS", func(o *server.Options) { pki.serve(t, o, true) },
+			func(n *NATS) { n.TLSCA, n.TLSCert, n.TLSKey = pki.ca, pki.clientCert, pki.clientKey }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := natstest.StartWith(t, tt.server)
+			cfg := securityConfig(t, ns.ClientURL())
+			tt.client(&cfg.NATS)
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			var logs testkit.Buffer
+			stop := runWorker(t, cfg, &logs)
+			defer stop()
+			auth, err := AuthOptions(cfg.NATS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc, err := nats.Connect(ns.ClientURL(), auth...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "session.started and a joined in the stream", func() bool {
+				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
+			})
+		})
+	}
+}
+
+// TestNATSWrongPassword: a wrong password at start-up is one clear line naming what
+// to check, never the password; the worker is not ready, and it connects by itself,
+// without a restart, once the server accepts the password.
+func TestNATSWrongPassword(t *testing.T) {
+	var opts *server.Options
+	ns := natstest.StartWith(t, func(o *server.Options) {
+		o.Username, o.Password = "rollcall", "right-password"
+		opts = o
+	})
+	cfg := securityConfig(t, ns.ClientURL())
+	cfg.NATS.User, cfg.NATS.Password = "rollcall", "wrong-password"
+	var logs testkit.Buffer
+	stop := runWorker(t, cfg, &logs)
+	defer stop()
+	eventually(t, "the cause logged", func() bool { return strings.Contains(logs.String(), "authorization refused") })
+	time.Sleep(2 * time.Second) // two more refusals, which must not be logged again
+	if n := strings.Count(logs.String(), "cannot reach NATS"); n != 1 {
+		t.Errorf("%d lines about the refusal, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "wrong-password") {
+		t.Error("the log shows the password")
+	}
+	reload := *opts
+	reload.Password = "wrong-password" // the operator fixes the server's side
+	if err := ns.ReloadOptions(&reload); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "connected once the server accepts it", func() bool { return strings.Contains(logs.String(), "connected to NATS") })
+}
+
+// securityConfig is a valid config for a worker on nats url, polling a simulator with
+// one session that one participant is in.
+func securityConfig(t *testing.T, url string) Config {
+	t.Helper()
+	api := sim.New(sim.Config{APIKey: secKey, Secret: secSecret})
+	api.StartSession("s1", "r1")
+	api.Join("s1", "a", "name-a")
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	cfg := Default()
+	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = srv.URL, secKey, secSecret
+	cfg.Poll.Schedule = "@every 1s"
+	cfg.Sessions = []Session{{ID: "s1"}}
+	cfg.NATS.URL = url
+	cfg.HTTP.Listen = ""
+	return cfg
+}
+
+// runWorker runs a worker with cfg until the returned stop is called.
+func runWorker(t *testing.T, cfg Config, logs *testkit.Buffer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		w, err := New(ctx, cfg, NewLogger(logs, Log{Level: "info", Format: "text"}))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer w.Close()
+		done <- w.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("worker: %v", err)
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 15s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// nkeyUser writes an NKey user seed to dir/user.nk and returns its public key.
+func nkeyUser(t *testing.T, dir string) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	if err := os.WriteFile(filepath.Join(dir, "user.nk"), seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// operatorMode sets o up as a server of an operator whose account may use JetStream,
+// and writes a user's credentials of that account to dir/user.creds.
+func operatorMode(t *testing.T, o *server.Options, dir string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	okp, err := nkeys.CreateOperator()
+	must(err)
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	resolver := &server.MemAccResolver{}
+	account := func(js bool) (nkeys.KeyPair, string) {
+		akp, err := nkeys.CreateAccount()
+		must(err)
+		apub, _ := akp.PublicKey()
+		ac := jwt.NewAccountClaims(apub)
+		if js {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		ajwt, err := ac.Encode(okp)
+		must(err)
+		must(resolver.Store(apub, ajwt))
+		return akp, apub
+	}
+	_, sys := account(false)
+	akp, _ := account(true)
+	ukp, err := nkeys.CreateUser()
+	must(err)
+	upub, _ := ukp.PublicKey()
+	useed, _ := ukp.Seed()
+	ujwt, err := jwt.NewUserClaims(upub).Encode(akp)
+	must(err)
+	creds, err := jwt.FormatUserConfig(ujwt, useed)
+	must(err)
+	must(os.WriteFile(filepath.Join(dir, "user.creds"), creds, 0o600))
+	o.TrustedOperators = []*jwt.OperatorClaims{oc}
+	o.AccountResolver = resolver
+	o.SystemAccount = sys
+}
+
+// pki is a CA, a server certificate for 127.0.0.1 and a client certificate, in files.
+type pki struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newPKI(t *testing.T, dir string) pki {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rollcall test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pki{ca: filepath.Join(dir, "ca.pem")}
+	writePEM(t, p.ca, "CERTIFICATE", caDER)
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+		writePEM(t, cert, "CERTIFICATE", der)
+		writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
+		return cert, keyFile
+	}
+	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+// serve makes o serve TLS with p's server certificate; with mutual, clients must show
+// a certificate of p's CA.
+func (p pki) serve(t *testing.T, o *server.Options, mutual bool) {
+	t.Helper()
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: p.ca, Verify: mutual})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.TLSConfig, o.TLS, o.TLSVerify, o.TLSTimeout = tc, true, mutual, 2
+}
+
+func writePEM(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
