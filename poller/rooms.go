@@ -31,8 +31,8 @@ func DecodeSessions(body []byte) (pageInfo, []SessionInfo, error) {
 	var raw struct {
 		PageInfo *pageInfo `json:"pageInfo"`
 		Data     []struct {
-			ID     string    `json:"id"`
-			AltID  string    `json:"_id"`
+			ID     string     `json:"id"`
+			AltID  string     `json:"_id"`
 			Status string     `json:"status"`
 			Start  time.Time  `json:"start"`
 			End    *time.Time `json:"end"`
