@@ -30,8 +30,11 @@ const maxRetryAfter = 5 * time.Minute
 // Errors that a retry cannot mend.
 var (
 	ErrNotFound = errors.New("session not found")
-	ErrTooLarge = fmt.Errorf("response body over %d MiB", MaxBody>>20)
-	errToken    = errors.New("no token")
+	// ErrUnauthorized is a 401 that a fresh token did not mend: the API rejects the
+	// credentials. The Client says so once for every session (see Client.rejected).
+	ErrUnauthorized = errors.New("the API rejects the credentials")
+	ErrTooLarge     = fmt.Errorf("response body over %d MiB", MaxBody>>20)
+	errToken        = errors.New("no token")
 )
 
 // StatusError is an HTTP answer other than 200.
@@ -71,6 +74,15 @@ type Client struct {
 
 	mu        sync.Mutex
 	holdUntil time.Time // after a 429: the API is the account's, so everyone waits
+	rejected  rejection // the credentials are rejected, for every request
+}
+
+// rejection counts the requests the API rejects for their credentials, so that it is
+// said once, not once per session and cycle: when it starts, at most once a minute
+// while it lasts, and when it ends.
+type rejection struct {
+	count  int
+	logged time.Time
 }
 
 // NewClient returns a client for cfg.
@@ -136,6 +148,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path strin
 		var se *StatusError
 		switch {
 		case err == nil:
+			c.accepted()
 			return body, nil
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("get %s: %w", path, context.Cause(ctx))
@@ -143,17 +156,47 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path strin
 			refreshed = true
 			attempt-- // a fresh token is not a retry of a failure
 			continue
+		case errors.As(err, &se) && se.Code == http.StatusUnauthorized:
+			c.reject()
+			return nil, fmt.Errorf("get %s: %w: %w", path, ErrUnauthorized, err)
 		case !retryable(err) || attempt >= c.cfg.Attempts:
 			return nil, fmt.Errorf("get %s (attempt %d): %w", path, attempt, err)
 		}
 		// Full jitter, so that sessions retrying together do not stay in step.
 		d := max(rand.N(wait)+time.Millisecond, retryAfter)
 		c.cfg.Metrics.Retries.WithLabelValues(endpoint).Inc()
-		log.Warn("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
+		// Debug: a failure that lasts is logged by the session's loop, and counted.
+		log.Debug("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
 			return nil, fmt.Errorf("get %s: %w", path, err)
 		}
 		wait = min(2*wait, c.cfg.MaxBackoff)
+	}
+}
+
+// reject notes a request whose credentials the API rejected.
+func (c *Client) reject() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := &c.rejected
+	r.count++
+	switch {
+	case r.count == 1:
+		c.cfg.Log.Error("the VideoSDK API rejects the credentials (401, also with a fresh token): check VIDEOSDK_API_KEY and VIDEOSDK_SECRET (videosdk.api_key, videosdk.secret), or VIDEOSDK_TOKEN (videosdk.token); every request fails until they are right")
+		r.logged = time.Now()
+	case time.Since(r.logged) >= time.Minute:
+		c.cfg.Log.Error("the VideoSDK API still rejects the credentials", "rejected_requests", r.count)
+		r.logged = time.Now()
+	}
+}
+
+// accepted notes a request the API answered: rejections, if any, are over.
+func (c *Client) accepted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rejected.count > 0 {
+		c.cfg.Log.Info("the VideoSDK API accepts the credentials again", "rejected_requests", c.rejected.count)
+		c.rejected = rejection{}
 	}
 }
 

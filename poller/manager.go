@@ -250,6 +250,12 @@ func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind 
 func (m *Manager) start(ctx, polls context.Context, l *loop) {
 	lctx, cancel := context.WithCancel(ctx)
 	l.cancel, l.done = cancel, false
+	room := "" // the room that found the session, if one did: for its log lines
+	for origin := range l.from {
+		if r, ok := roomOrigin(origin); ok {
+			room = r
+		}
+	}
 	m.running.Add(1)
 	go func() {
 		defer m.running.Done()
@@ -259,7 +265,7 @@ func (m *Manager) start(ctx, polls context.Context, l *loop) {
 				m.send(ctx, func() { m.found(ctx, polls, l.id, list) })
 			})
 		} else {
-			ended = m.pollSession(lctx, polls, l)
+			ended = m.pollSession(lctx, polls, l, room)
 		}
 		cancel()
 		m.send(ctx, func() { m.returned(ctx, polls, l, ended) })
@@ -367,8 +373,13 @@ func (m *Manager) status() []Status {
 // each of the schedule's ticks shifted by the session's own offset, each holding one
 // of Concurrency slots. It returns true once the session has ended, and false when
 // ctx ends (tracking stopped, or the worker is stopping).
-func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) {
+func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) (ended bool) {
 	log := m.cfg.Log.With("session_id", l.id)
+	roomKnown := room != ""
+	if roomKnown {
+		log = log.With("room_id", room)
+	}
+	var fail failures
 	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
 	var listed *SessionInfo    // a room's list shows the session ended
@@ -412,11 +423,15 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 			next = later(next, now.Add(notFound))
 			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
 		case err != nil:
-			log.Error("cycle failed", "err", err)
+			fail.note(log, now, err)
 		case res.Ended:
 			log.Info("session ended: no longer polled")
 			return true
 		default:
+			fail.over(log)
+			if res.RoomID != "" && !roomKnown {
+				log, roomKnown = log.With("room_id", res.RoomID), true
+			}
 			l.seen = l.seen || res.Found
 			if notFound > 0 {
 				notFound = 0
@@ -429,6 +444,35 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop) (ended bool) 
 			l.set(StatusPolling, complete, res.Present)
 		}
 	}
+}
+
+// failures are a session's polls failing in a row. They are logged when they start,
+// at most once a minute while they last, with a count, and when they end, so that a
+// long outage does not flood the log. A rejection of the credentials is left to the
+// Client, which says it once for every session.
+type failures struct {
+	count  int
+	logged time.Time // zero: none of them was logged
+}
+
+func (f *failures) note(log *slog.Logger, now time.Time, err error) {
+	f.count++
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+	case f.logged.IsZero():
+		log.Error("cycle failed", "err", err)
+		f.logged = now
+	case now.Sub(f.logged) >= time.Minute:
+		log.Error("cycle still failing", "failures", f.count, "err", err)
+		f.logged = now
+	}
+}
+
+func (f *failures) over(log *slog.Logger) {
+	if !f.logged.IsZero() {
+		log.Info("cycle works again", "failures", f.count)
+	}
+	*f = failures{}
 }
 
 // poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug

@@ -632,3 +632,51 @@ func TestManagerUnfinished(t *testing.T) {
 		t.Errorf("still unfinished after its end: %v", got)
 	}
 }
+
+// swappable are tokens minted with a secret that the test can change.
+type swappable struct{ m atomic.Pointer[poller.Minter] }
+
+func (s *swappable) Token() (poller.Token, error) { return s.m.Load().Token() }
+func (s *swappable) Invalidate(t poller.Token)    { s.m.Load().Invalidate(t) }
+
+// TestManagerFailuresLoggedOnce: a wrong API secret is said once for every session,
+// then with a count at most once a minute, and once when it is right again; a session
+// whose polls keep failing is logged when it starts and when it ends, not every cycle.
+func TestManagerFailuresLoggedOnce(t *testing.T) {
+	w := newWorld(t, "a")
+	var ids []string
+	for i := range 5 {
+		id := fmt.Sprintf("s%d", i)
+		w.api.StartSession(id, "r")
+		ids = append(ids, id)
+	}
+	r := newRig(t, w, true)
+	tokens := &swappable{}
+	tokens.m.Store(poller.NewMinter(apiKey, "a wrong secret", time.Hour, w.clock.Now))
+	var logs testkit.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: tokens, Attempts: 2, Backoff: time.Millisecond, Log: log})
+	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller, cfg.Log = r.with(c), log })
+	m.track("config", ids, nil)
+	eventually(t, "every session rejected several times", func() bool { return w.api.Requests() >= 5*2*4 })
+	if n := strings.Count(logs.String(), "rejects the credentials"); n != 1 {
+		t.Errorf("%d lines about the credentials for 5 sessions' polls, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d errors logged, want the one about the credentials:\n%s", n, logs.String())
+	}
+	tokens.m.Store(poller.NewMinter(apiKey, secret, time.Hour, w.clock.Now))
+	eventually(t, "polled again: the sessions start", func() bool { return len(streamEvents(t, r.js)) == 5 })
+	if n := strings.Count(logs.String(), "accepts the credentials again"); n != 1 {
+		t.Errorf("%d lines say the credentials work again, want 1:\n%s", n, logs.String())
+	}
+
+	before := len(logs.String())
+	w.api.InjectFault(sim.Fault{PathContains: "/s0/", Status: 503, Times: 40})
+	eventually(t, "the faults spent", func() bool {
+		return strings.Count(logs.String()[before:], "cycle works again") == 1
+	})
+	if n := strings.Count(logs.String()[before:], "cycle failed"); n != 1 {
+		t.Errorf("%d lines for a session failing 20 cycles in a row, want 1:\n%s", n, logs.String()[before:])
+	}
+}

@@ -181,15 +181,16 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	log.Log(ctx, level, "cycle", "joined", joined, "left", left, "present", len(next.Present),
 		"complete", snap.Complete, "duration", time.Since(start).Round(time.Millisecond))
-	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present)}, nil
+	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID}, nil
 }
 
 // Result is how a poll went.
 type Result struct {
-	Ended    bool // the session has ended: no more polls
-	Complete bool // every page was fetched and agreed: absences counted
-	Found    bool // the API returned the session's document
-	Present  int  // participants present after it
+	Ended    bool   // the session has ended: no more polls
+	Complete bool   // every page was fetched and agreed: absences counted
+	Found    bool   // the API returned the session's document
+	Present  int    // participants present after it
+	RoomID   string // the session's room, once known
 }
 
 // record counts a poll by outcome, with its duration.
