@@ -95,3 +95,19 @@ func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]S
 	}
 	return out, nil
 }
+
+// Probe asks the API for one page of a session's active participants or of a room's
+// sessions (kind "session" or "room"), to check that it answers and accepts the
+// credentials.
+func (c *Client) Probe(ctx context.Context, kind, id string) error {
+	log := c.cfg.Log.With(kind+"_id", id)
+	q := url.Values{"page": {"1"}, "perPage": {"1"}}
+	var err error
+	if kind == KindRoom {
+		q.Set("roomId", id)
+		_, err = c.get(ctx, log, metrics.EndpointSessions, "/v2/sessions/", q, foreground)
+	} else {
+		_, err = c.get(ctx, log, metrics.EndpointActive, "/v2/sessions/"+url.PathEscape(id)+"/participants/active", q, foreground)
+	}
+	return err
+}

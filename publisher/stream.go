@@ -56,11 +56,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 	}
 	sc := s.CachedInfo().Config
-	for _, k := range []diff.Kind{diff.Joined, diff.Left, diff.SessionStarted, diff.SessionEnded} {
-		if subj := cfg.Prefix + "." + kindTokens(k) + ".*.*"; !captures(sc.Subjects, subj) {
-			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
-				cfg.Name, sc.Subjects, subj, want)
-		}
+	if err := Captures(sc.Name, sc.Subjects, cfg.Prefix); err != nil {
+		return err
 	}
 	if sc.Storage != jetstream.FileStorage {
 		log.Warn("the stream keeps events in memory: a server restart loses them", "stream", cfg.Name)
@@ -78,6 +75,18 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 			return fmt.Errorf("update stream %s: %w", cfg.Name, err)
 		}
 		log.Info("updated stream", "stream", cfg.Name, "duplicate_window", cfg.DuplicateWindow, "max_age", cfg.MaxAge)
+	}
+	return nil
+}
+
+// Captures checks that a stream of these subjects captures every subject rollcall
+// publishes under prefix.
+func Captures(stream string, subjects []string, prefix string) error {
+	for _, k := range []diff.Kind{diff.Joined, diff.Left, diff.SessionStarted, diff.SessionEnded} {
+		if subj := prefix + "." + kindTokens(k) + ".*.*"; !captures(subjects, subj) {
+			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
+				stream, subjects, subj, prefix+".>")
+		}
 	}
 	return nil
 }

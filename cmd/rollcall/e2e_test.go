@@ -356,14 +356,15 @@ func TestRunRestart(t *testing.T) {
 }
 
 // runEmbedded writes a config for the embedded server (store_dir under dir) that polls
-// the simulator at apiURL every second and tracks what tracked (TOML), and runs
-// `rollcall run` with it until the test ends. It returns the config's path and the
+// the simulator at apiURL every second, tracks what tracked (TOML) and serves /metrics
+// on listen (any free port if not given), and runs `rollcall run` with it until the
+// test ends. It returns the config's path and the
 // worker's log.
-func runEmbedded(t *testing.T, dir, apiURL, tracked string) (string, *testkit.Buffer) {
+func runEmbedded(t *testing.T, dir, apiURL, tracked string, listen ...string) (string, *testkit.Buffer) {
 	t.Helper()
 	path := filepath.Join(dir, "config.toml")
-	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n%s\n[nats]\nstore_dir = %q\n[http]\nlisten = \"127.0.0.1:0\"\n",
-		apiURL, testKey, tracked, filepath.Join(dir, "data"))
+	cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\n[poll]\nschedule = \"@every 1s\"\ndiscover_schedule = \"@every 1s\"\n%s\n[nats]\nstore_dir = %q\n[http]\nlisten = %q\n",
+		apiURL, testKey, tracked, filepath.Join(dir, "data"), append(listen, "127.0.0.1:0")[0])
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,8 @@ import (
 )
 
 // runTail prints the stream's events as they arrive, one readable line each.
-func runTail(ctx context.Context, url, stream string, all bool, w io.Writer) error {
-	nc, err := nats.Connect(url, nats.Name("rollcall tail"))
+func runTail(ctx context.Context, url string, auth []nats.Option, stream string, all bool, w io.Writer) error {
+	nc, err := nats.Connect(url, append(auth, nats.Name("rollcall tail"))...)
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}

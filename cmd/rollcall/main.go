@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/nats-io/nats.go"
 )
 
 const usage = `usage: rollcall <command> [flags]
@@ -21,10 +23,14 @@ commands:
   run      [-config PATH]                   the worker (default config ./config.toml)
   demo     [-for DURATION]                  embedded NATS, simulated API, worker, live feed
   sim      [-listen ADDR]                   the simulated VideoSDK API alone
-  tail     [-nats URL] [-stream NAME] [-all]  print events as they arrive
+  tail     [-config PATH] [-nats URL] [-stream NAME] [-all]
+                                            print events as they arrive
   track    session|room ID [-config PATH]   track it at run time (the tracking bucket)
   untrack  session|room ID [-config PATH]   stop tracking it; no one is announced as gone
   tracked  [-config PATH]                   what the running worker tracks, and how it goes
+  check    [-config PATH] [-online]         validate the config and print it, secrets redacted;
+                                            -online: also ask the API and NATS
+  healthcheck [-config PATH] [-ready]       ask the worker's /healthz (or /readyz): exit 0 if 200
   token    [-config PATH]                   print an API token for curl
   version                                   version and build info
 `
@@ -69,16 +75,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		return runSim(ctx, *listen, stdout, getenv)
 	case "tail":
+		path := fs.String("config", "", "config file: its NATS server, credentials and stream")
 		url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL (env NATS_URL)")
 		stream := fs.String("stream", "ROLLCALL", "stream name")
 		all := fs.Bool("all", false, "print the stream from its start, not only new events")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		if u := getenv("NATS_URL"); u != "" && !flagSet(fs, "nats") {
+		var auth []nats.Option
+		if *path != "" {
+			cfg, err := worker.LoadFor(*path, getenv, false)
+			if err != nil {
+				return err
+			}
+			u, a, err := tailTarget(cfg)
+			if err != nil {
+				return err
+			}
+			auth = a
+			if !flagSet(fs, "nats") {
+				*url = u
+			}
+			if !flagSet(fs, "stream") {
+				*stream = cfg.NATS.Stream
+			}
+		} else if u := getenv("NATS_URL"); u != "" && !flagSet(fs, "nats") {
 			*url = u
 		}
-		return runTail(ctx, *url, *stream, *all, stdout)
+		return runTail(ctx, *url, auth, *stream, *all, stdout)
+	case "check":
+		path := fs.String("config", "config.toml", "config file")
+		online := fs.Bool("online", false, "also ask the API and NATS")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runCheck(ctx, *path, *online, stdout, getenv)
+	case "healthcheck":
+		path := fs.String("config", "config.toml", "config file: where http.listen is")
+		ready := fs.Bool("ready", false, "ask /readyz rather than /healthz")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return runHealthcheck(ctx, *path, *ready, stdout, getenv)
 	case "track", "untrack", "tracked":
 		path := fs.String("config", "config.toml", "config file")
 		pos, err := parseInterspersed(fs, args)

@@ -390,8 +390,10 @@ func NATSCause(err error) string {
 		return "no such host"
 	case errors.As(err, &tlsErr) || strings.Contains(msg, "x509") || strings.Contains(msg, "tls"):
 		return "TLS failed: check nats.tls_ca, nats.tls_cert and nats.tls_key"
-	case errors.Is(err, nats.ErrNoServers) || errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(msg, "timeout"):
+	case errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(msg, "timeout"):
 		return "no answer in time"
+	case errors.Is(err, nats.ErrNoServers):
+		return "no server took the connection"
 	case strings.Contains(msg, "info") || strings.Contains(msg, "protocol"):
 		return "not a NATS server"
 	}
