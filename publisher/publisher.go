@@ -120,6 +120,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 			end++
 		}
 		if err := p.publishAll(ctx, p.log.With("session_id", snap.SessionID), msgs[start:end]); err != nil {
+			p.metrics.PublishFailures.Inc()
 			return err
 		}
 		p.metrics.Events.WithLabelValues(strings.TrimPrefix(types[start], "live.videosdk.")).Add(float64(end - start))

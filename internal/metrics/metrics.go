@@ -38,6 +38,7 @@ type Metrics struct {
 	ConfirmingScans prometheus.Counter // backward scans that confirm an absence
 
 	Events           *prometheus.CounterVec // published and acknowledged, by type
+	PublishFailures  prometheus.Counter     // batches given up (left in their outbox)
 	PublishDuration  prometheus.Histogram   // of one batch, until every ack
 	PublishDuplicate prometheus.Counter     // acknowledged as duplicates by the stream
 	OutboxResends    prometheus.Counter     // events of a stopped cycle sent again
@@ -49,6 +50,7 @@ type Metrics struct {
 	TrackedRooms    prometheus.Gauge
 	Present         prometheus.Gauge // participants present in all tracked sessions
 	OldestPoll      prometheus.Gauge // age of the oldest last complete poll of a polling session
+	Ready           prometheus.Gauge // 1 when /readyz would answer 200
 }
 
 // New returns the instruments, registered with reg; nil registers them nowhere (for
@@ -90,6 +92,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rollcall_events_published_total", Help: "Events acknowledged by the stream, by type.",
 		}, []string{"type"}),
+		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_publish_failures_total", Help: "Batches of events not acknowledged after every retry: left in their session's outbox for the next poll.",
+		}),
 		PublishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "rollcall_publish_duration_seconds", Help: "Time to publish one session's batch of events until every acknowledgement.", Buckets: seconds,
 		}),
@@ -118,11 +123,31 @@ func New(reg prometheus.Registerer) *Metrics {
 		OldestPoll: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rollcall_oldest_complete_poll_age_seconds", Help: "Age of the oldest last complete poll among the sessions being polled (0 with none).",
 		}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_ready", Help: "1 when the worker is ready (connected to NATS, stream and buckets there, polls completing), else 0; as /readyz.",
+		}),
+	}
+	// Every known label value starts at zero, so that rates and alerts see a zero
+	// rather than nothing before the first event of a kind.
+	for _, o := range []string{OutcomeOK, OutcomeIncomplete, OutcomeFailed, OutcomeNotFound, OutcomeEnded} {
+		m.Polls.WithLabelValues(o)
+		m.PollDuration.WithLabelValues(o)
+	}
+	for _, e := range []string{EndpointActive, EndpointSessions} {
+		m.Retries.WithLabelValues(e)
+		m.RequestDuration.WithLabelValues(e)
+	}
+	for _, t := range []string{"participant.joined", "participant.left", "session.started", "session.ended"} {
+		m.Events.WithLabelValues(t)
+	}
+	for _, s := range []string{"polling", OutcomeNotFound, "ended"} {
+		m.TrackedSessions.WithLabelValues(s)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Events, m.PublishDuration, m.PublishDuplicate,
-			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll)
+			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll,
+			m.PublishFailures, m.Ready)
 	}
 	return m
 }

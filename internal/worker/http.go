@@ -20,6 +20,11 @@ func (w *Worker) handler() http.Handler {
 		if list, err := w.status(r.Context()); err == nil {
 			w.gauge(list)
 		}
+		ready := 0.0
+		if _, ok := w.ready(r.Context()); ok {
+			ready = 1
+		}
+		w.metrics.Ready.Set(ready)
 		metricsHandler.ServeHTTP(rw, r)
 	})
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
