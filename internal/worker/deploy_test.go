@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -37,12 +36,7 @@ var metricName = regexp.MustCompile(`\b(rollcall|go|process)_[a-z_]+\b`)
 // every metric they name is served on a running worker's /metrics, so that they
 // cannot drift from the code.
 func TestDeployMetricsExist(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeLoopback(t)
 	cfg := securityConfig(t, natstest.Start(t).ClientURL())
 	cfg.Rooms = []Room{{ID: "r1"}}
 	cfg.HTTP.Listen = addr

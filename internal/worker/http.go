@@ -102,7 +102,7 @@ func (w *Worker) ready(ctx context.Context) (map[string]string, bool) {
 	if !w.nc.IsConnected() {
 		why := "not connected"
 		if err := w.nc.LastError(); err != nil {
-			why += ": " + err.Error()
+			why += ": " + NATSCause(err)
 		}
 		checks["nats"], checks["jetstream"] = why, "unknown: not connected to NATS"
 	} else {

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -298,4 +299,60 @@ func writePEM(t *testing.T, path, kind string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestNATSUserRemovedMidRun: the worker's user is removed from the server mid-run,
+// then restored. The refusal is logged once, the worker is not ready meanwhile, and it
+// recovers by itself: no loop of "connection closed", no restart needed.
+func TestNATSUserRemovedMidRun(t *testing.T) {
+	var opts *server.Options
+	ns := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "rollcall", Password: "pw"}}
+		opts = o
+	})
+	cfg := securityConfig(t, ns.ClientURL())
+	cfg.NATS.User, cfg.NATS.Password = "rollcall", "pw"
+	cfg.HTTP.Listen = freeLoopback(t)
+	var logs testkit.Buffer
+	stop := runWorker(t, cfg, &logs)
+	defer stop()
+	ready := func() bool {
+		resp, err := http.Get("http://" + cfg.HTTP.Listen + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	eventually(t, "ready", ready)
+
+	removed := *opts
+	removed.Users = []*server.User{{Username: "someone-else", Password: "pw"}}
+	if err := ns.ReloadOptions(&removed); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the refusal logged", func() bool { return strings.Contains(logs.String(), "authorization refused") })
+	eventually(t, "not ready", func() bool { return !ready() })
+	time.Sleep(2 * time.Second)
+	restored := *opts
+	if err := ns.ReloadOptions(&restored); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "ready again", ready)
+	if n := strings.Count(logs.String(), "cannot reach NATS"); n != 1 {
+		t.Errorf("%d lines about the refusal, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "connection closed"); n > 0 {
+		t.Errorf("%d lines say the connection is closed:\n%s", n, logs.String())
+	}
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

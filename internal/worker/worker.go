@@ -326,12 +326,13 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (nc *nat
 			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			// What nats.go would otherwise print to stderr by itself.
-			subject := ""
-			if sub != nil {
-				subject = sub.Subject
+			// What nats.go would otherwise print to stderr by itself. A refusal while
+			// reconnecting comes here too, at every attempt: said once per cause.
+			if sub == nil {
+				cause.note(err)
+				return
 			}
-			log.Warn("NATS error", "err", err, "subject", subject)
+			log.Warn("NATS error", "err", err, "subject", sub.Subject)
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(gone) }),
 	)
