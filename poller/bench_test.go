@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,30 +15,11 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// benchClock is the simulator's clock in benchmarks: it starts at the real time and
-// moves only when told, so that every stint a benchmark makes has its own start.
-type benchClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *benchClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *benchClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // benchAPI serves a simulated API over real HTTP with one session of n participants.
 // Tokens are minted on the same clock, as the worker mints them on the real one.
-func benchAPI(b *testing.B, n int) (*sim.Server, *benchClock, string, poller.Tokens) {
+func benchAPI(b *testing.B, n int) (*sim.Server, *sim.Clock, string, poller.Tokens) {
 	b.Helper()
-	clk := &benchClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clk := sim.NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	api := sim.New(sim.Config{APIKey: apiKey, Secret: secret, Now: clk.Now})
 	api.StartSession(session, room)
 	for i := range n {

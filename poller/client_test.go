@@ -23,25 +23,9 @@ const (
 	room    = "r10p-2qz8-si67"
 )
 
-// clock is a settable clock shared by the simulator and the token minter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2023, 7, 24, 8, 28, 9, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is the clock of the simulator and the token minter in tests: the time of
+// the API docs' example session.
+func newClock() *sim.Clock { return sim.NewClock(time.Date(2023, 7, 24, 8, 28, 9, 0, time.UTC)) }
 
 // countingTokens counts the tokens dropped after a 401.
 type countingTokens struct {
@@ -60,7 +44,7 @@ func (c *countingTokens) Invalidate(t poller.Token) {
 type world struct {
 	api    *sim.Server
 	url    string
-	clock  *clock
+	clock  *sim.Clock
 	tokens *countingTokens
 }
 

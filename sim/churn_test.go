@@ -109,7 +109,7 @@ func TestChurnInvariants(t *testing.T) {
 
 func TestDemoWorld(t *testing.T) {
 	newDemo := func() (*Server, []string) {
-		clock := &fakeClock{t: at("08:00:00")}
+		clock := NewClock(at("08:00:00"))
 		s := New(Config{APIKey: testKey, Secret: testSecret, Now: clock.Now})
 		return s, s.DemoWorld(3)
 	}

@@ -105,7 +105,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestFaultDelayStopsWhenTheClientGoesAway(t *testing.T) {
-	s := New(Config{APIKey: testKey, Secret: testSecret, Now: (&fakeClock{t: at("08:00:00")}).Now})
+	s := New(Config{APIKey: testKey, Secret: testSecret, Now: NewClock(at("08:00:00")).Now})
 	s.InjectFault(Fault{Delay: 30 * time.Second})
 	arrived, handled := make(chan struct{}), make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -66,7 +66,7 @@ func TestAuth(t *testing.T) {
 // docWorld builds the world of the documented examples: the active session of the
 // fetch-active-participants page, an earlier ended session of the same room, a
 // session of another room, and a viewer who has left.
-func docWorld(s *Server, clock *fakeClock) {
+func docWorld(s *Server, clock *Clock) {
 	step := func(t string, f func()) { clock.Set(at(t)); f() }
 	step("08:00:00", func() { s.StartSession("621490331a4fb00409e38ca4", roomID) })
 	step("08:00:01.465", func() { s.Join("621490331a4fb00409e38ca4", "hasm43", "test-1") })

@@ -35,27 +35,9 @@ func at(clock string) time.Time {
 	return t0.Add(t.Sub(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)))
 }
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func newTestServer(t *testing.T) (*Server, *fakeClock, *httptest.Server) {
+func newTestServer(t *testing.T) (*Server, *Clock, *httptest.Server) {
 	t.Helper()
-	clock := &fakeClock{t: at("08:00:00")}
+	clock := NewClock(at("08:00:00"))
 	s := New(Config{APIKey: testKey, Secret: testSecret, Now: clock.Now})
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)

@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	defer closeNATS()
 
 	// The simulated API on a loopback port, on a clock that moves only between cycles.
-	clk := &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clk := sim.NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	key, secret := "load-api-key", runID()
 	api := sim.New(sim.Config{APIKey: key, Secret: secret, Now: clk.Now})
 	w := newWorld(api, o, mrand.New(mrand.NewPCG(o.seed, 0x10ad)))
@@ -451,24 +451,6 @@ func (s *sink) counts(ctx context.Context) (counts, error) {
 		}
 	}
 	return c, nil
-}
-
-// clock is the simulator's clock: it starts at the real time and moves when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // serve serves h on a loopback port, counting the connections accepted, and returns

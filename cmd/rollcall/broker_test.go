@@ -111,13 +111,7 @@ func counter(t *testing.T, addr, series string) float64 {
 // eventually waits up to 20s for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 20s: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 20*time.Second, what, cond)
 }
 
 // TestRunRefusesAStreamThatDoesNotCapture: a stream of the configured name that does

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -24,7 +23,7 @@ func TestCheck(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	ns := natstest.Start(t)
-	stopped := freeAddr(t) // nothing listens there
+	stopped := testkit.FreeAddr(t) // nothing listens there
 	tests := []struct {
 		name    string
 		secret  string
@@ -95,7 +94,7 @@ func TestHealthcheck(t *testing.T) {
 	api.StartSession("s1", "room-1")
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	dir := t.TempDir()
 	config, _ := runEmbedded(t, dir, srv.URL, "[[sessions]]\nid = \"s1\"", addr)
 	healthcheck := func(args ...string) (string, error) {
@@ -106,22 +105,11 @@ func TestHealthcheck(t *testing.T) {
 	eventually(t, "healthy", func() bool { _, err := healthcheck(); return err == nil })
 	eventually(t, "ready", func() bool { _, err := healthcheck("-ready"); return err == nil })
 	idle := filepath.Join(t.TempDir(), "config.toml")
-	if err := os.WriteFile(idle, []byte(fmt.Sprintf("[http]\nlisten = %q\n", freeAddr(t))), 0o600); err != nil {
+	if err := os.WriteFile(idle, []byte(fmt.Sprintf("[http]\nlisten = %q\n", testkit.FreeAddr(t))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	err := run(context.Background(), []string{"healthcheck", "-config", idle}, &testkit.Buffer{}, &testkit.Buffer{}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("healthcheck with no worker: %v, want connection refused", err)
 	}
-}
-
-// freeAddr returns a loopback address no one listens on (for a moment).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

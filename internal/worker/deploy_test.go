@@ -36,7 +36,7 @@ var metricName = regexp.MustCompile(`\b(rollcall|go|process)_[a-z_]+\b`)
 // every metric they name is served on a running worker's /metrics, so that they
 // cannot drift from the code.
 func TestDeployMetricsExist(t *testing.T) {
-	addr := freeLoopback(t)
+	addr := testkit.FreeAddr(t)
 	cfg := securityConfig(t, natstest.Start(t).ClientURL())
 	cfg.Rooms = []Room{{ID: "r1"}}
 	cfg.HTTP.Listen = addr

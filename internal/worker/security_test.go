@@ -160,13 +160,7 @@ func runWorker(t *testing.T, cfg Config, logs *testkit.Buffer) (stop func()) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 15s: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 15*time.Second, what, cond)
 }
 
 // nkeyUser writes an NKey user seed to dir/user.nk and returns its public key.
@@ -312,7 +306,7 @@ func TestNATSUserRemovedMidRun(t *testing.T) {
 	})
 	cfg := securityConfig(t, ns.ClientURL())
 	cfg.NATS.User, cfg.NATS.Password = "rollcall", "pw"
-	cfg.HTTP.Listen = freeLoopback(t)
+	cfg.HTTP.Listen = testkit.FreeAddr(t)
 	var logs testkit.Buffer
 	stop := runWorker(t, cfg, &logs)
 	defer stop()
@@ -345,14 +339,4 @@ func TestNATSUserRemovedMidRun(t *testing.T) {
 	if n := strings.Count(logs.String(), "connection closed"); n > 0 {
 		t.Errorf("%d lines say the connection is closed:\n%s", n, logs.String())
 	}
-}
-
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
