@@ -426,6 +426,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			fail.note(log, now, err)
 		case res.Ended:
 			log.Info("session ended: no longer polled")
+			l.set(StatusEnded, now, 0) // everyone left with it; this was its last complete poll
 			return true
 		default:
 			fail.over(log)
@@ -504,10 +505,12 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 		if _, ok := wait(ctx, due, nil); !ok {
 			return
 		}
-		// A listing waits behind polls for the rate limit, and retries failures: say
-		// so when that delays it by more than an interval, before it is done.
+		// A listing may wait behind polls for the rate limit, retry failures, or meet
+		// a slow API: say so when it is late by more than an interval, before it is
+		// done. The metrics tell which (rollcall_api_retries_total, the request
+		// latency, rollcall_api_holds_total).
 		late := time.AfterFunc(time.Until(due.Add(every)), func() {
-			log.Warn("room discovery is behind schedule: the listing waits for the rate limit (polls go first) or is retrying", "behind", time.Since(due).Round(time.Second))
+			log.Warn("room discovery is behind schedule: the room's listing is not done", "behind", time.Since(due).Round(time.Second))
 		})
 		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
 		if !late.Stop() {

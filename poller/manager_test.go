@@ -151,6 +151,10 @@ func TestManagerSessions(t *testing.T) {
 	if d := cmp.Diff(want, m.status(t)); d != "" {
 		t.Errorf("status (-want +got):\n%s", d)
 	}
+	list, _ := m.Status(context.Background())
+	if s := list[1]; s.Present != 0 || s.Last.IsZero() {
+		t.Errorf("the ended session's status %+v, want no one present and its last poll", s)
+	}
 	got := streamEvents(t, r.js)
 	slices.Sort(got)
 	wantEvents := []string{"participant.joined a@1", "participant.joined x@1", "participant.left x@1", "session.ended", "session.started", "session.started"}

@@ -68,10 +68,14 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	switch {
 	case embedded && err != nil:
 		nc.Close()
-		return nil, fmt.Errorf("%w with nats.store_dir %s: nothing answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, url)
+		return nil, fmt.Errorf("%w with nats.store_dir %s: no rollcall worker answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, url)
 	case embedded && c.reply.StoreDir != storeDir:
 		nc.Close()
-		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, is the server of another rollcall (store_dir %s)", errNoWorker, cfg.NATS.StoreDir, url, c.reply.StoreDir)
+		other := "a worker on an external server"
+		if c.reply.StoreDir != "" {
+			other = "the embedded server of another rollcall, with store_dir " + c.reply.StoreDir
+		}
+		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, leads to %s", errNoWorker, cfg.NATS.StoreDir, url, other)
 	case err != nil:
 		c.reply = nil
 	}

@@ -91,7 +91,7 @@ func TestTrackAtRunTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = run(context.Background(), []string{"track", "room", "not-mine", "-config", idle}, io.Discard, io.Discard, func(string) string { return "" })
-	if err == nil || !strings.Contains(err.Error(), "is the server of another rollcall") {
+	if err == nil || !strings.Contains(err.Error(), "leads to the embedded server of another rollcall") {
 		t.Errorf("track through a stale URL: %v, want it refused", err)
 	}
 
