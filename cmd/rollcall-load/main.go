@@ -35,10 +35,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/poller"
-	"github.com/rollcall/rollcall/publisher"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -129,12 +128,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	problems := &countingHandler{Handler: slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}), n: new(atomic.Int64)}
 	log := slog.New(problems)
 
-	out, closeNATS, err := openNATS(ctx, o.natsURL, o.concurrency, log)
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-
 	// The simulated API on a loopback port, on a clock that moves only between cycles.
 	clk := sim.NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	key, secret := "load-api-key", runID()
@@ -147,13 +140,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer stopAPI()
 
-	// The worker's wiring (cmd/rollcall/worker.go), with the simulator's clock for
-	// minting, so that tokens stay valid on it.
-	client := poller.NewClient(poller.ClientConfig{
-		BaseURL: apiURL, Tokens: poller.NewMinter(key, secret, time.Hour, clk.Now), PerPage: o.perPage,
-		RequestTimeout: 10 * time.Second, RateLimit: o.rateLimit, Log: log,
-	})
-	p := poller.New(client, out.store, publisher.New(out.js, out.prefix, log))
+	// The worker as `rollcall run` wires it, with its defaults; its polls are driven
+	// here, cycle after cycle, rather than on a schedule.
+	out, closeWorker, err := openWorker(ctx, o, apiURL, key, secret, log)
+	if err != nil {
+		return err
+	}
+	defer closeWorker()
+	p := out.worker.Poller()
 
 	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, %d cycles, concurrency %d, rate_limit %s, churn %.2f, NATS %s\n",
 		o.sessions, o.participants, o.perPage, o.cycles, o.concurrency, rateText(o.rateLimit), o.churn, out.where)
@@ -193,73 +187,64 @@ func cycle(ctx context.Context, p *poller.Poller, sessions []string, concurrency
 	wg.Wait()
 }
 
-// sink is where the events and states go: a stream and a bucket named for the run,
+// sink is where the events and states go: a stream and buckets named for the run,
 // so that a shared server's other streams are left alone.
 type sink struct {
-	js                     jetstream.JetStream
-	store                  *publisher.Store
-	stream, prefix, bucket string
-	where                  string
+	worker         *worker.Worker
+	js             jetstream.JetStream
+	stream, prefix string
+	where          string
 }
 
-// openNATS connects to url, or to an embedded server in a temporary directory if url
-// is "", and sets up the stream and bucket as the worker does, with its defaults.
-// The returned function removes what openNATS made.
-func openNATS(ctx context.Context, url string, concurrency int, log *slog.Logger) (*sink, func(), error) {
+// openWorker starts the worker on the simulated API at apiURL, publishing to o.natsURL
+// or, if that is "", to its embedded server in a temporary directory. The returned
+// function closes it and removes what it made.
+func openWorker(ctx context.Context, o options, apiURL, key, secret string, log *slog.Logger) (*sink, func(), error) {
+	cfg := worker.Default()
+	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
+	// Tokens are minted on the real clock and checked on the simulator's, which runs
+	// ahead by a step each cycle: a day covers the longest run.
+	cfg.VideoSDK.TokenTTL.Duration = 24 * time.Hour
+	cfg.VideoSDK.PerPage, cfg.VideoSDK.MaxConcurrency, cfg.VideoSDK.RateLimit = o.perPage, o.concurrency, o.rateLimit
+	id := runID()
+	n := &cfg.NATS
+	n.URL, n.Stream, n.SubjectPrefix = o.natsURL, "ROLLCALL_LOAD_"+id, "load"+id
+	n.StateBucket, n.TrackingBucket = "ROLLCALL_LOAD_STATE_"+id, "ROLLCALL_LOAD_TRACKING_"+id
+	cfg.HTTP.Listen = ""
+	where := "at " + worker.RedactURL(o.natsURL)
 	var cleanups []func()
 	cleanup := func() {
 		for _, f := range slices.Backward(cleanups) {
 			f()
 		}
 	}
-	s := &sink{where: "at " + url}
-	id := runID()
-	s.stream, s.prefix, s.bucket = "ROLLCALL_LOAD_"+id, "load"+id, "ROLLCALL_LOAD_STATE_"+id
-	if url == "" {
+	if o.natsURL == "" {
 		dir, err := os.MkdirTemp("", "rollcall-load-")
 		if err != nil {
 			return nil, nil, err
 		}
 		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-		ns, err := publisher.StartEmbedded("127.0.0.1", -1, dir)
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		cleanups = append(cleanups, func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		})
-		url, s.where = ns.ClientURL(), "embedded"
+		n.StoreDir, where = dir, "embedded"
 	}
-	nc, err := nats.Connect(url, nats.Name("rollcall-load"))
-	if err != nil {
-		cleanup()
-		return nil, nil, fmt.Errorf("nats: %w", err) // the URL may hold a password
-	}
-	cleanups = append(cleanups, nc.Close)
-	if s.js, err = publisher.NewJetStream(nc, concurrency); err != nil {
+	if err := cfg.Validate(); err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	if s.where != "embedded" {
+	w, err := worker.New(ctx, cfg, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	cleanups = append(cleanups, w.Close)
+	s := &sink{worker: w, js: w.JetStream(), stream: n.Stream, prefix: n.SubjectPrefix, where: where}
+	if o.natsURL != "" {
 		cleanups = append(cleanups, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_ = s.js.DeleteStream(ctx, s.stream)
-			_ = s.js.DeleteKeyValue(ctx, s.bucket)
+			_ = s.js.DeleteStream(ctx, n.Stream)
+			_ = s.js.DeleteKeyValue(ctx, n.StateBucket)
+			_ = s.js.DeleteKeyValue(ctx, n.TrackingBucket)
 		})
-	}
-	// The worker's defaults (config.go): a 10-minute duplicate window, 30 days of events.
-	err = publisher.EnsureStream(ctx, s.js, publisher.StreamConfig{
-		Name: s.stream, Prefix: s.prefix, Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: 720 * time.Hour,
-	}, log)
-	if err == nil {
-		s.store, err = publisher.OpenStore(ctx, s.js, s.bucket, 1, 720*time.Hour, log, nil)
-	}
-	if err != nil {
-		cleanup()
-		return nil, nil, err
 	}
 	return s, cleanup, nil
 }

@@ -62,6 +62,7 @@ type Worker struct {
 	closed   <-chan struct{} // closed if the connection is closed for good
 	js       jetstream.JetStream
 	tracking *publisher.Tracking
+	poller   *poller.Poller
 	manager  *poller.Manager
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
@@ -128,10 +129,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		return nil, err
 	}
 	client := newClient(cfg.VideoSDK, log, w.metrics, interval(discover))
-	p := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
+	w.poller = poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
 		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics))
 	w.manager = poller.NewManager(poller.ManagerConfig{
-		Poller: p, Rooms: client, Schedule: sched, Discover: discover,
+		Poller: w.poller, Rooms: client, Schedule: sched, Discover: discover,
 		Concurrency: cfg.VideoSDK.MaxConcurrency, Unfinished: unfinished, Log: log,
 	})
 	return w, nil
@@ -139,6 +140,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
 func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
+
+// Poller is the worker's poller, wired as Run uses it, for a load command that
+// drives polls itself.
+func (w *Worker) Poller() *poller.Poller { return w.poller }
+
+// JetStream is the worker's JetStream context.
+func (w *Worker) JetStream() jetstream.JetStream { return w.js }
 
 // Run polls what is tracked until ctx is done: the config file's sessions and rooms,
 // and the tracking bucket's as it changes; it answers `rollcall tracked`. Then it
