@@ -84,15 +84,7 @@ func TestCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	published := map[string]int{} // by event id, duplicates the stream dropped included
-	var pubMu sync.Mutex
-	if _, err := nc.Subscribe("videosdk.>", func(m *nats.Msg) {
-		pubMu.Lock()
-		published[m.Header.Get(jetstream.MsgIDHeader)]++
-		pubMu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
-	}
+	published := natstest.CountPublishes(t, nc, "videosdk.>")
 	proxy := latencyProxy(t, ns.Addr().String(), crashLatency)
 
 	dir := t.TempDir()
@@ -197,14 +189,7 @@ func TestCrashSafety(t *testing.T) {
 	if len(c.problems) > 0 {
 		t.Fatalf("the stream does not match the world:\n%s", c.report())
 	}
-	pubMu.Lock()
-	again := 0
-	for _, n := range published {
-		if n > 1 {
-			again++
-		}
-	}
-	pubMu.Unlock()
+	again := len(published.Republished())
 	t.Logf("%d events in the stream; %d stints seen, %d never seen (shorter than a poll or while down); %d events published more than once, dropped by the stream as duplicates",
 		len(tail.evs), c.seen, c.unseen, again)
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,8 +40,7 @@ type e2e struct {
 
 	logs *testkit.Buffer // of the worker last started
 
-	mu        sync.Mutex
-	published map[string]int // every publish seen on the wire, by event id, duplicates included
+	published *natstest.Publishes // every publish seen on the wire, duplicates included
 }
 
 // newE2E serves a simulated API in which the given sessions (id -> room) are ongoing,
@@ -64,15 +62,7 @@ func newE2E(t *testing.T, sessions map[string]string, rooms ...string) *e2e {
 	if sessions == nil {
 		sessions = map[string]string{}
 	}
-	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: map[string]int{}}
-	// A core subscription sees every publish, also those the stream drops as duplicates.
-	if _, err := nc.Subscribe("videosdk.>", func(m *nats.Msg) {
-		e.mu.Lock()
-		e.published[m.Header.Get(jetstream.MsgIDHeader)]++
-		e.mu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: natstest.CountPublishes(t, nc, "videosdk.>")}
 	e.config = writeConfig(t, t.TempDir(), srv.URL, ns.ClientURL(), 0, slices.Sorted(maps.Keys(sessions)), rooms)
 	return e
 }
@@ -266,17 +256,7 @@ func (e *e2e) httpAddr() string {
 }
 
 // republished lists the event ids published more than once.
-func (e *e2e) republished() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for id, n := range e.published {
-		if n > 1 {
-			out = append(out, id)
-		}
-	}
-	return out
-}
+func (e *e2e) republished() []string { return e.published.Republished() }
 
 func join(api *sim.Server, session string, ids ...string) {
 	for _, id := range ids {

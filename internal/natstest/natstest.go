@@ -4,6 +4,7 @@ package natstest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,4 +94,39 @@ func Messages(t testing.TB, js jetstream.JetStream, stream string) []*jetstream.
 		msgs = append(msgs, m)
 	}
 	return msgs
+}
+
+// Publishes counts every message published on a subject, by its Nats-Msg-Id, through
+// a core subscription: also those that a stream drops as duplicates.
+type Publishes struct {
+	mu   sync.Mutex
+	byID map[string]int
+}
+
+// CountPublishes counts the messages published on subject (a wildcard may be given)
+// until the connection closes.
+func CountPublishes(t testing.TB, nc *nats.Conn, subject string) *Publishes {
+	t.Helper()
+	p := &Publishes{byID: make(map[string]int)}
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		p.mu.Lock()
+		p.byID[m.Header.Get(jetstream.MsgIDHeader)]++
+		p.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Republished returns the ids published more than once.
+func (p *Publishes) Republished() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for id, n := range p.byID {
+		if n > 1 {
+			out = append(out, id)
+		}
+	}
+	return out
 }
