@@ -76,7 +76,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	before := api.Requests()
 	b.ReportAllocs()
 	for b.Loop() {
-		snap, err := c.Snapshot(ctx, session)
+		snap, err := c.Snapshot(ctx, nil, session)
 		if err != nil || !snap.Complete || len(snap.Participants) != 1000 {
 			b.Fatalf("snapshot of %d participants, complete %v: %v", len(snap.Participants), snap.Complete, err)
 		}

@@ -97,7 +97,7 @@ func TestSnapshotFetchesEveryPage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, tt.present...)
 			w.api.SetLegacyShape(tt.legacy)
-			got, err := w.client(tt.perPage).Snapshot(context.Background(), session)
+			got, err := w.client(tt.perPage).Snapshot(context.Background(), nil, session)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +121,7 @@ func TestSnapshotStintIsTheOpenTimelogEntry(t *testing.T) {
 	w.api.Leave(session, "a")
 	w.clock.Add(5 * time.Second)
 	w.api.Join(session, "a", "name-a")
-	got, err := w.client(20).Snapshot(context.Background(), session)
+	got, err := w.client(20).Snapshot(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestSnapshotRetries(t *testing.T) {
 			for _, f := range tt.faults {
 				w.api.InjectFault(f)
 			}
-			got, err := w.client(2).Snapshot(context.Background(), session)
+			got, err := w.client(2).Snapshot(context.Background(), nil, session)
 			switch {
 			case tt.wantErr == nil && tt.wantErrText == "":
 				if err != nil {
@@ -210,13 +210,13 @@ func TestTooManyRequestsHoldsEveryRequest(t *testing.T) {
 	defer srv.Close()
 	w.api.InjectFault(sim.Fault{PathContains: session, Status: 429, Header: http.Header{"Retry-After": {"1"}}})
 	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, Attempts: 1})
-	if _, err := c.Snapshot(context.Background(), session); err == nil {
+	if _, err := c.Snapshot(context.Background(), nil, session); err == nil {
 		t.Fatal("Snapshot succeeded through a 429 with no retry allowed")
 	}
 	mu.Lock()
 	limited := arrivals["/v2/sessions/"+session+"/participants/active"]
 	mu.Unlock()
-	if _, err := c.Snapshot(context.Background(), "other"); err != nil {
+	if _, err := c.Snapshot(context.Background(), nil, "other"); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -241,7 +241,7 @@ func TestRateLimitIsShared(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, id := range []string{session, "other"} {
-		wg.Go(func() { _, _ = c.Snapshot(ctx, id) })
+		wg.Go(func() { _, _ = c.Snapshot(ctx, nil, id) })
 	}
 	wg.Wait()
 	if n := w.api.Requests(); n < 1 || n > 3 {
@@ -278,9 +278,9 @@ func TestTooManyRequestsHoldsRequestsWaitingForTheLimiter(t *testing.T) {
 	// the first one's 429 is on its way.
 	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, Attempts: 1, RateLimit: 1})
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = c.Snapshot(context.Background(), session) })
+	wg.Go(func() { _, _ = c.Snapshot(context.Background(), nil, session) })
 	<-arrived
-	if _, err := c.Snapshot(context.Background(), "other"); err != nil {
+	if _, err := c.Snapshot(context.Background(), nil, "other"); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

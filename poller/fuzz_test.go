@@ -56,7 +56,7 @@ func FuzzDecodePage(f *testing.F) {
 			BaseURL: "http://videosdk.test", Tokens: poller.Static("token"), Attempts: 1,
 			HTTPClient: &http.Client{Transport: sameBody(body)},
 		})
-		snap, err := c.Snapshot(context.Background(), sessionID)
+		snap, err := c.Snapshot(context.Background(), nil, sessionID)
 		if err != nil || !snap.Complete {
 			return
 		}

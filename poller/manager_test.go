@@ -224,11 +224,11 @@ type panickySource struct {
 	bad string
 }
 
-func (s panickySource) Snapshot(ctx context.Context, id string) (diff.Snapshot, error) {
+func (s panickySource) Snapshot(ctx context.Context, log *slog.Logger, id string) (diff.Snapshot, error) {
 	if id == s.bad {
 		panic("a bug met by one session")
 	}
-	return s.Source.Snapshot(ctx, id)
+	return s.Source.Snapshot(ctx, log, id)
 }
 
 // TestManagerSurvivesAPanic: a panic while polling one session is logged, and the

@@ -187,8 +187,8 @@ func participant(pd participantDoc) (p diff.Participant, ok bool) {
 // last scan is then returned with Complete false, so that no one's absence from it
 // counts. A scan that found no session document, or a participant without a usable
 // stint, is incomplete too.
-func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error) {
-	return c.snapshot(ctx, sessionID, 0)
+func (c *Client) Snapshot(ctx context.Context, log *slog.Logger, sessionID string) (diff.Snapshot, error) {
+	return c.snapshot(ctx, log, sessionID, 0)
 }
 
 // Recheck scans a session of pages pages as Snapshot does, but from the last page to
@@ -197,13 +197,16 @@ func (c *Client) Snapshot(ctx context.Context, sessionID string) (diff.Snapshot,
 // leave moves onto a page already read, even when a join keeps total unchanged; a
 // backward scan reads pages in the direction of the move, so whoever moves is seen
 // twice (and the scan disagrees) instead, and a newcomer it misses is no false left.
-func (c *Client) Recheck(ctx context.Context, sessionID string, pages int) (diff.Snapshot, error) {
-	return c.snapshot(ctx, sessionID, max(pages, 1))
+func (c *Client) Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error) {
+	return c.snapshot(ctx, log, sessionID, max(pages, 1))
 }
 
-// snapshot scans forward if last is 0, else backward from page last.
-func (c *Client) snapshot(ctx context.Context, sessionID string, last int) (diff.Snapshot, error) {
-	log := c.cfg.Log.With("session_id", sessionID)
+// snapshot scans forward if last is 0, else backward from page last. A nil log is
+// the client's own, with the session's ID.
+func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID string, last int) (diff.Snapshot, error) {
+	if log == nil {
+		log = c.cfg.Log.With("session_id", sessionID)
+	}
 	var snap diff.Snapshot
 	var why string
 	var glimpsed []diff.Participant // seen by the scans that disagreed

@@ -79,7 +79,7 @@ func readFile(t *testing.T, name string) []byte {
 func TestSnapshotShiftedMidScan(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e")
 	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "a") }})
-	got, err := w.client(2).Snapshot(context.Background(), session)
+	got, err := w.client(2).Snapshot(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestSnapshotFalseLastPage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, "a", "b", "c")
 			w.api.InjectFault(tt.fault)
-			got, err := w.client(2).Snapshot(context.Background(), session)
+			got, err := w.client(2).Snapshot(context.Background(), nil, session)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +135,7 @@ func TestSnapshotKeepsShifting(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, id) }})
 	}
-	got, err := w.client(2).Snapshot(context.Background(), session)
+	got, err := w.client(2).Snapshot(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestSnapshotKeepsShifting(t *testing.T) {
 
 func TestSnapshotUnknownSession(t *testing.T) {
 	w := newWorld(t)
-	_, err := w.client(20).Snapshot(context.Background(), "no-such-session")
+	_, err := w.client(20).Snapshot(context.Background(), nil, "no-such-session")
 	if !errors.Is(err, poller.ErrNotFound) {
 		t.Errorf("Snapshot of an unknown session: %v, want ErrNotFound", err)
 	}
@@ -210,7 +210,7 @@ func TestSnapshotIncomplete(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t)
 			w.api.InjectFault(tt.fault)
-			got, err := w.client(20).Snapshot(context.Background(), "64bb3619669942e088479mm0")
+			got, err := w.client(20).Snapshot(context.Background(), nil, "64bb3619669942e088479mm0")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -225,7 +225,7 @@ func TestSnapshotOfAnotherSession(t *testing.T) {
 	w := newWorld(t)
 	w.api.StartSession("other", "r2")
 	w.api.InjectFault(sim.Fault{Status: 200, Body: string(readFile(t, "documented-example.json"))})
-	_, err := w.client(20).Snapshot(context.Background(), "other")
+	_, err := w.client(20).Snapshot(context.Background(), nil, "other")
 	if !errors.Is(err, poller.ErrMalformed) {
 		t.Errorf("Snapshot answered with another session's page: %v, want ErrMalformed", err)
 	}

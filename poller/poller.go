@@ -42,10 +42,10 @@ import (
 
 // Source fetches snapshots of a session; Client is one.
 type Source interface {
-	// Snapshot scans every page, first to last.
-	Snapshot(ctx context.Context, sessionID string) (diff.Snapshot, error)
+	// Snapshot scans every page, first to last, logging to log (the session's).
+	Snapshot(ctx context.Context, log *slog.Logger, sessionID string) (diff.Snapshot, error)
 	// Recheck scans a session of pages pages, last to first.
-	Recheck(ctx context.Context, sessionID string, pages int) (diff.Snapshot, error)
+	Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error)
 }
 
 // Store keeps each session's state between cycles, with compare-and-set on revision.
@@ -146,7 +146,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	case ended != nil:
 		snap = *ended
 	default:
-		if snap, err = p.src.Snapshot(ctx, sessionID); err != nil {
+		if snap, err = p.src.Snapshot(ctx, log, sessionID); err != nil {
 			return Result{}, fmt.Errorf("fetch: %w", err)
 		}
 		snap = p.exclude(prev, snap)
@@ -259,7 +259,7 @@ func (p *Poller) deliver(ctx context.Context, sessionID string, st diff.State, r
 // counts. A single page came in one answer and needs no confirming.
 func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string, snap diff.Snapshot) diff.Snapshot {
 	p.metrics.ConfirmingScans.Inc()
-	again, err := p.src.Recheck(ctx, sessionID, snap.Pages)
+	again, err := p.src.Recheck(ctx, log, sessionID, snap.Pages)
 	if err != nil {
 		log.Warn("confirming scan failed: no participant's absence counts this cycle", "err", err)
 		snap.Complete = false

@@ -398,7 +398,7 @@ func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
 		w.api.Leave(session, "a")
 		w.api.Join(session, "z", "name-z")
 	}})
-	got, err := w.client(2).Recheck(context.Background(), session, 4)
+	got, err := w.client(2).Recheck(context.Background(), nil, session, 4)
 	if err != nil {
 		t.Fatal(err)
 	}

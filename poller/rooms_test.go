@@ -79,7 +79,7 @@ func TestRoomSessionsYieldToPolls(t *testing.T) {
 	defer srv.Close()
 	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RateLimit: 10})
 	ctx := context.Background()
-	if _, err := c.Snapshot(ctx, session); err != nil { // spends the limiter's one turn
+	if _, err := c.Snapshot(ctx, nil, session); err != nil { // spends the limiter's one turn
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -91,7 +91,7 @@ func TestRoomSessionsYieldToPolls(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // the listing is waiting for its turn
 	for range 4 {
 		wg.Go(func() {
-			if _, err := c.Snapshot(ctx, session); err != nil {
+			if _, err := c.Snapshot(ctx, nil, session); err != nil {
 				t.Error(err)
 			}
 		})

@@ -77,7 +77,7 @@ func TestExpiredPreMintedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: poller.Static(expired), Backoff: time.Millisecond})
-	_, err = c.Snapshot(context.Background(), session)
+	_, err = c.Snapshot(context.Background(), nil, session)
 	if err == nil || !strings.Contains(err.Error(), "http 401") {
 		t.Fatalf("Snapshot with an expired token: %v, want an http 401 error", err)
 	}
