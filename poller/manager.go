@@ -28,6 +28,7 @@ const (
 	StatusNotFound  = "not found" // a session the API answered 404 for, asked less often
 	StatusEnded     = "ended"     // a session that ended: its loop has returned
 	StatusFollowing = "following" // a room whose sessions are listed on the discover schedule
+	StatusStopping  = "stopping"  // untracked, its poll in flight: it returns when that is done
 )
 
 // Update is the whole set of sessions and rooms that one origin (the config file, the
@@ -345,13 +346,16 @@ func (m *Manager) status() []Status {
 	var out []Status
 	for _, loops := range []map[string]*loop{m.rooms, m.sessions} {
 		for _, l := range loops {
-			if len(l.from) == 0 {
-				continue // stopping
+			if len(l.from) == 0 && l.done {
+				continue
 			}
 			l.mu.Lock()
 			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present}
 			l.mu.Unlock()
-			if l.ended {
+			switch {
+			case len(l.from) == 0:
+				s.Status = StatusStopping
+			case l.ended:
 				s.Status = StatusEnded
 			}
 			if s.Status == "" {
@@ -509,8 +513,9 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 		// a slow API: say so when it is late by more than an interval, before it is
 		// done. The metrics tell which (rollcall_api_retries_total, the request
 		// latency, rollcall_api_holds_total).
-		late := time.AfterFunc(time.Until(due.Add(every)), func() {
-			log.Warn("room discovery is behind schedule: the room's listing is not done", "behind", time.Since(due).Round(time.Second))
+		since := due // the timer's own copy: due moves on while it may still run
+		late := time.AfterFunc(time.Until(since.Add(every)), func() {
+			log.Warn("room discovery is behind schedule: the room's listing is not done", "behind", time.Since(since).Round(time.Second))
 		})
 		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
 		if !late.Stop() {
