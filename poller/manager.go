@@ -67,6 +67,10 @@ type ManagerConfig struct {
 	// 10m): it may be a typo that never resolves, or a session not there yet, and
 	// neither is worth a request each interval.
 	NotFoundWait, MaxNotFoundWait time.Duration
+	// While the API rejects the credentials, a session is asked again after
+	// RejectedWait (default 10s), then twice as long each time, up to a minute: a
+	// request each interval would spend the rate limit on answers known in advance.
+	RejectedWait time.Duration
 	// Unfinished lists the sessions whose state is kept and not ended: followed
 	// before a restart, or before their room was untracked. A room's listing that
 	// shows one of them ended has it polled once more, so that its lefts and session
@@ -125,6 +129,9 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	if cfg.MaxNotFoundWait <= 0 {
 		cfg.MaxNotFoundWait = 10 * time.Minute
+	}
+	if cfg.RejectedWait <= 0 {
+		cfg.RejectedWait = 10 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -386,6 +393,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 	var fail failures
 	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
+	var rejected time.Duration // the wait after the next rejection of the credentials
 	var listed *SessionInfo    // a room's list shows the session ended
 	next := time.Now()
 	for {
@@ -403,6 +411,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 		if poked != nil {
 			listed = poked
 		}
+		began := time.Now()
 		res, err := m.poll(polls, log, l.id, nil)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
@@ -411,6 +420,17 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 		}
 		<-m.slots
 		now := time.Now()
+		if res.RoomID != "" && !roomKnown {
+			log, roomKnown = log.With("room_id", res.RoomID), true
+		}
+		if err == nil {
+			level := slog.LevelDebug // a poll that changes nothing is not news
+			if res.Joined+res.Left > 0 {
+				level = slog.LevelInfo
+			}
+			log.Log(ctx, level, "cycle", "joined", res.Joined, "left", res.Left, "present", res.Present,
+				"complete", res.Complete, "duration", now.Sub(began).Round(time.Millisecond))
+		}
 		next = ticks.after(now)
 		switch {
 		case err != nil && polls.Err() != nil:
@@ -426,6 +446,10 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			l.set(StatusNotFound, time.Time{}, 0)
 			next = later(next, now.Add(notFound))
 			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
+		case errors.Is(err, ErrUnauthorized):
+			fail.note(log, now, err) // said once for every session by the Client
+			rejected = min(max(2*rejected, m.cfg.RejectedWait), max(time.Minute, m.cfg.RejectedWait))
+			next = later(next, now.Add(rejected))
 		case err != nil:
 			fail.note(log, now, err)
 		case res.Ended:
@@ -434,9 +458,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			return true
 		default:
 			fail.over(log)
-			if res.RoomID != "" && !roomKnown {
-				log, roomKnown = log.With("room_id", res.RoomID), true
-			}
+			rejected = 0
 			l.seen = l.seen || res.Found
 			if notFound > 0 {
 				notFound = 0

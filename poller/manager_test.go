@@ -654,9 +654,19 @@ func TestManagerFailuresLoggedOnce(t *testing.T) {
 	var logs testkit.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: tokens, Attempts: 2, Backoff: time.Millisecond, Log: log})
-	m := r.manage(t, func(cfg *poller.ManagerConfig) { cfg.Poller, cfg.Log = r.with(c), log })
+	m := r.manage(t, func(cfg *poller.ManagerConfig) {
+		cfg.Poller, cfg.Log, cfg.RejectedWait = r.with(c), log, 400*time.Millisecond
+	})
 	m.track("config", ids, nil)
-	eventually(t, "every session rejected several times", func() bool { return w.api.Requests() >= 5*2*4 })
+	eventually(t, "every session rejected twice", func() bool { return w.api.Requests() >= 5*2*2 })
+	// Sessions back off while the credentials are rejected: at 100ms a poll, 5
+	// sessions would make 100 requests in a second; waits of 0.4s, 0.8s, 1.6s … make
+	// at most 5 × 2 × 3.
+	began := w.api.Requests()
+	time.Sleep(time.Second)
+	if n := w.api.Requests() - began; n > 5*2*3 {
+		t.Errorf("%d requests in a second of rejected credentials, want the sessions to back off", n)
+	}
 	if n := strings.Count(logs.String(), "rejects the credentials"); n != 1 {
 		t.Errorf("%d lines about the credentials for 5 sessions' polls, want 1:\n%s", n, logs.String())
 	}

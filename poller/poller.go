@@ -175,13 +175,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		}
 	}
 	joined, left := count(changes)
-	level := slog.LevelDebug
-	if len(changes) > 0 {
-		level = slog.LevelInfo
-	}
-	log.Log(ctx, level, "cycle", "joined", joined, "left", left, "present", len(next.Present),
-		"complete", snap.Complete, "duration", time.Since(start).Round(time.Millisecond))
-	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID}, nil
+	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID, Joined: joined, Left: left}, nil
 }
 
 // Result is how a poll went.
@@ -191,6 +185,8 @@ type Result struct {
 	Found    bool   // the API returned the session's document
 	Present  int    // participants present after it
 	RoomID   string // the session's room, once known
+	Joined   int    // joined events it published
+	Left     int    // left events it published
 }
 
 // record counts a poll by outcome, with its duration.

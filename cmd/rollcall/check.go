@@ -58,11 +58,18 @@ func runCheck(ctx context.Context, path string, online bool, stdout io.Writer, g
 		tokens = m
 	}
 	client := poller.NewClient(poller.ClientConfig{BaseURL: v.BaseURL, Tokens: tokens, RequestTimeout: v.RequestTimeout.Duration, Attempts: 1})
+	probe := func(kind, id string) error {
+		err := client.Probe(ctx, kind, id)
+		if errors.Is(err, poller.ErrUnauthorized) {
+			return fmt.Errorf("%w; check VIDEOSDK_API_KEY and VIDEOSDK_SECRET (videosdk.api_key, videosdk.secret), or VIDEOSDK_TOKEN (videosdk.token)", err)
+		}
+		return err
+	}
 	for _, id := range cfg.RoomIDs() {
-		report("the API lists the sessions of room "+id, client.Probe(ctx, poller.KindRoom, id))
+		report("the API lists the sessions of room "+id, probe(poller.KindRoom, id))
 	}
 	for _, id := range cfg.SessionIDs() {
-		report("the API answers for session "+id, client.Probe(ctx, poller.KindSession, id))
+		report("the API answers for session "+id, probe(poller.KindSession, id))
 	}
 	if len(cfg.RoomIDs())+len(cfg.SessionIDs()) == 0 {
 		fmt.Fprintln(stdout, "- no rooms or sessions in the config: the API is not asked")

@@ -17,17 +17,23 @@ func (w *Worker) handler() http.Handler {
 	mux := http.NewServeMux()
 	metricsHandler := promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
-		if list, err := w.status(r.Context()); err == nil {
+		if !w.wired.Load() {
+			w.metrics.Ready.Set(0)
+		} else if list, err := w.status(r.Context()); err == nil {
 			w.gauge(list)
+			ready := 0.0
+			if _, ok := w.ready(r.Context()); ok {
+				ready = 1
+			}
+			w.metrics.Ready.Set(ready)
 		}
-		ready := 0.0
-		if _, ok := w.ready(r.Context()); ok {
-			ready = 1
-		}
-		w.metrics.Ready.Set(ready)
 		metricsHandler.ServeHTTP(rw, r)
 	})
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
+		if !w.wired.Load() {
+			fmt.Fprintln(rw, "ok: starting") // alive, waiting for NATS
+			return
+		}
 		// Alive, and the manager, which every loop reports to, answers.
 		if _, err := w.status(r.Context()); err != nil {
 			http.Error(rw, "the manager does not answer: "+err.Error(), http.StatusServiceUnavailable)
@@ -99,9 +105,19 @@ func (w *Worker) ready(ctx context.Context) (map[string]string, bool) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	checks := map[string]string{"nats": "ok", "jetstream": "ok", "polls": "ok"}
+	if !w.wired.Load() {
+		why := "starting: not connected yet"
+		if c := w.cause.current(); c != "" {
+			why = "not connected: " + c
+		}
+		checks["nats"], checks["jetstream"], checks["polls"] = why, "unknown: not connected to NATS", "unknown: starting"
+		return checks, false
+	}
 	if !w.nc.IsConnected() {
 		why := "not connected"
-		if err := w.nc.LastError(); err != nil {
+		if c := w.cause.current(); c != "" {
+			why += ": " + c
+		} else if err := w.nc.LastError(); err != nil {
 			why += ": " + NATSCause(err)
 		}
 		checks["nats"], checks["jetstream"] = why, "unknown: not connected to NATS"

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -99,10 +100,20 @@ func TestNATSWrongPassword(t *testing.T) {
 	})
 	cfg := securityConfig(t, ns.ClientURL())
 	cfg.NATS.User, cfg.NATS.Password = "rollcall", "wrong-password"
+	cfg.HTTP.Listen = testkit.FreeAddr(t)
 	var logs testkit.Buffer
 	stop := runWorker(t, cfg, &logs)
 	defer stop()
-	eventually(t, "the cause logged", func() bool { return strings.Contains(logs.String(), "authorization refused") })
+	eventually(t, "the cause logged", func() bool {
+		return strings.Contains(logs.String(), "authorization refused: check nats.user and nats.password (NATS_USER, NATS_PASSWORD)")
+	})
+	// While it waits for NATS at start-up, it is alive and says why it is not ready.
+	if code, body := httpGet(t, cfg.HTTP.Listen, "/healthz"); code != 200 {
+		t.Errorf("/healthz while waiting for NATS: %d %s", code, body)
+	}
+	if code, body := httpGet(t, cfg.HTTP.Listen, "/readyz"); code != 503 || !strings.Contains(body, `"nats":"not connected: authorization refused`) {
+		t.Errorf("/readyz while waiting for NATS: %d %s", code, body)
+	}
 	time.Sleep(2 * time.Second) // two more refusals, which must not be logged again
 	if n := strings.Count(logs.String(), "cannot reach NATS"); n != 1 {
 		t.Errorf("%d lines about the refusal, want 1:\n%s", n, logs.String())
@@ -116,6 +127,19 @@ func TestNATSWrongPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "connected once the server accepts it", func() bool { return strings.Contains(logs.String(), "connected to NATS") })
+}
+
+// httpGet fetches http://addr+path; code 0 if nothing answered.
+func httpGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // securityConfig is a valid config for a worker on nats url, polling a simulator with
@@ -310,14 +334,7 @@ func TestNATSUserRemovedMidRun(t *testing.T) {
 	var logs testkit.Buffer
 	stop := runWorker(t, cfg, &logs)
 	defer stop()
-	ready := func() bool {
-		resp, err := http.Get("http://" + cfg.HTTP.Listen + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}
+	ready := func() bool { code, _ := httpGet(t, cfg.HTTP.Listen, "/readyz"); return code == 200 }
 	eventually(t, "ready", ready)
 
 	removed := *opts

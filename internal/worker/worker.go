@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,7 +67,9 @@ type Worker struct {
 	manager  *poller.Manager
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
-	http     net.Listener // nil if http.listen is ""
+	http     *http.Server // nil if http.listen is ""
+	cause    *natsCause   // why NATS cannot be reached, if it cannot
+	wired    atomic.Bool  // New is done: the fields above are set, the handlers may use them
 }
 
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
@@ -80,20 +83,26 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	}()
 	w.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w.metrics = metrics.New(w.registry)
+	url := cfg.NATS.URL
+	w.cause = &natsCause{log: log, url: RedactURL(url), hint: authHint(cfg.NATS)}
 	if cfg.HTTP.Listen != "" {
-		// Opened now, so that a port in use is a start-up error.
-		if w.http, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		// Served from now on, so that a port in use is a start-up error, and health
+		// checks answer while the worker waits for NATS.
+		l, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
+		w.http = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go w.http.Serve(l)
+		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
-	url := cfg.NATS.URL
 	if url == "" {
 		if w.ns, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
 			return nil, err
 		}
 		url = w.ns.ClientURL()
 	}
-	if w.nc, w.closed, err = connect(ctx, url, cfg.NATS, log); err != nil {
+	if w.nc, w.closed, err = connect(ctx, url, cfg.NATS, log, w.cause); err != nil {
 		return nil, err
 	}
 	js, err := publisher.NewJetStream(w.nc, cfg.VideoSDK.MaxConcurrency)
@@ -135,6 +144,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		Poller: w.poller, Rooms: client, Schedule: sched, Discover: discover,
 		Concurrency: cfg.VideoSDK.MaxConcurrency, Unfinished: unfinished, Log: log,
 	})
+	w.wired.Store(true)
 	return w, nil
 }
 
@@ -161,12 +171,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Unsubscribe()
-	if w.http != nil {
-		srv := &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelWarn)}
-		go srv.Serve(w.http)
-		defer srv.Close()
-		w.log.Info("serving /metrics, /healthz and /readyz", "listen", w.http.Addr().String())
-	}
 
 	updates := make(chan poller.Update)
 	send := func(u poller.Update) {
@@ -307,12 +311,11 @@ func newClient(v VideoSDK, log *slog.Logger, m *metrics.Metrics, maxYield time.D
 // authorization errors included (they may be mended on the server). It waits for the
 // first connection, so that stream set-up errors are real ones, and says why it
 // waits. closed is closed if the connection is closed for good by anyone but Close.
-func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (nc *nats.Conn, closed <-chan struct{}, err error) {
+func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *natsCause) (nc *nats.Conn, closed <-chan struct{}, err error) {
 	auth, err := AuthOptions(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	cause := &natsCause{log: log, url: RedactURL(url)}
 	gone := make(chan struct{})
 	opts := append(auth,
 		nats.Name("rollcall"),
@@ -336,11 +339,16 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (nc *nat
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			// What nats.go would otherwise print to stderr by itself. A refusal while
 			// reconnecting comes here too, at every attempt: said once per cause.
-			if sub == nil {
+			switch {
+			case sub == nil:
 				cause.note(err)
-				return
+			case errors.Is(err, nats.ErrConsumerNotActive):
+				// An ordered consumer (the tracking bucket's watch) missing its
+				// heartbeats while NATS is away; nats.go rebuilds it.
+				log.Debug("NATS error", "err", err, "subject", sub.Subject)
+			default:
+				log.Warn("NATS error", "err", err, "subject", sub.Subject)
 			}
-			log.Warn("NATS error", "err", err, "subject", sub.Subject)
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(gone) }),
 	)
@@ -361,10 +369,11 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger) (nc *nat
 }
 
 // natsCause logs why NATS cannot be reached, in words, once when it starts and once
-// each time the reason changes, not at every attempt.
+// each time the reason changes, not at every attempt; readiness reads it.
 type natsCause struct {
 	log  *slog.Logger
 	url  string
+	hint string // what to check when authorization is refused
 	mu   sync.Mutex
 	last string
 }
@@ -373,6 +382,9 @@ func (c *natsCause) note(err error) {
 	why := ""
 	if err != nil {
 		why = NATSCause(err)
+		if strings.HasPrefix(why, causeAuthorization) {
+			why = causeAuthorization + ": " + c.hint
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -385,6 +397,30 @@ func (c *natsCause) note(err error) {
 	}
 }
 
+// current is the cause last noted; "" once connected.
+func (c *natsCause) current() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
+const causeAuthorization = "authorization refused"
+
+// authHint says what to check when the server refuses the configured credentials.
+func authHint(n NATS) string {
+	switch {
+	case n.Creds != "":
+		return "check nats.creds (NATS_CREDS) and that the server trusts its operator and account"
+	case n.NKeySeed != "":
+		return "check nats.nkey_seed and that the server knows its public key"
+	case n.User != "":
+		return "check nats.user and nats.password (NATS_USER, NATS_PASSWORD)"
+	case n.Token != "":
+		return "check nats.token"
+	}
+	return "the server requires credentials: set nats.creds, nats.nkey_seed, nats.user and nats.password, or nats.token"
+}
+
 // NATSCause says in words why a connection to NATS failed.
 func NATSCause(err error) string {
 	var dns *net.DNSError
@@ -392,7 +428,7 @@ func NATSCause(err error) string {
 	msg := strings.ToLower(err.Error())
 	switch {
 	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication"):
-		return "authorization refused: check nats.creds, nats.nkey_seed, nats.user and nats.password (NATS_USER, NATS_PASSWORD, NATS_CREDS) or nats.token"
+		return causeAuthorization + ": check nats.creds, nats.nkey_seed, nats.user and nats.password (NATS_USER, NATS_PASSWORD, NATS_CREDS) or nats.token"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused: no NATS server listens there"
 	case errors.As(err, &dns):
