@@ -379,6 +379,9 @@ type natsCause struct {
 }
 
 func (c *natsCause) note(err error) {
+	if errors.Is(err, nats.ErrNoServers) {
+		return // nats.go's summary of failed attempts: the attempts say why
+	}
 	why := ""
 	if err != nil {
 		why = NATSCause(err)
