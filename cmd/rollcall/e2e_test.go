@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
@@ -390,15 +389,7 @@ func TestRunEmbeddedNATS(t *testing.T) {
 			}
 		}
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, url)
 	for {
 		if s, err := js.Stream(context.Background(), "ROLLCALL"); err == nil {
 			if info, err := s.Info(context.Background()); err == nil && info.State.Msgs == 2 {
@@ -414,7 +405,7 @@ func TestRunEmbeddedNATS(t *testing.T) {
 		t.Errorf("nothing stored in store_dir: %v", err)
 	}
 	// A second worker on the same store must not share it.
-	err = run(context.Background(), []string{"run", "-config", path}, io.Discard, io.Discard, func(k string) string { return env[k] })
+	err := run(context.Background(), []string{"run", "-config", path}, io.Discard, io.Discard, func(k string) string { return env[k] })
 	if err == nil || !strings.Contains(err.Error(), "in use by another rollcall") {
 		t.Errorf("a second run on the same store_dir: %v, want an error saying it is in use", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
@@ -53,15 +52,7 @@ func TestTrackAtRunTime(t *testing.T) {
 	}
 
 	url := waitForFile(t, filepath.Join(dir, "data", "nats.url"))
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, url)
 	stream := func() []string { return participantEvents(t, js) }
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()

@@ -130,3 +130,19 @@ func (p *Publishes) Republished() []string {
 	}
 	return out
 }
+
+// JetStream connects to the server at url with opts, closes the connection when the
+// test ends, and returns its JetStream context.
+func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}

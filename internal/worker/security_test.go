@@ -21,8 +21,6 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
@@ -73,15 +71,7 @@ func TestNATSSecurity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			nc, err := nats.Connect(ns.ClientURL(), auth...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			js := natstest.JetStream(t, ns.ClientURL(), auth...)
 			eventually(t, "session.started and a joined in the stream", func() bool {
 				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
 			})
