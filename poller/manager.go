@@ -392,6 +392,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 	}
 	var fail failures
 	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
+	var cache Cache            // the session's state between polls
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
 	var rejected time.Duration // the wait after the next rejection of the credentials
 	var listed *SessionInfo    // a room's list shows the session ended
@@ -412,11 +413,12 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			listed = poked
 		}
 		began := time.Now()
-		res, err := m.poll(polls, log, l.id, nil)
+		res, err := m.poll(polls, log, l.id, nil, &cache)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
-			res, err = m.poll(polls, log, l.id, listed)
+			cache.Drop()
+			res, err = m.poll(polls, log, l.id, listed, nil)
 		}
 		<-m.slots
 		now := time.Now()
@@ -504,7 +506,7 @@ func (f *failures) over(log *slog.Logger) {
 
 // poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
 // met by one session must stop neither the others nor the worker.
-func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo) (res Result, err error) {
+func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo, cache *Cache) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
@@ -514,7 +516,7 @@ func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *
 	if ended != nil {
 		return m.cfg.Poller.End(ctx, log, id, ended.End)
 	}
-	return m.cfg.Poller.Poll(ctx, log, id)
+	return m.cfg.Poller.PollCached(ctx, log, id, cache)
 }
 
 // followRoom is one room's loop: it lists the room's sessions at once, then on each

@@ -107,7 +107,27 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
-	return p.cycle(ctx, log, sessionID, nil)
+	return p.cycle(ctx, log, sessionID, nil, nil)
+}
+
+// Cache is a session's state as its last poll left it in the store, kept by the
+// session's loop between polls, so that a poll that changes nothing reads and writes
+// nothing in KV. The zero Cache is empty: the next poll loads the state. A poll that
+// fails leaves it empty, and so does a write that finds the state changed by someone
+// else (compare-and-set); Drop empties it from outside.
+type Cache struct {
+	state diff.State
+	rev   uint64
+	ok    bool
+}
+
+// Drop empties c: the next poll loads the state from the store.
+func (c *Cache) Drop() { *c = Cache{} }
+
+// PollCached is Poll with the session's state taken from c when c holds it, and
+// left in c when the poll succeeds.
+func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID string, c *Cache) (Result, error) {
+	return p.cycle(ctx, log, sessionID, nil, c)
 }
 
 // End ends a session that the sessions list shows ended while its active list no
@@ -115,16 +135,23 @@ func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (
 // present, then session.ended, as a poll that saw it ended would have published; end
 // is the session's end, if the list gives it. A session never seen yields nothing.
 func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error) {
-	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true})
+	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true}, nil)
 }
 
-// cycle is Poll, or End when ended gives the snapshot of the session's end.
-func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot) (res Result, err error) {
+// cycle is Poll, or End when ended gives the snapshot of the session's end; with a
+// cache, it starts from the state in it, if any, and leaves the state it saved there.
+func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache) (res Result, err error) {
 	start := time.Now()
 	defer func() { p.record(start, res, err) }()
-	prev, rev, err := p.store.Load(ctx, sessionID)
-	if err != nil {
+	var prev diff.State
+	var rev uint64
+	if cache != nil && cache.ok {
+		prev, rev = cache.state, cache.rev
+	} else if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
 		return Result{}, err
+	}
+	if cache != nil {
+		cache.Drop() // until this poll has saved what it leaves
 	}
 	if prev.Outbox != nil {
 		// The last cycle stopped before its events were acknowledged.
@@ -166,13 +193,17 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
 			return Result{}, err
 		}
-		if _, err = p.deliver(ctx, sessionID, next, rev); err != nil {
+		if rev, err = p.deliver(ctx, sessionID, next, rev); err != nil {
 			return Result{}, err
 		}
+		next.Outbox = nil
 	case !next.Equal(prev):
-		if _, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
+		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
 			return Result{}, err
 		}
+	}
+	if cache != nil && !next.Ended {
+		*cache = Cache{state: next, rev: rev, ok: true}
 	}
 	joined, left := count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID, Joined: joined, Left: left}, nil

@@ -3,11 +3,13 @@ package poller_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -441,5 +443,78 @@ func TestPollExcludes(t *testing.T) {
 		if d := cmp.Diff(s.want, r.poll(t)); d != "" {
 			t.Errorf("%s: events (-want +got):\n%s", s.name, d)
 		}
+	}
+}
+
+// countingStore counts the loads and saves that reach the store.
+type countingStore struct {
+	poller.Store
+	loads, saves atomic.Int32
+}
+
+func (s *countingStore) Load(ctx context.Context, id string) (diff.State, uint64, error) {
+	s.loads.Add(1)
+	return s.Store.Load(ctx, id)
+}
+
+func (s *countingStore) Save(ctx context.Context, id string, st diff.State, rev uint64) (uint64, error) {
+	s.saves.Add(1)
+	return s.Store.Save(ctx, id, st, rev)
+}
+
+// TestPollCached: with a cache, a poll that changes nothing reads and writes nothing
+// in the store; one with changes writes, but reads nothing. A write by someone else
+// (the state moved under the cache) fails the next save: the poll fails, publishes
+// nothing, and the next one loads the state again and catches up, once.
+func TestPollCached(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	r := newRig(t, w, true)
+	store := &countingStore{Store: r.store}
+	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()))
+	ctx := context.Background()
+	var cache poller.Cache
+	poll := func() error { _, err := p.PollCached(ctx, quiet(), session, &cache); return err }
+	for range 4 {
+		if err := poll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, s := store.loads.Load(), store.saves.Load(); l != 1 || s != 2 {
+		t.Errorf("four polls, the first with joins: %d loads and %d saves, want 1 and 2 (the outbox, then without it)", l, s)
+	}
+	w.api.Leave(session, "a")
+	if err := poll(); err != nil {
+		t.Fatal(err)
+	}
+	if l, s := store.loads.Load(), store.saves.Load(); l != 1 || s != 4 {
+		t.Errorf("a poll with a leave: %d loads and %d saves in all, want 1 and 4", l, s)
+	}
+
+	// Someone else writes the state: the cache's revision is stale.
+	st, rev, err := r.store.Load(ctx, session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.Save(ctx, session, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	r.newEvents(t)
+	w.api.Leave(session, "b")
+	w.api.Join(session, "c", "name-c")
+	if err := poll(); !errors.Is(err, publisher.ErrConflict) {
+		t.Fatalf("poll over a state written by someone else = %v, want ErrConflict", err)
+	}
+	if got := r.newEvents(t); len(got) != 0 {
+		t.Errorf("events from a poll whose save failed: %v", got)
+	}
+	if err := poll(); err != nil {
+		t.Fatal(err)
+	}
+	if l := store.loads.Load(); l != 2 {
+		t.Errorf("%d loads after the conflict, want 2: the state loaded again", l)
+	}
+	want := []string{"participant.left b@2", "participant.joined c@2"}
+	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events after the conflict (-want +got):\n%s", d)
 	}
 }

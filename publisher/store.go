@@ -119,6 +119,7 @@ func tombstone(sessionID string) string { return "ended." + EscapeToken(sessionI
 // Load returns the state of a session and its revision; a session never saved has the
 // zero state and revision 0.
 func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64, error) {
+	s.metrics.StateLoads.Inc()
 	e, err := s.kv.Get(ctx, key(sessionID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		e, err = s.kv.Get(ctx, tombstone(sessionID))

@@ -148,6 +148,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer closeWorker()
 	p := out.worker.Poller()
+	caches := make(map[string]*poller.Cache, len(w.sessions)) // each session's, as its loop keeps it
+	for _, id := range w.sessions {
+		caches[id] = new(poller.Cache)
+	}
 
 	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, %d cycles, concurrency %d, rate_limit %s, churn %.2f, NATS %s\n",
 		o.sessions, o.participants, o.perPage, o.cycles, o.concurrency, rateText(o.rateLimit), o.churn, out.where)
@@ -156,7 +160,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			clk.Add(step)
 			w.change()
 		}
-	}, func(ctx context.Context) { cycle(ctx, p, w.sessions, o.concurrency, log) })
+	}, func(ctx context.Context) { cycle(ctx, p, caches, o.concurrency, log) })
 	if err != nil {
 		return err
 	}
@@ -168,18 +172,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return report(stdout, m, got, w.expected())
 }
 
-// cycle polls every session once, concurrency at a time, as the worker's loops do
-// when their ticks fall together; cycles run back to back measure the worker's
-// throughput.
-func cycle(ctx context.Context, p *poller.Poller, sessions []string, concurrency int, log *slog.Logger) {
+// cycle polls every session once, concurrency at a time, each with its own cache of
+// state, as the worker's loops do when their ticks fall together; cycles run back to
+// back measure the worker's throughput.
+func cycle(ctx context.Context, p *poller.Poller, caches map[string]*poller.Cache, concurrency int, log *slog.Logger) {
 	slots := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
-	for _, id := range sessions {
+	for id, cache := range caches {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			log := log.With("session_id", id)
-			if _, err := p.Poll(ctx, log, id); err != nil {
+			if _, err := p.PollCached(ctx, log, id, cache); err != nil {
 				log.Error("cycle failed", "err", err)
 			}
 		})

@@ -43,6 +43,7 @@ type Metrics struct {
 	PublishDuplicate prometheus.Counter     // acknowledged as duplicates by the stream
 	OutboxResends    prometheus.Counter     // events of a stopped cycle sent again
 
+	StateLoads prometheus.Counter
 	StateSaves prometheus.Counter
 	StateSize  prometheus.Histogram
 
@@ -104,6 +105,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		OutboxResends: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_outbox_resends_total", Help: "Events sent again from the outbox of a cycle that stopped before their acknowledgement.",
 		}),
+		StateLoads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_state_loads_total", Help: "Session states read from the state bucket (a loop reads its session's once, then keeps it).",
+		}),
 		StateSaves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_state_saves_total", Help: "Session states written to the state bucket.",
 		}),
@@ -147,7 +151,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll,
-			m.PublishFailures, m.Ready)
+			m.PublishFailures, m.Ready, m.StateLoads)
 	}
 	return m
 }
