@@ -18,7 +18,9 @@
 //     compare-and-set on the revision that was loaded. A cycle that stops in between
 //     is finished by the next: the same events, with the same ids, then the diff.
 //   - Changes of one session are published in order; sessions are independent.
-//   - A session is never polled by two loops at once.
+//   - A session is never polled by two loops at once. Its loop keeps its state between
+//     polls (Cache) and reads it from the store again only when it starts, after a
+//     failed poll, or after a write that found the state changed by someone else.
 //   - A session that stops being tracked gets no left for anyone: its loop stops, its
 //     state is kept, and tracking it again resumes from it.
 //   - A session that ended publishes its lefts and session ended, then its state
