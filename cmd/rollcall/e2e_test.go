@@ -326,19 +326,27 @@ func TestRunRestart(t *testing.T) {
 	e.api.EndSession("s2")
 
 	stop = e.start()
-	defer stop()
 	e.settle("after the restart")
 	e.hold("two cycles later")
 	if r := e.republished(); len(r) > 0 {
 		t.Errorf("events published again after a restart: %v", r)
+	}
+	// s2, tracked by the config file, ended: its tombstone keeps a later start from
+	// announcing it again.
+	stop()
+	before := len(e.events())
+	stop = e.start()
+	defer stop()
+	e.hold("after a second restart")
+	if n := len(e.events()); n != before || len(e.republished()) > 0 {
+		t.Errorf("%d events after a second restart, want none; published again: %v", n-before, e.republished())
 	}
 }
 
 // runEmbedded writes a config for the embedded server (store_dir under dir) that polls
 // the simulator at apiURL every second, tracks what tracked (TOML) and serves /metrics
 // on listen (any free port if not given), and runs `rollcall run` with it until the
-// test ends. It returns the config's path and the
-// worker's log.
+// test ends. It returns the config's path and the worker's log.
 func runEmbedded(t *testing.T, dir, apiURL, tracked string, listen ...string) (string, *testkit.Buffer) {
 	t.Helper()
 	path := filepath.Join(dir, "config.toml")

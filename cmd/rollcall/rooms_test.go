@@ -87,7 +87,8 @@ func (e *e2e) sessionOrder() string {
 
 // TestRunRoomSessionEndsWhileDown: a room's session that ends while the worker is
 // stopped gets, on the next start, the lefts of everyone still present and its
-// session.ended, once; the room's next session is followed as usual.
+// session.ended, once; the room's next session is followed as usual. A start after
+// that announces nothing again: the ended session's tombstone says it is done.
 func TestRunRoomSessionEndsWhileDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the worker for several seconds")
@@ -106,9 +107,16 @@ func TestRunRoomSessionEndsWhileDown(t *testing.T) {
 	e.sessions[next] = "room-a"
 
 	stop = e.start()
-	defer stop()
 	e.settle("after the restart")
 	e.hold("two cycles later")
+	stop()
+	before := len(e.events())
+	stop = e.start()
+	defer stop()
+	e.hold("after a second restart")
+	if n := len(e.events()); n != before {
+		t.Errorf("%d events after a second restart, want none: %v", n-before, e.events()[before:])
+	}
 	if d := e.sessionOrder(); d != "" {
 		t.Error(d)
 	}
