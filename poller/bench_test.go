@@ -63,6 +63,7 @@ func BenchmarkDecodePage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/participant")
 }
 
 // BenchmarkSnapshot scans a session of 1000 participants, 10 pages of 100, over
