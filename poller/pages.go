@@ -64,6 +64,7 @@ type participantDoc struct {
 	Mode          string          `json:"mode"`
 	DeviceInfo    json.RawMessage `json:"deviceInfo"`
 	GeoLocation   json.RawMessage `json:"geoLocation"`
+	SDKType       string          `json:"-"` // deviceInfo.sdkType
 }
 
 // DecodePage decodes a body of GET /v2/sessions/{id}/participants/active, in either the
@@ -72,6 +73,19 @@ type participantDoc struct {
 // error means the page is unusable. Times are kept to the millisecond, as the API
 // writes them, so that a change of precision does not make a stint look new.
 func DecodePage(body []byte) (Page, error) {
+	pi, docs, err := scanPage(body)
+	if err != nil {
+		// Malformed, or unusual JSON (see scanPage): encoding/json decides, and says why.
+		if pi, docs, err = unmarshalPage(body); err != nil {
+			return Page{}, err
+		}
+	}
+	return newPage(pi, docs)
+}
+
+// unmarshalPage decodes a page with encoding/json, which defines what DecodePage
+// accepts: scanPage is only faster.
+func unmarshalPage(body []byte) (*pageInfo, []sessionDoc, error) {
 	// One pass for the current shape; the older one, where data is an object, shows as
 	// a type error and takes a second.
 	var raw struct {
@@ -81,13 +95,13 @@ func DecodePage(body []byte) (Page, error) {
 	var docs []sessionDoc
 	if err := json.Unmarshal(body, &raw); err == nil {
 		if raw.Data == nil {
-			return Page{}, fmt.Errorf("%w: data is neither an array nor an object", ErrMalformed)
+			return nil, nil, fmt.Errorf("%w: data is neither an array nor an object", ErrMalformed)
 		}
 		docs = raw.Data
 	} else {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) {
-			return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		var older struct {
 			PageInfo *pageInfo  `json:"pageInfo"`
@@ -97,12 +111,27 @@ func DecodePage(body []byte) (Page, error) {
 			if te.Field == "data" { // data is not an array: the older shape's error says why
 				err = olderErr
 			}
-			return Page{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		raw.PageInfo, docs = older.PageInfo, []sessionDoc{older.Data}
 	}
+	for _, doc := range docs {
+		for i, pd := range doc.Participants {
+			var di struct {
+				SDKType string `json:"sdkType"`
+			}
+			if json.Unmarshal(pd.DeviceInfo, &di) == nil {
+				doc.Participants[i].SDKType = di.SDKType
+			}
+		}
+	}
+	return raw.PageInfo, docs, nil
+}
+
+// newPage checks the decoded documents and makes a Page of them.
+func newPage(pi *pageInfo, docs []sessionDoc) (Page, error) {
 	p := Page{Sessions: make([]diff.Snapshot, 0, len(docs))}
-	if pi := raw.PageInfo; pi != nil {
+	if pi != nil {
 		p.Paged, p.CurrentPage, p.PerPage, p.LastPage, p.Total = true, pi.CurrentPage, pi.PerPage, pi.LastPage, pi.Total
 		if pi.LastPage < 0 || pi.Total < 0 || pi.LastPage > maxPages {
 			return Page{}, fmt.Errorf("%w: pageInfo lastPage %d, total %d", ErrMalformed, pi.LastPage, pi.Total)
@@ -116,6 +145,9 @@ func DecodePage(body []byte) (Page, error) {
 		if doc.Start != nil {
 			s.Start = ms(*doc.Start)
 		}
+		if n := len(doc.Participants); n > 0 {
+			s.Participants = make([]diff.Participant, 0, n)
+		}
 		for i, pd := range doc.Participants {
 			if pd.ParticipantID == "" {
 				return Page{}, fmt.Errorf("%w: participant %d has no participantId", ErrMalformed, i)
@@ -125,6 +157,9 @@ func DecodePage(body []byte) (Page, error) {
 			} else {
 				p.Skipped = append(p.Skipped, pd.ParticipantID)
 			}
+		}
+		if len(s.Participants) == 0 {
+			s.Participants = nil // as when none was listed
 		}
 		p.Sessions = append(p.Sessions, s)
 	}
@@ -154,14 +189,8 @@ func msPtr(t *time.Time) *time.Time {
 // gives no stint start.
 func participant(pd participantDoc) (p diff.Participant, ok bool) {
 	p = diff.Participant{
-		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode,
+		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode, SDKType: pd.SDKType,
 		DeviceInfo: object(pd.DeviceInfo), GeoLocation: object(pd.GeoLocation), Timelog: pd.Timelog,
-	}
-	var di struct {
-		SDKType string `json:"sdkType"`
-	}
-	if json.Unmarshal(pd.DeviceInfo, &di) == nil {
-		p.SDKType = di.SDKType
 	}
 	for i := range p.Timelog {
 		p.Timelog[i].Start, p.Timelog[i].End = ms(p.Timelog[i].Start), msPtr(p.Timelog[i].End)
