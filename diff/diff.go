@@ -177,7 +177,11 @@ func Compute(prev State, next Snapshot) ([]Change, State) {
 	if !prev.Started && next.Found {
 		changes = append(changes, Change{Kind: SessionStarted})
 	}
-	state.Present = make([]Participant, 0, len(prev.Present)+len(current))
+	size := len(current) // kept for every poll a session's loop caches: no room to spare
+	if !next.Complete && !ended {
+		size += len(prev.Present) // unproven absences are kept too
+	}
+	state.Present = make([]Participant, 0, size)
 	for _, old := range prev.Present {
 		i, seen := now[old.ID]
 		var cur Participant

@@ -98,7 +98,7 @@ func BenchmarkPoll(b *testing.B) {
 	api, clk, url, tokens := benchAPI(b, present)
 	c := poller.NewClient(poller.ClientConfig{BaseURL: url, Tokens: tokens, PerPage: 100})
 	ctx := context.Background()
-	js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)), 1)
+	js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)))
 	if err != nil {
 		b.Fatal(err)
 	}

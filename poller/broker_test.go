@@ -85,7 +85,7 @@ func TestPollBrokerFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, "a", "b", "c")
 			b := newBroker(t)
-			js, err := publisher.NewJetStream(b.nc, 4)
+			js, err := publisher.NewJetStream(b.nc)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,14 @@ var (
 	ErrTooLarge     = fmt.Errorf("response body over %d MiB", MaxBody>>20)
 	errToken        = errors.New("no token")
 )
+
+// bodies holds buffers for response bodies, which a poll reads, decodes (copying
+// what it keeps) and drops hundreds of times a second: reading each into a new buffer,
+// grown as it fills, cost as much as decoding it.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// recycle gives back the buffer of a body that is no longer used.
+func recycle(body []byte) { bodies.Put(bytes.NewBuffer(body[:0])) }
 
 // StatusError is an HTTP answer other than 200.
 type StatusError struct {
@@ -228,10 +237,12 @@ func (c *Client) once(ctx context.Context, endpoint, u string, prio priority) ([
 	}
 	defer resp.Body.Close()
 	code = strconv.Itoa(resp.StatusCode)
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
-	if err != nil {
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, MaxBody+1)); err != nil {
 		return nil, 0, fmt.Errorf("read body: %w", err)
 	}
+	body := buf.Bytes()
 	if len(body) > MaxBody {
 		return nil, 0, ErrTooLarge
 	}

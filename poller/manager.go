@@ -57,11 +57,10 @@ type RoomLister interface {
 
 // ManagerConfig configures a Manager. Zero durations take the defaults given.
 type ManagerConfig struct {
-	Poller      *Poller
-	Rooms       RoomLister
-	Schedule    cron.Schedule // when each session is polled
-	Discover    cron.Schedule // when each room's sessions are listed
-	Concurrency int           // sessions polled at once
+	Poller   *Poller
+	Rooms    RoomLister
+	Schedule cron.Schedule // when each session is polled
+	Discover cron.Schedule // when each room's sessions are listed
 	// A session the API does not know (404) is asked again after NotFoundWait
 	// (default 30s), then twice as long each time, up to MaxNotFoundWait (default
 	// 10m): it may be a typo that never resolves, or a session not there yet, and
@@ -86,7 +85,6 @@ type ManagerConfig struct {
 type Manager struct {
 	cfg    ManagerConfig
 	anchor time.Time
-	slots  chan struct{}
 
 	events  chan func() // run on the Run goroutine, which alone owns the maps below
 	queries chan chan []Status
@@ -137,7 +135,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		cfg: cfg, anchor: time.Now().Truncate(time.Second), slots: make(chan struct{}, max(cfg.Concurrency, 1)),
+		cfg: cfg, anchor: time.Now().Truncate(time.Second),
 		events: make(chan func()), queries: make(chan chan []Status),
 		sessions: make(map[string]*loop), rooms: make(map[string]*loop), unfinished: make(map[string]bool),
 	}
@@ -381,8 +379,8 @@ func (m *Manager) status() []Status {
 }
 
 // pollSession is one session's loop: a poll as soon as it is tracked, then one on
-// each of the schedule's ticks shifted by the session's own offset, each holding one
-// of Concurrency slots. It returns true once the session has ended, and false when
+// each of the schedule's ticks shifted by the session's own offset (its fetch waits
+// for one of the Client's slots). It returns true once the session has ended, and false when
 // ctx ends (tracking stopped, or the worker is stopping).
 func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) (ended bool) {
 	log := m.cfg.Log.With("session_id", l.id)
@@ -399,7 +397,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 	next := time.Now()
 	for {
 		poked, ok := wait(ctx, next, l.poke)
-		if !ok || !m.acquire(ctx) {
+		if !ok {
 			return false
 		}
 		if poked == nil { // the tick came first; a poke waiting is news all the same
@@ -420,7 +418,6 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			cache.Drop()
 			res, err = m.poll(polls, log, l.id, listed, nil)
 		}
-		<-m.slots
 		now := time.Now()
 		if res.RoomID != "" && !roomKnown {
 			log, roomKnown = log.With("room_id", res.RoomID), true
@@ -563,16 +560,6 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 			found(list)
 		}
 		due = ticks.after(now)
-	}
-}
-
-// acquire takes a slot, unless ctx ends first.
-func (m *Manager) acquire(ctx context.Context) bool {
-	select {
-	case m.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

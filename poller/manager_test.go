@@ -40,7 +40,7 @@ func (r *rig) manage(t *testing.T, change func(*poller.ManagerConfig)) *managed 
 	t.Helper()
 	cfg := poller.ManagerConfig{
 		Poller: r.poller, Rooms: r.client(2), Schedule: every(100 * time.Millisecond), Discover: every(100 * time.Millisecond),
-		Concurrency: 4, Log: quiet(),
+		Log: quiet(),
 	}
 	if change != nil {
 		change(&cfg)
@@ -187,7 +187,7 @@ func TestManagerOffsets(t *testing.T) {
 	r.url = srv.URL
 	r.poller = r.with(r.client(10))
 	const interval = time.Second
-	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval); c.Concurrency = 8 })
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval) })
 	m.track("config", sessions, nil)
 	eventually(t, "three polls of each session", func() bool {
 		mu.Lock()
@@ -489,7 +489,7 @@ func TestManagerMemoryBounded(t *testing.T) {
 	r.poller = r.with(client)
 	m := r.manage(t, func(c *poller.ManagerConfig) {
 		// Polls far apart: the room's listing announces the ends.
-		c.Schedule, c.Discover, c.Concurrency, c.Rooms = every(time.Minute), every(200*time.Millisecond), 32, client
+		c.Schedule, c.Discover, c.Rooms = every(time.Minute), every(200*time.Millisecond), client
 	})
 	startGoroutines, startHeap := usage()
 	var goroutines []int

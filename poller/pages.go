@@ -281,6 +281,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 		if err != nil {
 			return snap, "", fmt.Errorf("page %d: %w; the body begins %q", n, err, snippet(body))
 		}
+		recycle(body) // the page holds copies of what it keeps
 		switch {
 		case fetched == 0:
 			first = page

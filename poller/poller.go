@@ -64,6 +64,15 @@ type Publisher interface {
 	Publish(ctx context.Context, snap diff.Snapshot, observedAt time.Time, changes []diff.Change) error
 }
 
+// delivering bounds the sessions that save and publish their changes at once. A
+// poll holds one of the fetching slots (WithConcurrency) from its start until its
+// changes are computed; one with changes then takes a delivering slot before it
+// gives its fetching slot back, so that the next sessions are fetched while it
+// publishes, and no more sessions wait with their changes in memory than there are
+// slots. Past a few dozen sessions at once, more only queue KV writes and publishes
+// at the broker (see the README's Performance).
+const delivering = 64
+
 // Poller runs one cycle of one session at a time; a Manager decides when.
 type Poller struct {
 	src     Source
@@ -71,6 +80,9 @@ type Poller struct {
 	pub     Publisher
 	now     func() time.Time
 	metrics *metrics.Metrics
+	// One token per poll fetching (or loading, or diffing), and per poll saving or
+	// publishing its changes.
+	fetching, delivering chan struct{}
 	// Participants in these modes or with these deviceInfo.sdkType yield no events.
 	excludeModes, excludeSDKTypes []string
 }
@@ -89,6 +101,11 @@ func WithMetrics(m *metrics.Metrics) Option {
 	return func(p *Poller) { p.metrics = m }
 }
 
+// WithConcurrency lets n sessions be fetched at once (8 by default).
+func WithConcurrency(n int) Option {
+	return func(p *Poller) { p.fetching = make(chan struct{}, max(n, 1)) }
+}
+
 // WithExclude drops participants in the given modes (such as "VIEWER") or with the
 // given deviceInfo.sdkType (such as "recorder") before the diff, so that they yield
 // no events.
@@ -99,9 +116,12 @@ func WithExclude(modes, sdkTypes []string) Option {
 // New returns a Poller that fetches from src, keeps state in store and publishes to
 // pub.
 func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
-	p := &Poller{src: src, store: store, pub: pub, now: time.Now}
+	p := &Poller{src: src, store: store, pub: pub, now: time.Now, delivering: make(chan struct{}, delivering)}
 	for _, o := range opts {
 		o(p)
+	}
+	if p.fetching == nil {
+		p.fetching = make(chan struct{}, 8)
 	}
 	p.metrics = metrics.Or(p.metrics)
 	return p
@@ -145,6 +165,11 @@ func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, en
 func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache) (res Result, err error) {
 	start := time.Now()
 	defer func() { p.record(start, res, err) }()
+	release, err := acquire(ctx, p.fetching)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { release() }()
 	var prev diff.State
 	var rev uint64
 	if cache != nil && cache.ok {
@@ -192,6 +217,12 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		meta := snap
 		meta.Participants = nil
 		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: p.now(), Changes: changes}
+		deliverer, err := acquire(ctx, p.delivering)
+		if err != nil {
+			return Result{}, err
+		}
+		release()
+		release = deliverer
 		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
 			return Result{}, err
 		}
@@ -295,6 +326,17 @@ func (p *Poller) confirm(ctx context.Context, log *slog.Logger, sessionID string
 		return snap
 	}
 	return diff.Union(snap, again)
+}
+
+// acquire takes a token of slots and returns the function that gives it back,
+// unless ctx ends first.
+func acquire(ctx context.Context, slots chan struct{}) (func(), error) {
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
 }
 
 func count(changes []diff.Change) (joined, left int) {

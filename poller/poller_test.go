@@ -36,7 +36,7 @@ type rig struct {
 func newRig(t *testing.T, w *world, withStream bool) *rig {
 	t.Helper()
 	ctx := context.Background()
-	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)), 4)
+	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

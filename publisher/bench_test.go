@@ -19,7 +19,7 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)), 1)
+			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -64,11 +64,11 @@ func BenchmarkPublish(b *testing.B) {
 
 // BenchmarkStoreSave saves a session's state of n participants to the state bucket
 // with compare-and-set, as a cycle with changes does: plain JSON at 100, gzipped at
-// 5000 (over 64 KiB).
+// 5000 (over 256 KiB).
 func BenchmarkStoreSave(b *testing.B) {
 	for _, n := range []int{100, 5000} {
 		b.Run(fmt.Sprintf("present=%d", n), func(b *testing.B) {
-			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)), 1)
+			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -84,7 +84,7 @@ func EventID(sessionID string, c diff.Change) string {
 }
 
 // NewEvent builds the event for a change of session snap, observed at observedAt.
-func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, error) {
+func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) Event {
 	e := Event{
 		SpecVersion:     "1.0",
 		ID:              EventID(snap.SessionID, c),
@@ -92,7 +92,6 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, e
 		DataContentType: "application/json",
 	}
 	obs := Time{observedAt}
-	var data any
 	switch c.Kind {
 	case diff.Joined, diff.Left:
 		p := c.Participant
@@ -110,7 +109,7 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, e
 		} else if p.JoinedAt.IsZero() {
 			e.Time = obs
 		}
-		data = d
+		e.Data = appendParticipantData(nil, d)
 	case diff.SessionStarted, diff.SessionEnded:
 		d := SessionData{SessionID: snap.SessionID, RoomID: snap.RoomID, Start: timePtr(&snap.Start), End: timePtr(snap.End), ObservedAt: obs}
 		e.Type, e.Time = TypeSessionStarted, obs
@@ -123,14 +122,9 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) (Event, e
 				e.Time = *d.End
 			}
 		}
-		data = d
+		e.Data = appendSessionData(nil, d)
 	}
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return Event{}, err
-	}
-	e.Data = raw
-	return e, nil
+	return e
 }
 
 func orEmpty(raw json.RawMessage) json.RawMessage {

@@ -22,7 +22,6 @@ package publisher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,12 +33,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/metrics"
+	"golang.org/x/sync/semaphore"
 )
 
-// window bounds the publishes outstanding at once for one session. NewJetStream sizes
-// nats.go's limit of pending async publishes (4000 by default, past which a publish
-// stalls) for that many sessions at once.
+// window bounds the publishes outstanding at once for one session, so that one large
+// session does not take every slot of inFlight.
 const window = 256
+
+// inFlight bounds the publishes awaiting their acknowledgement for the whole worker,
+// however many sessions publish at once: enough to keep the broker busy (it
+// acknowledges in order, a few hundred microseconds after a message arrives), few
+// enough that nats.go's own limit of pending publishes, past which a publish stalls
+// and fails, is never reached. NewJetStream sets that limit above it.
+const inFlight = 1024
 
 // retryFor bounds how long one batch is retried. A broker that does not acknowledge
 // within it fails the cycle, so that one session's trouble does not hold up the
@@ -59,6 +65,10 @@ type Publisher struct {
 	backoff, maxBackoff time.Duration
 	retryFor            time.Duration
 	metrics             *metrics.Metrics
+	// inFlight holds one unit per publish awaiting its acknowledgement. A run takes
+	// all of its units at once: a run holding some while waiting for more, with
+	// others doing the same, would wait for ever.
+	inFlight *semaphore.Weighted
 }
 
 // Option configures a Publisher.
@@ -69,11 +79,11 @@ func WithMetrics(m *metrics.Metrics) Option {
 	return func(p *Publisher) { p.metrics = m }
 }
 
-// NewJetStream opens JetStream on nc with the acknowledgement timeout Publisher needs,
-// for up to sessions publishing at once.
-func NewJetStream(nc *nats.Conn, sessions int) (jetstream.JetStream, error) {
+// NewJetStream opens JetStream on nc with the acknowledgement timeout and the limit of
+// pending publishes that Publisher needs.
+func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncMaxPending(max(sessions, 1)*window+window))
+		jetstream.WithPublishAsyncMaxPending(2*inFlight))
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
@@ -82,7 +92,8 @@ func NewJetStream(nc *nats.Conn, sessions int) (jetstream.JetStream, error) {
 
 // New returns a Publisher that publishes under subject prefix.
 func New(js jetstream.JetStream, prefix string, log *slog.Logger, opts ...Option) *Publisher {
-	p := &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor}
+	p := &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor,
+		inFlight: semaphore.NewWeighted(inFlight)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -98,15 +109,12 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 	began := time.Now()
 	msgs := make([]*nats.Msg, len(changes))
 	types := make([]string, len(changes))
+	buf := make([]byte, 0, len(changes)*1024) // the bodies, one after the other
 	for i, c := range changes {
-		e, err := NewEvent(snap, observedAt, c)
-		if err != nil {
-			return fmt.Errorf("encode %s event: %w", c.Kind, err)
-		}
-		body, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encode %s event: %w", c.Kind, err)
-		}
+		e := NewEvent(snap, observedAt, c)
+		start := len(buf)
+		buf = appendEvent(buf, e)
+		body := buf[start:len(buf):len(buf)]
 		types[i] = e.Type
 		msgs[i] = &nats.Msg{
 			Subject: Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID),
@@ -169,6 +177,11 @@ func (p *Publisher) try(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, err
 			firstErr = err
 		}
 	}
+	if err := p.inFlight.Acquire(ctx, int64(len(msgs))); err != nil {
+		return msgs, context.Cause(ctx)
+	}
+	held := int64(len(msgs)) // units not yet given back
+	defer func() { p.inFlight.Release(held) }()
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	sent := make([]*nats.Msg, 0, len(msgs))
 	for _, m := range msgs {
@@ -191,6 +204,8 @@ func (p *Publisher) try(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, err
 		case <-ctx.Done():
 			return append(failed, sent[i:]...), context.Cause(ctx)
 		}
+		p.inFlight.Release(1)
+		held--
 	}
 	if errors.Is(firstErr, jetstream.ErrNoStreamResponse) {
 		firstErr = fmt.Errorf("%w (no stream captures the subject)", firstErr)

@@ -98,10 +98,7 @@ func TestNewEvent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
-			e, err := publisher.NewEvent(tt.snap, observedAt, tt.change)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := publisher.NewEvent(tt.snap, observedAt, tt.change)
 			got, err := json.MarshalIndent(e, "", "  ")
 			if err != nil {
 				t.Fatal(err)
@@ -148,7 +145,7 @@ func TestEventID(t *testing.T) {
 func setup(t *testing.T) (jetstream.JetStream, *nats.Conn) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.Start(t))
-	js, err := publisher.NewJetStream(nc, 1)
+	js, err := publisher.NewJetStream(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +257,7 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := publisher.NewJetStream(nc, 1)
+	js, err := publisher.NewJetStream(nc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,60 +1,69 @@
-// Command rollcall-load measures rollcall end to end on one machine. It serves the
-// simulated VideoSDK API over loopback HTTP, starts an embedded NATS server with
-// JetStream (or connects to one), wires a poller exactly as `rollcall run` does, and
-// runs a fixed number of cycles back to back, changing the world between cycles. It
-// prints throughput, cycle durations and memory, and checks that the stream holds one
-// event per change the simulator made.
+// Command rollcall-load measures rollcall against what it cannot avoid: the API's
+// round trips with their JSON, and what the broker can take.
 //
-// Everything runs in this one process, simulator and (by default) NATS server
-// included: the figures are those of the whole, on loopback, with no network delay.
+// In one run, with S sessions of P participants behind the simulated API (every
+// answer delayed by a latency L), it measures:
+//
+//   - the worker, wired as `rollcall run` wires it and tracking the sessions from its
+//     config: the first poll of every session (the burst of session.started and
+//     joined), then some intervals in which nothing changes (the steady state), then
+//     some in which the world churns, after which the stream must match the
+//     simulator's truth exactly;
+//   - a fetch-only baseline: the same requests, with the same concurrency, rate limit
+//     and connection pool, decoded with encoding/json into the fields events need,
+//     and nothing else;
+//   - a publish-only run of rollcall's publisher, and `nats bench js pub async --dedup`
+//     for as many messages of the same size on the same server.
+//
+// The simulator and (unless -nats names a server) a NATS server run in processes of
+// their own, so that the CPU time and memory measured are the worker's alone.
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	mrand "math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/worker"
-	"github.com/rollcall/rollcall/poller"
-	"github.com/rollcall/rollcall/sim"
+	"github.com/rollcall/rollcall/publisher"
 )
 
 // Bounds on the flags, so that a typo cannot start a run that never ends or fills
-// the disk: at most a million present participants and ten thousand cycles.
+// the memory.
 const (
 	maxSessions     = 100_000
 	maxParticipants = 10_000
 	maxPresent      = 1_000_000
-	maxCycles       = 10_000
+	maxIntervals    = 100
 )
 
-// step is how far the simulator's clock moves between two cycles: a poll schedule's
-// interval, so that events carry plausible times.
-const step = 5 * time.Second
+var discard = slog.New(slog.DiscardHandler)
 
 func main() {
+	if role := os.Getenv(childEnv); role != "" {
+		if err := childMain(role, os.Args[1:]); err != nil {
+			fmt.Fprintf(os.Stderr, "rollcall-load (%s): %v\n", role, err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -65,29 +74,33 @@ func main() {
 }
 
 type options struct {
-	sessions, participants, perPage, cycles, concurrency int
-	rateLimit, churn                                     float64
-	natsURL, cpuProfile, memProfile                      string
-	timeout                                              time.Duration
-	seed                                                 uint64
+	sessions, participants, perPage, concurrency int
+	steady, churnIntervals                       int
+	rateLimit, churn                             float64
+	latency, interval, timeout                   time.Duration
+	natsURL, natsCLI, cpuProfile                 string
+	seed                                         uint64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("rollcall-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&o.sessions, "sessions", 200, "tracked sessions")
+	fs.IntVar(&o.sessions, "sessions", 2000, "tracked sessions")
 	fs.IntVar(&o.participants, "participants", 50, "participants present in each session")
-	fs.IntVar(&o.perPage, "per-page", 20, "videosdk.per_page")
-	fs.IntVar(&o.cycles, "cycles", 10, "cycles to run, back to back")
+	fs.IntVar(&o.perPage, "per-page", 100, "videosdk.per_page")
+	fs.DurationVar(&o.latency, "latency", 20*time.Millisecond, "the simulated API's delay before each answer")
+	fs.DurationVar(&o.interval, "interval", 5*time.Second, `poll.schedule is "@every" this`)
+	fs.IntVar(&o.concurrency, "concurrency", 64, "videosdk.max_concurrency")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, "videosdk.rate_limit in requests/s (0: unlimited)")
-	fs.IntVar(&o.concurrency, "concurrency", 8, "videosdk.max_concurrency")
-	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of each session's participants whose stint changes between cycles")
-	fs.StringVar(&o.natsURL, "nats", "", `NATS server URL ("": an embedded server in a temporary directory)`)
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the cycles to this file")
-	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile, taken after the last cycle, to this file")
+	fs.IntVar(&o.steady, "steady", 3, "intervals measured in the steady state, when nothing changes")
+	fs.IntVar(&o.churnIntervals, "churn-intervals", 3, "intervals in which the world changes, before the check")
+	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of each session's participants whose stint changes per churn interval")
+	fs.StringVar(&o.natsURL, "nats", "", `NATS server URL ("": an embedded server in a process of its own)`)
+	fs.StringVar(&o.natsCLI, "nats-cli", "nats", "the NATS CLI, for nats bench")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the burst and the steady state, and a heap profile of the steady state, into this directory")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
-	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes made between cycles")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes the world makes")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -102,23 +115,26 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-sessions × -participants must be at most %d", maxPresent)
 	case o.perPage < 1 || o.perPage > 1000:
 		return o, errors.New("-per-page must be in 1..1000")
-	case o.cycles < 1 || o.cycles > maxCycles:
-		return o, fmt.Errorf("-cycles must be in 1..%d", maxCycles)
+	case o.steady < 1 || o.steady > maxIntervals:
+		return o, fmt.Errorf("-steady must be in 1..%d", maxIntervals)
+	case o.churnIntervals < 0 || o.churnIntervals > maxIntervals:
+		return o, fmt.Errorf("-churn-intervals must be in 0..%d", maxIntervals)
 	case o.concurrency < 1:
 		return o, errors.New("-concurrency must be at least 1")
 	case o.rateLimit < 0 || math.IsNaN(o.rateLimit) || math.IsInf(o.rateLimit, 0):
 		return o, errors.New("-rate-limit must be 0 or more")
 	case !(o.churn >= 0 && o.churn <= 1):
 		return o, errors.New("-churn must be in 0..1")
-	case o.timeout <= 0:
-		return o, errors.New("-timeout must be positive")
+	case o.latency < 0 || o.interval < time.Second || o.timeout <= 0:
+		return o, errors.New("-latency must be 0 or more, -interval at least 1s, -timeout positive")
 	}
 	return o, nil
 }
 
 // run is the whole program. Its report goes to stdout, and so do the warnings and
-// errors the worker logs, so that a failed cycle is seen next to the figures.
+// errors the worker logs, so that a failed poll is seen next to the figures.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	stdout = &lockedWriter{w: stdout} // the parts write their errors to it too
 	o, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
@@ -128,312 +144,309 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	problems := &countingHandler{Handler: slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}), n: new(atomic.Int64)}
 	log := slog.New(problems)
 
-	// The simulated API on a loopback port, on a clock that moves only between cycles.
-	clk := sim.NewClock(time.Now().UTC().Truncate(time.Millisecond))
-	key, secret := "load-api-key", runID()
-	api := sim.New(sim.Config{APIKey: key, Secret: secret, Now: clk.Now})
-	w := newWorld(api, o, mrand.New(mrand.NewPCG(o.seed, 0x10ad)))
-	var conns atomic.Int64
-	apiURL, stopAPI, err := serve(api, &conns)
+	api, err := startChild(ctx, childSim, args, stdout)
 	if err != nil {
 		return err
 	}
-	defer stopAPI()
-
-	// The worker as `rollcall run` wires it, with its defaults; its polls are driven
-	// here, cycle after cycle, rather than on a schedule.
-	out, closeWorker, err := openWorker(ctx, o, apiURL, key, secret, log)
-	if err != nil {
-		return err
-	}
-	defer closeWorker()
-	p := out.worker.Poller()
-	caches := make(map[string]*poller.Cache, len(w.sessions)) // each session's, as its loop keeps it
-	for _, id := range w.sessions {
-		caches[id] = new(poller.Cache)
-	}
-
-	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, %d cycles, concurrency %d, rate_limit %s, churn %.2f, NATS %s\n",
-		o.sessions, o.participants, o.perPage, o.cycles, o.concurrency, rateText(o.rateLimit), o.churn, out.where)
-	m, err := measure(ctx, o, func(c int) {
-		if c > 1 {
-			clk.Add(step)
-			w.change()
+	defer api.stop()
+	natsURL, where := o.natsURL, worker.RedactURL(o.natsURL)
+	if natsURL == "" {
+		ns, err := startChild(ctx, childNATS, args, stdout)
+		if err != nil {
+			return err
 		}
-	}, func(ctx context.Context) { cycle(ctx, p, caches, o.concurrency, log) })
+		defer ns.stop()
+		natsURL, where = ns.url, "embedded, in a process of its own"
+	}
+	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, latency %s, poll.schedule @every %s, max_concurrency %d, rate_limit %s, NATS %s\n",
+		o.sessions, o.participants, o.perPage, o.latency, o.interval, o.concurrency, rateText(o.rateLimit), where)
+
+	wm, err := measureWorker(ctx, o, api.url, natsURL, log)
 	if err != nil {
 		return err
 	}
-	got, err := out.counts(ctx)
+	wm.problems = problems.n.Load()
+	bm, err := measureBaseline(ctx, o, api.url, natsURL)
 	if err != nil {
 		return err
 	}
-	m.requests, m.conns, m.problems = int64(api.Requests()), conns.Load(), problems.n.Load()
-	return report(stdout, m, got, w.expected())
-}
-
-// cycle polls every session once, concurrency at a time, each with its own cache of
-// state, as the worker's loops do when their ticks fall together; cycles run back to
-// back measure the worker's throughput.
-func cycle(ctx context.Context, p *poller.Poller, caches map[string]*poller.Cache, concurrency int, log *slog.Logger) {
-	slots := make(chan struct{}, concurrency)
-	var wg sync.WaitGroup
-	for id, cache := range caches {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			log := log.With("session_id", id)
-			if _, err := p.PollCached(ctx, log, id, cache); err != nil {
-				log.Error("cycle failed", "err", err)
-			}
-		})
+	st, err := simClient{api.url}.stats(ctx)
+	if err != nil {
+		return err
 	}
-	wg.Wait()
+	return report(stdout, o, wm, bm, st)
 }
 
-// sink is where the events and states go: a stream and buckets named for the run,
-// so that a shared server's other streams are left alone.
-type sink struct {
-	worker         *worker.Worker
-	js             jetstream.JetStream
-	stream, prefix string
-	where          string
+// workerRun is what the worker's part of a run measured.
+type workerRun struct {
+	burst             time.Duration // from Run to the last event of the first polls
+	burstEvents       uint64
+	burstCPU          time.Duration
+	steadyCPU         time.Duration
+	steadyPolls       float64
+	pollP50, pollP99  time.Duration // of the steady state's polls
+	rssBefore, rssNow uint64        // before New, and after the steady state
+	liveHeap          uint64        // after the steady state, after a GC
+	peakRSS           uint64
+	got, want         counts
+	problems          int64
 }
 
-// openWorker starts the worker on the simulated API at apiURL, publishing to o.natsURL
-// or, if that is "", to its embedded server in a temporary directory. The returned
-// function closes it and removes what it made.
-func openWorker(ctx context.Context, o options, apiURL, key, secret string, log *slog.Logger) (*sink, func(), error) {
+// measureWorker runs the worker on the simulated API and measures its burst, its
+// steady state and its truth after churn.
+func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *slog.Logger) (workerRun, error) {
+	var m workerRun
 	cfg := worker.Default()
-	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
-	// Tokens are minted on the real clock and checked on the simulator's, which runs
-	// ahead by a step each cycle: a day covers the longest run.
-	cfg.VideoSDK.TokenTTL.Duration = 24 * time.Hour
+	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, apiKey, apiSecret
 	cfg.VideoSDK.PerPage, cfg.VideoSDK.MaxConcurrency, cfg.VideoSDK.RateLimit = o.perPage, o.concurrency, o.rateLimit
+	cfg.Poll.Schedule = "@every " + o.interval.String()
+	for i := range o.sessions {
+		cfg.Sessions = append(cfg.Sessions, worker.Session{ID: sessionID(i)})
+	}
 	id := runID()
 	n := &cfg.NATS
-	n.URL, n.Stream, n.SubjectPrefix = o.natsURL, "ROLLCALL_LOAD_"+id, "load"+id
+	n.URL, n.Stream, n.SubjectPrefix = natsURL, "ROLLCALL_LOAD_"+id, "load"+id
 	n.StateBucket, n.TrackingBucket = "ROLLCALL_LOAD_STATE_"+id, "ROLLCALL_LOAD_TRACKING_"+id
 	cfg.HTTP.Listen = ""
-	where := "at " + worker.RedactURL(o.natsURL)
-	var cleanups []func()
-	cleanup := func() {
-		for _, f := range slices.Backward(cleanups) {
-			f()
-		}
-	}
-	if o.natsURL == "" {
-		dir, err := os.MkdirTemp("", "rollcall-load-")
-		if err != nil {
-			return nil, nil, err
-		}
-		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-		n.StoreDir, where = dir, "embedded"
-	}
 	if err := cfg.Validate(); err != nil {
-		cleanup()
-		return nil, nil, err
+		return m, err
 	}
+	debug.FreeOSMemory()
+	m.rssBefore = procStatus("VmRSS")
 	w, err := worker.New(ctx, cfg, log)
 	if err != nil {
-		cleanup()
-		return nil, nil, err
+		return m, err
 	}
-	cleanups = append(cleanups, w.Close)
-	s := &sink{worker: w, js: w.JetStream(), stream: n.Stream, prefix: n.SubjectPrefix, where: where}
-	if o.natsURL != "" {
-		cleanups = append(cleanups, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = s.js.DeleteStream(ctx, n.Stream)
-			_ = s.js.DeleteKeyValue(ctx, n.StateBucket)
-			_ = s.js.DeleteKeyValue(ctx, n.TrackingBucket)
-		})
+	defer w.Close()
+	js := w.JetStream()
+	defer func() {
+		ctx := context.WithoutCancel(ctx)
+		js.DeleteStream(ctx, n.Stream)
+		js.DeleteKeyValue(ctx, n.StateBucket)
+		js.DeleteKeyValue(ctx, n.TrackingBucket)
+	}()
+	stream, err := js.Stream(ctx, n.Stream)
+	if err != nil {
+		return m, err
 	}
-	return s, cleanup, nil
-}
 
-// measured is what a run measured.
-type measured struct {
-	durations                 []time.Duration // of each cycle
-	busy                      time.Duration   // in cycles, in all
-	peakHeap                  uint64
-	mem                       runtime.MemStats // after the last cycle
-	requests, conns, problems int64
-}
+	runCtx, stopRun := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	stopProfile, err := startProfile(o.cpuProfile, "burst.pprof")
+	if err != nil {
+		stopRun()
+		return m, err
+	}
+	cpu0, start := cpuTime(), time.Now()
+	go func() { done <- w.Run(runCtx) }()
+	defer func() {
+		stopRun()
+		<-done
+	}()
+	m.burstEvents = uint64(o.sessions * (1 + o.participants))
+	err = waitFor(ctx, stream, m.burstEvents, done)
+	m.burst, m.burstCPU = time.Since(start), cpuTime()-cpu0
+	stopProfile()
+	if err != nil {
+		return m, fmt.Errorf("first poll: %w", err)
+	}
 
-// measure runs o.cycles cycles back to back, calling before(c) ahead of cycle c
-// (1-based) outside the time measured.
-func measure(ctx context.Context, o options, before func(c int), cycle func(context.Context)) (measured, error) {
-	var m measured
+	// The steady state: whole intervals in which nothing changes, after one to let the
+	// loops settle on their ticks.
+	if err := sleep(ctx, o.interval); err != nil {
+		return m, err
+	}
+	if stopProfile, err = startProfile(o.cpuProfile, "steady.pprof"); err != nil {
+		return m, err
+	}
+	polls0, hist0 := gatherPolls(w.Metrics())
+	cpu0 = cpuTime()
+	if err := sleep(ctx, time.Duration(o.steady)*o.interval); err != nil {
+		return m, err
+	}
+	m.steadyCPU = cpuTime() - cpu0
+	polls1, hist1 := gatherPolls(w.Metrics())
+	stopProfile()
+	m.steadyPolls = polls1 - polls0
+	m.pollP50, m.pollP99 = hist1.minus(hist0).quantile(0.5), hist1.minus(hist0).quantile(0.99)
+	m.rssNow, m.peakRSS = procStatus("VmRSS"), procStatus("VmHWM")
+	runtime.GC() // after the RSS is read: the live heap, for a sense of where the RSS goes
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	m.liveHeap = mem.HeapAlloc
 	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return m, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return m, err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	heap := sampleHeap(ctx)
-	for c := 1; c <= o.cycles; c++ {
-		before(c)
-		start := time.Now()
-		cycle(ctx)
-		d := time.Since(start)
-		m.durations, m.busy = append(m.durations, d), m.busy+d
-		if ctx.Err() != nil {
-			heap()
-			return m, fmt.Errorf("cycle %d: %w", c, context.Cause(ctx))
-		}
-	}
-	pprof.StopCPUProfile()
-	m.peakHeap = heap()
-	if o.memProfile != "" {
-		if err := writeHeapProfile(o.memProfile); err != nil {
+		if err := writeHeapProfile(filepath.Join(o.cpuProfile, "heap.pprof")); err != nil {
 			return m, err
 		}
 	}
-	runtime.ReadMemStats(&m.mem)
-	return m, nil
+
+	// Churn, then the truth: every stint once, every ended stint's left once.
+	sc := simClient{apiURL}
+	for range o.churnIntervals {
+		if err := sc.change(ctx); err != nil {
+			return m, err
+		}
+		if err := sleep(ctx, o.interval); err != nil {
+			return m, err
+		}
+	}
+	if m.want, err = sc.expected(ctx); err != nil {
+		return m, err
+	}
+	settle, cancelSettle := context.WithTimeout(ctx, 2*o.interval+10*time.Second)
+	defer cancelSettle()
+	if err := waitFor(settle, stream, m.want.Total, done); err != nil && settle.Err() == nil {
+		return m, err
+	}
+	// A moment for anything extra (a duplicate that should not be) to show.
+	if err := sleep(ctx, time.Second); err != nil {
+		return m, err
+	}
+	m.got, err = streamCounts(ctx, stream, n.SubjectPrefix)
+	return m, err
 }
 
-// report prints the figures and the check, and fails if the stream's events do not
-// match the simulator's changes.
-func report(w io.Writer, m measured, got, want counts) error {
-	ds, secs := m.durations, m.busy.Seconds()
-	fmt.Fprintf(w, "cycles:   first (everyone joins) %s; all %d: p50 %s, p99 %s, max %s; total %s\n",
-		ms3(ds[0]), len(ds), ms3(percentile(ds, 50)), ms3(percentile(ds, 99)), ms3(slices.Max(ds)), ms3(m.busy))
-	if rest := ds[1:]; len(rest) > 0 {
-		fmt.Fprintf(w, "          after the first: p50 %s, p99 %s, max %s\n", ms3(percentile(rest, 50)), ms3(percentile(rest, 99)), ms3(slices.Max(rest)))
+// waitFor waits until the stream holds at least msgs messages, or Run returns.
+func waitFor(ctx context.Context, s jetstream.Stream, msgs uint64, done <-chan error) error {
+	for {
+		info, err := s.Info(ctx)
+		if err == nil && info.State.Msgs >= msgs {
+			return nil
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("the worker stopped: %v", err)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	fmt.Fprintf(w, "http:     %d requests, %.0f requests/s, %d connections opened\n", m.requests, float64(m.requests)/secs, m.conns)
-	fmt.Fprintf(w, "events:   %d published, %.0f events/s\n", got.total, float64(got.total)/secs)
-	fmt.Fprintf(w, "memory:   peak RSS %s, Go heap peak %s (sampled every 10ms), heap now %s, allocated %s in all, %d GCs\n",
-		mib(peakRSS()), mib(m.peakHeap), mib(m.mem.HeapAlloc), mib(m.mem.TotalAlloc), m.mem.NumGC)
+}
+
+// baselineRun is what the baselines measured.
+type baselineRun struct {
+	cycles               []time.Duration // fetch-only, after a first that opens the connections
+	cpu                  time.Duration   // of those cycles
+	read                 int             // participants read in them
+	publish              time.Duration   // rollcall's publisher, publish only
+	eventSize            int             // mean, in bytes, of an event of the first poll
+	benchRate            float64         // nats bench, messages/s; 0 if not run
+	benchLine, benchNote string
+}
+
+func measureBaseline(ctx context.Context, o options, apiURL, natsURL string) (baselineRun, error) {
+	var b baselineRun
+	f, err := newFetcher(o, apiURL)
+	if err != nil {
+		return b, err
+	}
+	if _, err := f.cycle(ctx); err != nil {
+		return b, fmt.Errorf("fetch-only: %w", err)
+	}
+	cpu0 := cpuTime()
+	for range max(o.steady, 2) {
+		start := time.Now()
+		n, err := f.cycle(ctx)
+		if err != nil {
+			return b, fmt.Errorf("fetch-only: %w", err)
+		}
+		b.cycles, b.read = append(b.cycles, time.Since(start)), b.read+n
+	}
+	b.cpu = cpuTime() - cpu0
+
+	sample, err := f.sample(ctx)
+	if err != nil {
+		return b, fmt.Errorf("sample: %w", err)
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("rollcall-load publish-only"))
+	if err != nil {
+		return b, err
+	}
+	defer nc.Close()
+	js, err := publisher.NewJetStream(nc)
+	if err != nil {
+		return b, err
+	}
+	if b.publish, b.eventSize, err = publishOnly(ctx, js, o, sample); err != nil {
+		return b, fmt.Errorf("publish-only: %w", err)
+	}
+	msgs := o.sessions * (1 + o.participants)
+	b.benchRate, b.benchLine, err = natsBench(ctx, o.natsCLI, natsURL, msgs, b.eventSize)
+	switch {
+	case errors.Is(err, errNoCLI):
+		b.benchNote = "skipped: no nats CLI (go install github.com/nats-io/natscli/nats@v0.5.0)"
+	case err != nil:
+		return b, err
+	}
+	return b, nil
+}
+
+// report prints the figures and the ratios, and fails if the stream's events do not
+// match the simulator's truth.
+func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) error {
+	participants := float64(o.sessions * o.participants)
+	perPoll := func(cpu time.Duration, polls float64) float64 {
+		return float64(cpu.Microseconds()) / (polls * float64(o.participants))
+	}
+	burstRate := float64(m.burstEvents) / m.burst.Seconds()
+	fmt.Fprintf(w, "worker:    first poll: %d events (%d B each) stored in %s, %.0f events/s; CPU %s\n",
+		m.burstEvents, b.eventSize, ms(m.burst), burstRate, ms(m.burstCPU))
+	steadyCPU := perPoll(m.steadyCPU, m.steadyPolls)
+	pollsPer := m.steadyPolls / float64(o.sessions*o.steady)
+	fmt.Fprintf(w, "           steady, %d intervals: %.0f polls, %.3f per session per interval; poll p50 %s, p99 %s; CPU %s, %.2f µs per participant-poll\n",
+		o.steady, m.steadyPolls, pollsPer, ms(m.pollP50), ms(m.pollP99), ms(m.steadyCPU), steadyCPU)
+	rssPer := float64(m.rssNow-min(m.rssBefore, m.rssNow)) / participants
+	fmt.Fprintf(w, "           memory: peak RSS %s; RSS %s before the worker, %s in the steady state: %.0f B per tracked participant; live heap %s (%.0f B per participant)\n",
+		mib(m.peakRSS), mib(m.rssBefore), mib(m.rssNow), rssPer, mib(m.liveHeap), float64(m.liveHeap)/participants)
 	if m.problems > 0 {
-		fmt.Fprintf(w, "log:      %d warnings or errors (above)\n", m.problems)
+		fmt.Fprintf(w, "           log: %d warnings or errors (above)\n", m.problems)
 	}
+	fetch := percentile(b.cycles, 50)
+	baseCPU := float64(b.cpu.Microseconds()) / float64(max(b.read, 1))
+	fmt.Fprintf(w, "fetch-only: %d cycles: p50 %s, p99 %s; CPU %.2f µs per participant-poll\n",
+		len(b.cycles), ms(fetch), ms(percentile(b.cycles, 99)), baseCPU)
+	fmt.Fprintf(w, "publish:   rollcall's publisher alone: %d events in %s, %.0f events/s\n",
+		m.burstEvents, ms(b.publish), float64(m.burstEvents)/b.publish.Seconds())
+	if b.benchRate > 0 {
+		fmt.Fprintf(w, "           nats bench js pub async --dedup --size %d: %s\n", b.eventSize, b.benchLine)
+	} else {
+		fmt.Fprintf(w, "           nats bench: %s\n", b.benchNote)
+	}
+	fmt.Fprintf(w, "api:       %d requests, %d connections opened\n", st.Requests, st.Conns)
+	fmt.Fprintf(w, "ratios:    steady CPU per participant-poll: %.2f× fetch-only (target ≤ 1.1)\n", steadyCPU/baseCPU)
+	if b.benchRate > 0 {
+		bench := time.Duration(float64(m.burstEvents) / b.benchRate * float64(time.Second))
+		fmt.Fprintf(w, "           first-poll burst: %s / (fetch-only %s + nats bench %s) = %.2f× (target ≤ 1.0)\n",
+			ms(m.burst), ms(fetch), ms(bench), m.burst.Seconds()/(fetch+bench).Seconds())
+		fmt.Fprintf(w, "           events stored in the burst: %.2f× nats bench's rate (target ≥ 0.70)\n", burstRate/b.benchRate)
+	}
+	fmt.Fprintf(w, "           RSS per tracked participant: %.0f B (target < 1024); polls per session per interval: %.3f (target 0.95–1.05)\n", rssPer, pollsPer)
 	verdict := "OK"
-	if got != want {
+	if m.got != m.want {
 		verdict = "MISMATCH"
 	}
-	fmt.Fprintf(w, "check:    stream %d events (%d session.started, %d joined, %d left); simulator %d changes (%d sessions, %d stints, %d ended): %s\n",
-		got.total, got.started, got.joined, got.left, want.total, want.started, want.joined, want.left, verdict)
-	if got != want {
-		return errors.New("the stream's events do not match the simulator's changes")
+	fmt.Fprintf(w, "check:     stream %d events (%d session.started, %d joined, %d left); simulator %d changes (%d sessions, %d stints, %d ended): %s\n",
+		m.got.Total, m.got.Started, m.got.Joined, m.got.Left, m.want.Total, m.want.Started, m.want.Joined, m.want.Left, verdict)
+	if m.got != m.want {
+		return errors.New("the stream's events do not match the simulator's truth")
 	}
 	return nil
 }
 
-// world drives the simulator: sessions of a fixed number of present participants, a
-// fraction of whom change stint between cycles.
-type world struct {
-	api      *sim.Server
-	rng      *mrand.Rand
-	sessions []string
-	perCycle int                 // stints that end (and as many that begin) per session per cycle
-	present  map[string][]string // by session: who is present now
-	gone     map[string][]string // by session: who left and has not come back
-	next     int                 // for new participant IDs
-}
-
-func newWorld(api *sim.Server, o options, rng *mrand.Rand) *world {
-	w := &world{
-		api: api, rng: rng, perCycle: int(math.Round(o.churn * float64(o.participants))),
-		present: make(map[string][]string), gone: make(map[string][]string),
-	}
-	for i := range o.sessions {
-		id := fmt.Sprintf("%024x", 0x10ad0000+i)
-		api.StartSession(id, fmt.Sprintf("load-%04d-%04d", i/10000, i%10000))
-		for range o.participants {
-			w.present[id] = append(w.present[id], w.join(id, ""))
-		}
-		w.sessions = append(w.sessions, id)
-	}
-	return w
-}
-
-// join makes pid join session id, or a newcomer if pid is "", and returns who joined.
-func (w *world) join(id, pid string) string {
-	if pid == "" {
-		w.next++
-		pid = fmt.Sprintf("p%07d", w.next)
-	}
-	w.api.Join(id, pid, "Participant "+pid)
-	return pid
-}
-
-// change ends perCycle stints in every session, each among those present before the
-// change, so that every stint lasts through at least one cycle and polling can see it.
-// Each ended stint is replaced: by a newcomer, by someone who left earlier coming
-// back, or by the same participant reconnecting (a second connection kicks the first).
-func (w *world) change() {
-	for _, id := range w.sessions {
-		present := w.present[id]
-		for _, i := range w.rng.Perm(len(present))[:min(w.perCycle, len(present))] {
-			pid := present[i]
-			switch w.rng.IntN(3) {
-			case 0: // reconnects
-				w.join(id, pid)
-			case 1: // leaves; someone who left earlier comes back
-				if gone := w.gone[id]; len(gone) > 0 {
-					w.api.Leave(id, pid)
-					j := w.rng.IntN(len(gone))
-					present[i], gone[j] = gone[j], pid
-					w.join(id, present[i])
-					break
-				}
-				fallthrough
-			default: // leaves; a newcomer joins
-				w.api.Leave(id, pid)
-				w.gone[id] = append(w.gone[id], pid)
-				present[i] = w.join(id, "")
-			}
-		}
-	}
-}
-
-// counts are events by kind.
-type counts struct{ total, started, joined, left uint64 }
-
-// expected returns the events the simulator's world calls for: a session.started per
-// session, a joined per stint and a left per ended stint.
-func (w *world) expected() counts {
-	var c counts
-	for _, id := range w.sessions {
-		c.started++
-		for _, st := range w.api.Stints(id) {
-			c.joined++
-			if st.End != nil {
-				c.left++
-			}
-		}
-	}
-	c.total = c.started + c.joined + c.left
-	return c
-}
-
-// counts counts the stream's events, by kind.
-func (s *sink) counts(ctx context.Context) (counts, error) {
-	st, err := s.js.Stream(ctx, s.stream)
+// streamCounts counts the stream's events, by kind.
+func streamCounts(ctx context.Context, s jetstream.Stream, prefix string) (counts, error) {
+	info, err := s.Info(ctx)
 	if err != nil {
 		return counts{}, err
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return counts{}, fmt.Errorf("stream %s: %w", s.stream, err)
-	}
-	c := counts{total: info.State.Msgs}
+	c := counts{Total: info.State.Msgs}
 	for _, k := range []struct {
 		n       *uint64
 		subject string
-	}{{&c.started, "session.started"}, {&c.joined, "participant.joined"}, {&c.left, "participant.left"}} {
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(s.prefix+"."+k.subject+".>"))
+	}{{&c.Started, "session.started"}, {&c.Joined, "participant.joined"}, {&c.Left, "participant.left"}} {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+"."+k.subject+".>"))
 		if err != nil {
-			return counts{}, fmt.Errorf("stream %s: %w", s.stream, err)
+			return counts{}, err
 		}
 		for _, n := range info.State.Subjects {
 			*k.n += n
@@ -442,27 +455,51 @@ func (s *sink) counts(ctx context.Context) (counts, error) {
 	return c, nil
 }
 
-// serve serves h on a loopback port, counting the connections accepted, and returns
-// its base URL and a stop function.
-func serve(h http.Handler, conns *atomic.Int64) (string, func(), error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startProfile writes a CPU profile to dir/name until the returned function is
+// called; with no dir, it does nothing.
+func startProfile(dir, name string) (func(), error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	srv := &http.Server{
-		Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				conns.Add(1)
-			}
-		},
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
 	}
-	go srv.Serve(l)
-	return "http://" + l.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // countingHandler counts the records it handles.
@@ -484,81 +521,27 @@ func (h *countingHandler) WithGroup(name string) slog.Handler {
 	return &countingHandler{Handler: h.Handler.WithGroup(name), n: h.n}
 }
 
-// sampleHeap samples the heap (MemStats.HeapAlloc: live objects and those not yet
-// swept) every 10 ms until ctx ends or the returned function is called, which returns
-// the peak seen. Each sample stops the world for a few microseconds.
-func sampleHeap(ctx context.Context) func() uint64 {
-	var peak atomic.Uint64
-	read := func() {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		if ms.HeapAlloc > peak.Load() {
-			peak.Store(ms.HeapAlloc)
-		}
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
-	ctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			read()
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		stop()
-		<-done
-		read()
-		return peak.Load()
-	}
-}
-
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	runtime.GC() // the profile shows what is live after the cycles
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// peakRSS returns the process's peak resident set size (VmHWM), or 0 if unknown.
-func peakRSS() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmHWM:")); ok {
-			kb, err := strconv.ParseUint(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte("kB")))), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
 }
 
 // percentile returns the p-th percentile of ds by the nearest-rank method.
 func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-func ms3(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+func ms(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 
 func mib(b uint64) string {
 	if b == 0 {
@@ -569,13 +552,7 @@ func mib(b uint64) string {
 
 func rateText(r float64) string {
 	if r == 0 {
-		return "0 (unlimited)"
+		return "unlimited"
 	}
 	return fmt.Sprintf("%g/s", r)
-}
-
-func runID() string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

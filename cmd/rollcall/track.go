@@ -79,7 +79,7 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	case err != nil:
 		c.reply = nil
 	}
-	js, err := publisher.NewJetStream(nc, 1)
+	js, err := publisher.NewJetStream(nc)
 	if err == nil {
 		c.tracking, err = publisher.OpenTracking(ctx, js, cfg.NATS.TrackingBucket, cfg.NATS.Replicas, slog.New(slog.DiscardHandler))
 	}

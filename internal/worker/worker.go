@@ -63,7 +63,6 @@ type Worker struct {
 	closed   <-chan struct{} // closed if the connection is closed for good
 	js       jetstream.JetStream
 	tracking *publisher.Tracking
-	poller   *poller.Poller
 	manager  *poller.Manager
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
@@ -105,7 +104,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if w.nc, w.closed, err = connect(ctx, url, cfg.NATS, log, w.cause); err != nil {
 		return nil, err
 	}
-	js, err := publisher.NewJetStream(w.nc, cfg.VideoSDK.MaxConcurrency)
+	js, err := publisher.NewJetStream(w.nc)
 	if err != nil {
 		return nil, err
 	}
@@ -138,11 +137,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		return nil, err
 	}
 	client := newClient(cfg.VideoSDK, log, w.metrics, interval(discover))
-	w.poller = poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
-		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics))
+	pl := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
+		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics),
+		poller.WithConcurrency(cfg.VideoSDK.MaxConcurrency))
 	w.manager = poller.NewManager(poller.ManagerConfig{
-		Poller: w.poller, Rooms: client, Schedule: sched, Discover: discover,
-		Concurrency: cfg.VideoSDK.MaxConcurrency, Unfinished: unfinished, Log: log,
+		Poller: pl, Rooms: client, Schedule: sched, Discover: discover,
+		Unfinished: unfinished, Log: log,
 	})
 	w.wired.Store(true)
 	return w, nil
@@ -151,9 +151,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
 func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
 
-// Poller is the worker's poller, wired as Run uses it, for a load command that
-// drives polls itself.
-func (w *Worker) Poller() *poller.Poller { return w.poller }
+// Metrics gathers the worker's metrics, as /metrics serves them.
+func (w *Worker) Metrics() prometheus.Gatherer { return w.registry }
 
 // JetStream is the worker's JetStream context.
 func (w *Worker) JetStream() jetstream.JetStream { return w.js }

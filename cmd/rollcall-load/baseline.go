@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/publisher"
+	"golang.org/x/time/rate"
+)
+
+// basePage is a page of active participants as the fetch-only baseline decodes it:
+// with encoding/json, into the fields that events need and nothing else.
+type basePage struct {
+	PageInfo struct {
+		LastPage int `json:"lastPage"`
+	} `json:"pageInfo"`
+	Data []struct {
+		ID           string     `json:"_id"`
+		RoomID       string     `json:"roomId"`
+		Status       string     `json:"status"`
+		Start        *time.Time `json:"start"`
+		End          *time.Time `json:"end"`
+		Participants []struct {
+			ParticipantID string          `json:"participantId"`
+			Name          string          `json:"name"`
+			Mode          string          `json:"mode"`
+			DeviceInfo    json.RawMessage `json:"deviceInfo"`
+			GeoLocation   json.RawMessage `json:"geoLocation"`
+			Timelog       []struct {
+				Start time.Time  `json:"start"`
+				End   *time.Time `json:"end"`
+			} `json:"timelog"`
+		} `json:"participants"`
+	} `json:"data"`
+}
+
+// fetcher is the baseline: the requests a poll makes, every page of every session,
+// decoded, with the same concurrency, rate limit and connection pool as the worker,
+// and nothing else done with them.
+type fetcher struct {
+	o       options
+	base    string
+	token   string
+	client  *http.Client
+	limiter *rate.Limiter
+}
+
+func newFetcher(o options, apiURL string) (*fetcher, error) {
+	tok, err := poller.NewMinter(apiKey, apiSecret, time.Hour, time.Now).Token()
+	if err != nil {
+		return nil, err
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64 // as the worker's client
+	limit := rate.Inf
+	if o.rateLimit > 0 {
+		limit = rate.Limit(o.rateLimit)
+	}
+	return &fetcher{o: o, base: apiURL, token: string(tok), client: &http.Client{Transport: t}, limiter: rate.NewLimiter(limit, 1)}, nil
+}
+
+// cycle fetches every session once, o.concurrency at a time, and returns how many
+// participants it read.
+func (f *fetcher) cycle(ctx context.Context) (int, error) {
+	slots := make(chan struct{}, f.o.concurrency)
+	var mu sync.Mutex
+	var read int
+	var first error
+	var wg sync.WaitGroup
+	for i := range f.o.sessions {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			n, err := f.session(ctx, sessionID(i))
+			mu.Lock()
+			defer mu.Unlock()
+			read += n
+			if err != nil && first == nil {
+				first = err
+			}
+		})
+	}
+	wg.Wait()
+	return read, first
+}
+
+func (f *fetcher) session(ctx context.Context, id string) (int, error) {
+	read := 0
+	for page, last := 1, 1; page <= last; page++ {
+		var p basePage
+		if err := f.get(ctx, id, page, &p); err != nil {
+			return read, err
+		}
+		last = p.PageInfo.LastPage
+		for _, d := range p.Data {
+			read += len(d.Participants)
+		}
+	}
+	return read, nil
+}
+
+func (f *fetcher) get(ctx context.Context, id string, page int, into any) error {
+	if err := f.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	q := url.Values{"page": {strconv.Itoa(page)}, "perPage": {strconv.Itoa(f.o.perPage)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"/v2/sessions/"+id+"/participants/active?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", f.token)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("session %s page %d: http %d", id, page, resp.StatusCode)
+	}
+	return json.Unmarshal(body, into)
+}
+
+// sample returns the participants of the world's first session as the worker reads
+// them, to publish events of the same shape and size as the worker's.
+func (f *fetcher) sample(ctx context.Context) (diff.Snapshot, error) {
+	var snap diff.Snapshot
+	for page, last := 1, 1; page <= last; page++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v2/sessions/%s/participants/active?page=%d&perPage=%d", f.base, sessionID(0), page, f.o.perPage), nil)
+		if err != nil {
+			return snap, err
+		}
+		req.Header.Set("Authorization", f.token)
+		resp, err := f.client.Do(req)
+		if err != nil {
+			return snap, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return snap, err
+		}
+		p, err := poller.DecodePage(body)
+		if err != nil {
+			return snap, err
+		}
+		if len(p.Sessions) != 1 {
+			return snap, fmt.Errorf("page %d: %d session documents", page, len(p.Sessions))
+		}
+		s := p.Sessions[0]
+		snap.SessionID, snap.RoomID, snap.Start = s.SessionID, s.RoomID, s.Start
+		snap.Participants = append(snap.Participants, s.Participants...)
+		last = p.LastPage
+	}
+	return snap, nil
+}
+
+// publishOnly publishes with rollcall's publisher, o.concurrency sessions at a time,
+// as many events as the first poll of the world makes, built from sample, to a
+// stream of its own; it returns the time taken and the mean event size.
+func publishOnly(ctx context.Context, js jetstream.JetStream, o options, sample diff.Snapshot) (time.Duration, int, error) {
+	name, prefix := "ROLLCALL_LOAD_PUB_"+runID(), "loadpub"+runID()
+	if err := publisher.EnsureStream(ctx, js, publisher.StreamConfig{Name: name, Prefix: prefix, Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: time.Hour}, discard); err != nil {
+		return 0, 0, err
+	}
+	defer js.DeleteStream(context.WithoutCancel(ctx), name)
+	pub := publisher.New(js, prefix, discard)
+	batch := func(i int) (diff.Snapshot, []diff.Change) {
+		snap := sample
+		snap.SessionID = sessionID(i)
+		changes := []diff.Change{{Kind: diff.SessionStarted}}
+		for _, p := range sample.Participants {
+			changes = append(changes, diff.Change{Kind: diff.Joined, Participant: p})
+		}
+		return snap, changes
+	}
+	size, n := 0, 0
+	snap, changes := batch(0)
+	for _, c := range changes {
+		b, err := json.Marshal(publisher.NewEvent(snap, time.Now(), c))
+		if err != nil {
+			return 0, 0, err
+		}
+		size, n = size+len(b), n+1
+	}
+	slots := make(chan struct{}, o.concurrency)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range o.sessions {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			snap, changes := batch(i)
+			if err := pub.Publish(ctx, snap, time.Now(), changes); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	select {
+	case err := <-errs:
+		return 0, 0, err
+	default:
+	}
+	return took, size / max(n, 1), nil
+}
+
+// benchRate matches nats bench's summary: "... stats: 50,253 msgs/sec ~ ...".
+var benchRate = regexp.MustCompile(`stats: ([0-9,]+) msgs/sec`)
+
+// natsBench runs `nats bench js pub async --dedup` for msgs messages of size bytes
+// on a stream of its own, and returns its rate and its summary line. errNoCLI means
+// the nats CLI is not installed.
+func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float64, string, error) {
+	path, err := exec.LookPath(cli)
+	if err != nil {
+		return 0, "", errNoCLI
+	}
+	stream := "ROLLCALL_LOAD_BENCH_" + runID()
+	cmd := exec.CommandContext(ctx, path, "bench", "js", "pub", "async", "rollcall-load-bench."+runID(), "--server", natsURL,
+		"--msgs", strconv.Itoa(msgs), "--size", strconv.Itoa(size), "--dedup", "--create", "--stream", stream, "--no-progress", "--no-context")
+	out, err := cmd.CombinedOutput()
+	defer exec.Command(path, "stream", "rm", "-f", stream, "--server", natsURL, "--no-context").Run()
+	if err != nil {
+		return 0, "", fmt.Errorf("nats bench: %w: %s", err, out)
+	}
+	m := benchRate.FindSubmatch(out)
+	if m == nil {
+		return 0, "", fmt.Errorf("nats bench: no rate in its output: %s", out)
+	}
+	r, err := strconv.ParseFloat(strings.ReplaceAll(string(m[1]), ",", ""), 64)
+	return r, strings.TrimSpace(string(m[0])), err
+}
+
+var errNoCLI = errors.New("the nats CLI is not installed")

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// cpuTime is the CPU time, user and system, this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procStatus returns a size in bytes from /proc/self/status (VmRSS, VmHWM), or 0.
+func procStatus(field string) uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if rest, ok := bytes.CutPrefix(sc.Bytes(), []byte(field+":")); ok {
+			kb, err := strconv.ParseUint(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte("kB")))), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// histogram is a cumulative histogram: counts of observations at most each bound.
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+// gatherPolls returns the polls the worker has made, and the histogram of the
+// durations of those that went well.
+func gatherPolls(g prometheus.Gatherer) (float64, histogram) {
+	var polls float64
+	var h histogram
+	families, _ := g.Gather()
+	for _, f := range families {
+		switch f.GetName() {
+		case "rollcall_polls_total":
+			for _, m := range f.GetMetric() {
+				polls += m.GetCounter().GetValue()
+			}
+		case "rollcall_poll_duration_seconds":
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "outcome" && l.GetValue() == "ok" {
+						for _, b := range m.GetHistogram().GetBucket() {
+							h.bounds = append(h.bounds, b.GetUpperBound())
+							h.counts = append(h.counts, float64(b.GetCumulativeCount()))
+						}
+					}
+				}
+			}
+		}
+	}
+	return polls, h
+}
+
+// minus returns the observations of h that are not in earlier.
+func (h histogram) minus(earlier histogram) histogram {
+	d := histogram{bounds: h.bounds, counts: slices.Clone(h.counts)}
+	for i := range min(len(d.counts), len(earlier.counts)) {
+		d.counts[i] -= earlier.counts[i]
+	}
+	return d
+}
+
+// quantile estimates the q-quantile as Prometheus' histogram_quantile does: linearly
+// within the bucket that holds it.
+func (h histogram) quantile(q float64) time.Duration {
+	if len(h.counts) == 0 || h.counts[len(h.counts)-1] == 0 {
+		return 0
+	}
+	rank := q * h.counts[len(h.counts)-1]
+	lower, below := 0.0, 0.0
+	for i, c := range h.counts {
+		if c >= rank {
+			upper := h.bounds[i]
+			if math.IsInf(upper, 1) || c == below {
+				upper = lower
+			} else {
+				upper = lower + (upper-lower)*(rank-below)/(c-below)
+			}
+			return time.Duration(upper * float64(time.Second))
+		}
+		lower, below = h.bounds[i], c
+	}
+	return time.Duration(lower * float64(time.Second))
+}
+
+func runID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

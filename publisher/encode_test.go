@@ -1,0 +1,109 @@
+package publisher
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/rollcall/rollcall/diff"
+)
+
+// strange strings: everything encoding/json escapes or replaces.
+var strange = []string{
+	"", "plain", `quote " and backslash \`, "<b>&amp;</b>", "tab\tnew\nline\r", "\x00\x01\x1f\x7f",
+	"é ü 日本", "line\u2028sep\u2029", "bad \xff utf-8 \xc3", "emoji 🎉",
+}
+
+// strangeRaw: JSON values as an API might send them, spaced, escaped or not.
+var strangeRaw = []string{
+	``, `null`, `{}`, `{"a":1}`, `{ "a" : [1, 2] }`, "{\n\t\"ua\": \"Mozilla/5.0 (X11; Linux)\"\n}",
+	`{"s":"<script>&"}`, `{"s":"a\"b\\c"}`, `{"s":"\u00e9"}`, `{"s":"é"}`, "{\"s\":\"\u2028\"}", `[1,"x",true,null]`,
+	`"just a string"`, `12.5e3`,
+}
+
+func TestEncodeMatchesMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.FixedZone("x", 3600))
+	for _, s := range strange {
+		for _, r := range strangeRaw {
+			var raw json.RawMessage // nil, not empty, for "": an empty one does not marshal
+			if r != "" {
+				raw = json.RawMessage(r)
+			}
+			d := ParticipantData{
+				SessionID: s, RoomID: s, ParticipantID: s, Name: s, JoinedAt: &Time{at}, ObservedAt: Time{at},
+				Detection: "poll", Mode: s, SDKType: s, DeviceInfo: raw, GeoLocation: raw,
+			}
+			same(t, appendParticipantData(nil, d), d)
+			d.JoinedAt, d.LeftAt = nil, &Time{at}
+			same(t, appendParticipantData(nil, d), d)
+			sd := SessionData{SessionID: s, RoomID: s, Start: &Time{at}, ObservedAt: Time{at}}
+			same(t, appendSessionData(nil, sd), sd)
+			e := Event{SpecVersion: "1.0", ID: s, Source: s, Type: s, Subject: s, Time: Time{at}, DataContentType: s, Data: raw}
+			same(t, appendEvent(nil, e), e)
+			e.Subject = ""
+			same(t, appendEvent(nil, e), e)
+		}
+	}
+}
+
+func TestEncodeStateMatchesMarshal(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.FixedZone("x", 3600))
+	end := at.Add(time.Hour)
+	states := []diff.State{{}, {Ended: true}, {RoomID: "r", Started: true, Ended: true}}
+	for _, s := range strange {
+		for _, r := range strangeRaw {
+			var raw json.RawMessage
+			if r != "" {
+				raw = json.RawMessage(r)
+			}
+			p := diff.Participant{ID: s, Name: s, JoinedAt: at, Mode: s, SDKType: s, DeviceInfo: raw, GeoLocation: raw,
+				Timelog: []diff.Entry{{Start: at}}}
+			states = append(states,
+				diff.State{RoomID: s, Started: true, Present: []diff.Participant{p, {ID: "b"}}},
+				diff.State{Present: []diff.Participant{p}, Outbox: &diff.Outbox{
+					Session:    diff.Snapshot{SessionID: s, RoomID: s, Status: s, Start: at, End: &end, Participants: []diff.Participant{p}},
+					ObservedAt: at,
+					Changes:    []diff.Change{{Kind: diff.SessionStarted}, {Kind: diff.Joined, Participant: p}, {Kind: diff.Left, Participant: p, LeftAt: &end}},
+				}},
+				diff.State{Outbox: &diff.Outbox{Session: diff.Snapshot{SessionID: s}}},
+			)
+		}
+	}
+	for _, st := range states {
+		same(t, appendState(nil, st), st)
+	}
+}
+
+// FuzzAppendRaw checks appendRaw against json.Marshal on any valid JSON value.
+func FuzzAppendRaw(f *testing.F) {
+	for _, raw := range strangeRaw {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if !json.Valid([]byte(raw)) {
+			return
+		}
+		same(t, appendRaw(nil, json.RawMessage(raw)), json.RawMessage(raw))
+	})
+}
+
+// FuzzAppendString checks appendString against json.Marshal on any string.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range strange {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		same(t, appendString(nil, s), s)
+	})
+}
+
+func same(t *testing.T, got []byte, v any) {
+	t.Helper()
+	want, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("encoded %#v\n got %s\nwant %s", v, got, want)
+	}
+}
