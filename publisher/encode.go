@@ -1,8 +1,12 @@
 package publisher
 
 import (
+	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -13,14 +17,43 @@ import (
 // encoding/json, each raw value (deviceInfo, geoLocation, an event's data) is
 // checked and compacted once more at every level that holds it, which was most of
 // a burst's CPU time. The output is byte for byte what json.Marshal writes for the
-// same values (TestEncodeMatchesMarshal): strings and raw values that need escaping
-// or compacting are handed to encoding/json, and the others, nearly all of them, are
-// copied.
+// same values (TestEncodeMatchesMarshal; a state's outbox is shorter, see
+// appendState): strings and raw values that need escaping or compacting are handed
+// to encoding/json, and the others, nearly all of them, are copied.
+
+// buffers recycles the buffers events and states are written into: a burst writes
+// hundreds of megabytes, and new buffers, cleared and collected, cost more than
+// writing into them.
+var buffers bufferPool
+
+type bufferPool struct{ pool sync.Pool }
+
+// get returns an empty buffer, of at least size bytes if a new one is made.
+func (p *bufferPool) get(size int) []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+// put gives b back; it must no longer be used.
+func (p *bufferPool) put(b []byte) { p.pool.Put(&b) }
+
+// plainString marks the bytes a string holds as they are in JSON; plainRaw, those a
+// raw value holds as they are (quotes and backslashes are read, not escaped).
+var plainString, plainRaw [256]bool
+
+func init() {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		plainString[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+		plainRaw[c] = c != ' ' && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+}
 
 // appendString appends s as a JSON string, as json.Marshal writes it.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainString[s[i]] {
 			q, _ := json.Marshal(s) // a string always marshals
 			return append(b, q...)
 		}
@@ -38,13 +71,16 @@ func appendRaw(b []byte, raw json.RawMessage) []byte {
 	}
 	inString := false
 	for i := 0; i < len(raw); i++ {
+		if plainRaw[raw[i]] {
+			continue
+		}
 		switch c := raw[i]; {
 		case inString && c == '\\':
 			i++
 		case c == '"':
 			inString = !inString
-		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'),
-			c == '<', c == '>', c == '&', c >= utf8.RuneSelf: // some runes are escaped too
+		case inString && c == ' ':
+		default: // whitespace between tokens, <, > or &, and runes some of which are escaped
 			q, err := json.Marshal(raw)
 			if err != nil {
 				return append(b, "null"...) // not JSON: decoders only keep JSON values
@@ -143,7 +179,10 @@ func appendTimeField(b []byte, t *Time) []byte {
 	return appendEventTime(b, t.Time)
 }
 
-// appendState appends st as json.Marshal writes a diff.State.
+// appendState appends st as json.Marshal writes a diff.State, but for the outbox's
+// joined participants who are in present, as they always are: the outbox gives only
+// their id and joinedAt, and resolve fills them in from present when the state is
+// read. A first poll's outbox is then a tenth of the state, not half of it.
 func appendState(b []byte, st diff.State) []byte {
 	b = append(b, '{')
 	sep := func(b []byte) []byte {
@@ -203,7 +242,16 @@ func appendState(b []byte, st diff.State) []byte {
 				b = append(b, `{"kind":`...)
 				b = strconv.AppendInt(b, int64(c.Kind), 10)
 				b = append(b, `,"participant":`...)
-				b = appendParticipant(b, c.Participant)
+				if c.Kind == diff.Joined && isPresent(st.Present, c.Participant) {
+					// Written once, in present: here its key alone (see resolve).
+					b = append(b, `{"id":`...)
+					b = appendString(b, c.Participant.ID)
+					b = append(b, `,"joinedAt":`...)
+					b = appendTime(b, c.Participant.JoinedAt)
+					b = append(b, '}')
+				} else {
+					b = appendParticipant(b, c.Participant)
+				}
 				if c.LeftAt != nil {
 					b = append(b, `,"leftAt":`...)
 					b = appendTime(b, *c.LeftAt)
@@ -215,6 +263,39 @@ func appendState(b []byte, st diff.State) []byte {
 		b = append(b, '}')
 	}
 	return append(b, '}')
+}
+
+// isPresent reports whether present, sorted by id as diff.Compute leaves it, holds p
+// exactly.
+func isPresent(present []diff.Participant, p diff.Participant) bool {
+	i, ok := slices.BinarySearchFunc(present, p.ID, func(q diff.Participant, id string) int { return strings.Compare(q.ID, id) })
+	if !ok {
+		return false
+	}
+	q := present[i]
+	return q.JoinedAt.Equal(p.JoinedAt) && q.Name == p.Name && q.Mode == p.Mode && q.SDKType == p.SDKType &&
+		bytes.Equal(q.DeviceInfo, p.DeviceInfo) && bytes.Equal(q.GeoLocation, p.GeoLocation)
+}
+
+// resolve fills in the outbox's joined participants that appendState wrote as their
+// id and joinedAt alone, from present. A participant with nothing but those two is
+// the same whether filled in or not; an older rollcall wrote every one in full.
+func resolve(st *diff.State) {
+	if st.Outbox == nil {
+		return
+	}
+	for i, c := range st.Outbox.Changes {
+		p := c.Participant
+		if c.Kind != diff.Joined || p.Name != "" || p.Mode != "" || p.SDKType != "" || len(p.DeviceInfo) > 0 || len(p.GeoLocation) > 0 {
+			continue
+		}
+		for _, q := range st.Present {
+			if q.ID == p.ID && q.JoinedAt.Equal(p.JoinedAt) {
+				st.Outbox.Changes[i].Participant = q
+				break
+			}
+		}
+	}
 }
 
 // appendParticipant appends p as json.Marshal writes a diff.Participant.

@@ -2,6 +2,8 @@ package publisher
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 	}
 }
 
-func TestEncodeStateMatchesMarshal(t *testing.T) {
+func TestEncodeStateReadsBack(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 123456789, time.FixedZone("x", 3600))
 	end := at.Add(time.Hour)
 	states := []diff.State{{}, {Ended: true}, {RoomID: "r", Started: true, Ended: true}}
@@ -69,8 +71,43 @@ func TestEncodeStateMatchesMarshal(t *testing.T) {
 			)
 		}
 	}
+	// Read back as Store.Load reads it, the state is the one json.Marshal writes.
 	for _, st := range states {
-		same(t, appendState(nil, st), st)
+		var got, want diff.State
+		if err := json.Unmarshal(appendState(nil, st), &got); err != nil {
+			t.Fatal(err)
+		}
+		resolve(&got)
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("read back %s\nas %#v\nwant %#v", appendState(nil, st), got, want)
+		}
+	}
+}
+
+// TestEncodeStateOutboxRefersToPresent: a first poll's joined participants are
+// written once, in present, not again in the outbox.
+func TestEncodeStateOutboxRefersToPresent(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var st diff.State
+	var changes []diff.Change
+	for _, id := range []string{"a", "b", "c"} {
+		p := diff.Participant{ID: id, Name: "Name " + id, JoinedAt: at, Mode: "CONFERENCE", DeviceInfo: json.RawMessage(`{"sdkType":"js"}`)}
+		st.Present = append(st.Present, p)
+		changes = append(changes, diff.Change{Kind: diff.Joined, Participant: p})
+	}
+	gone := diff.Participant{ID: "z", Name: "Name z", JoinedAt: at}
+	changes = append(changes, diff.Change{Kind: diff.Left, Participant: gone})
+	st.Outbox = &diff.Outbox{Session: diff.Snapshot{SessionID: "s"}, ObservedAt: at, Changes: changes}
+	out := string(appendState(nil, st))
+	if n := strings.Count(out, `"name"`); n != 4 { // three present, one left
+		t.Errorf("%d names written, want 4: %s", n, out)
 	}
 }
 

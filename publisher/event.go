@@ -85,6 +85,11 @@ func EventID(sessionID string, c diff.Change) string {
 
 // NewEvent builds the event for a change of session snap, observed at observedAt.
 func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) Event {
+	return newEvent(snap, observedAt, c, nil)
+}
+
+// newEvent is NewEvent with the event's data appended to data.
+func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []byte) Event {
 	e := Event{
 		SpecVersion:     "1.0",
 		ID:              EventID(snap.SessionID, c),
@@ -109,7 +114,7 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) Event {
 		} else if p.JoinedAt.IsZero() {
 			e.Time = obs
 		}
-		e.Data = appendParticipantData(nil, d)
+		e.Data = appendParticipantData(data, d)
 	case diff.SessionStarted, diff.SessionEnded:
 		d := SessionData{SessionID: snap.SessionID, RoomID: snap.RoomID, Start: timePtr(&snap.Start), End: timePtr(snap.End), ObservedAt: obs}
 		e.Type, e.Time = TypeSessionStarted, obs
@@ -122,7 +127,7 @@ func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) Event {
 				e.Time = *d.End
 			}
 		}
-		e.Data = appendSessionData(nil, d)
+		e.Data = appendSessionData(data, d)
 	}
 	return e
 }

@@ -109,15 +109,21 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 	began := time.Now()
 	msgs := make([]*nats.Msg, len(changes))
 	types := make([]string, len(changes))
-	buf := make([]byte, 0, len(changes)*1024) // the bodies, one after the other
+	buf := buffers.get(len(changes) * 1024) // the bodies, one after the other
+	var data []byte                         // each event's data, before it is copied into buf
+	subjects := make(map[diff.Kind]string, 4)
 	for i, c := range changes {
-		e := NewEvent(snap, observedAt, c)
+		e := newEvent(snap, observedAt, c, data[:0])
+		data = e.Data
 		start := len(buf)
 		buf = appendEvent(buf, e)
 		body := buf[start:len(buf):len(buf)]
 		types[i] = e.Type
+		if subjects[c.Kind] == "" {
+			subjects[c.Kind] = Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID)
+		}
 		msgs[i] = &nats.Msg{
-			Subject: Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID),
+			Subject: subjects[c.Kind],
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
 			Data:    body,
 		}
@@ -135,6 +141,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		start = end
 	}
 	p.metrics.PublishDuration.Observe(time.Since(began).Seconds())
+	buffers.put(buf) // every message is acknowledged: nats.go holds none of them
 	return nil
 }
 

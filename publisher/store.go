@@ -150,6 +150,7 @@ func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64,
 	if err := json.Unmarshal(val, &st); err != nil {
 		return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
 	}
+	resolve(&st)
 	return st, e.Revision(), nil
 }
 
@@ -157,7 +158,8 @@ func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64,
 // returns the new revision. A concurrent change gives ErrConflict.
 func (s *Store) Save(ctx context.Context, sessionID string, st diff.State, rev uint64) (uint64, error) {
 	var err error
-	val := appendState(make([]byte, 0, 512*(1+len(st.Present))), st)
+	val := appendState(buffers.get(512*(1+len(st.Present))), st)
+	defer buffers.put(val) // written to the connection by the time Create or Update returns
 	if len(val) > compressAbove {
 		if val, err = gzipped(val); err != nil {
 			return 0, fmt.Errorf("save state: %w", err)

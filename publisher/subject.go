@@ -3,13 +3,10 @@ package publisher
 import (
 	"encoding/base64"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/rollcall/rollcall/diff"
 )
-
-var plainToken = regexp.MustCompile(`^[A-Za-z0-9-][A-Za-z0-9_-]*$`)
 
 // EscapeToken makes an ID safe as one subject token (and as a KV key).
 //
@@ -18,10 +15,24 @@ var plainToken = regexp.MustCompile(`^[A-Za-z0-9-][A-Za-z0-9_-]*$`)
 // "_" followed by its unpadded base64url encoding (RFC 4648 §5). Plain IDs never begin
 // with "_" and escaped ones always do, so the two cannot collide.
 func EscapeToken(id string) string {
-	if plainToken.MatchString(id) {
+	if plain(id) {
 		return id
 	}
 	return "_" + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// plain reports whether id matches ^[A-Za-z0-9-][A-Za-z0-9_-]*$.
+func plain(id string) bool {
+	if id == "" || id[0] == '_' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // UnescapeToken reverses EscapeToken.

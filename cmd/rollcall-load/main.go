@@ -150,6 +150,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer api.stop()
 	natsURL, where := o.natsURL, worker.RedactURL(o.natsURL)
+	parts := []*child{api}
 	if natsURL == "" {
 		ns, err := startChild(ctx, childNATS, args, stdout)
 		if err != nil {
@@ -157,11 +158,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer ns.stop()
 		natsURL, where = ns.url, "embedded, in a process of its own"
+		parts = append(parts, ns)
 	}
 	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, latency %s, poll.schedule @every %s, max_concurrency %d, rate_limit %s, NATS %s\n",
 		o.sessions, o.participants, o.perPage, o.latency, o.interval, o.concurrency, rateText(o.rateLimit), where)
 
-	wm, err := measureWorker(ctx, o, api.url, natsURL, log)
+	wm, err := measureWorker(ctx, o, api.url, natsURL, log, parts)
 	if err != nil {
 		return err
 	}
@@ -179,22 +181,24 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // workerRun is what the worker's part of a run measured.
 type workerRun struct {
-	burst             time.Duration // from Run to the last event of the first polls
-	burstEvents       uint64
-	burstCPU          time.Duration
-	steadyCPU         time.Duration
-	steadyPolls       float64
-	pollP50, pollP99  time.Duration // of the steady state's polls
-	rssBefore, rssNow uint64        // before New, and after the steady state
-	liveHeap          uint64        // after the steady state, after a GC
-	peakRSS           uint64
-	got, want         counts
-	problems          int64
+	burst       time.Duration // from Run to the last event of the first polls
+	burstEvents uint64
+	burstCPU    time.Duration
+	steadyCPU   time.Duration
+	// CPU time of the simulator and the NATS server (unless it is external)
+	burstOthers, steadyOthers time.Duration
+	steadyPolls               float64
+	pollP50, pollP99          time.Duration // of the steady state's polls
+	rssBefore, rssNow         uint64        // before New, and after the steady state
+	liveHeap                  uint64        // after the steady state, after a GC
+	peakRSS                   uint64
+	got, want                 counts
+	problems                  int64
 }
 
 // measureWorker runs the worker on the simulated API and measures its burst, its
 // steady state and its truth after churn.
-func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *slog.Logger) (workerRun, error) {
+func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *slog.Logger, parts []*child) (workerRun, error) {
 	var m workerRun
 	cfg := worker.Default()
 	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, apiKey, apiSecret
@@ -237,7 +241,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		stopRun()
 		return m, err
 	}
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, others0, start := cpuTime(), partsCPU(parts), time.Now()
 	go func() { done <- w.Run(runCtx) }()
 	defer func() {
 		stopRun()
@@ -245,7 +249,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}()
 	m.burstEvents = uint64(o.sessions * (1 + o.participants))
 	err = waitFor(ctx, stream, m.burstEvents, done)
-	m.burst, m.burstCPU = time.Since(start), cpuTime()-cpu0
+	m.burst, m.burstCPU, m.burstOthers = time.Since(start), cpuTime()-cpu0, partsCPU(parts)-others0
 	stopProfile()
 	if err != nil {
 		return m, fmt.Errorf("first poll: %w", err)
@@ -260,11 +264,11 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, err
 	}
 	polls0, hist0 := gatherPolls(w.Metrics())
-	cpu0 = cpuTime()
+	cpu0, others0 = cpuTime(), partsCPU(parts)
 	if err := sleep(ctx, time.Duration(o.steady)*o.interval); err != nil {
 		return m, err
 	}
-	m.steadyCPU = cpuTime() - cpu0
+	m.steadyCPU, m.steadyOthers = cpuTime()-cpu0, partsCPU(parts)-others0
 	polls1, hist1 := gatherPolls(w.Metrics())
 	stopProfile()
 	m.steadyPolls = polls1 - polls0
@@ -304,6 +308,15 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 	m.got, err = streamCounts(ctx, stream, n.SubjectPrefix)
 	return m, err
+}
+
+// partsCPU is the CPU time the parts have used so far.
+func partsCPU(parts []*child) time.Duration {
+	var d time.Duration
+	for _, c := range parts {
+		d += processCPU(c.cmd.Process.Pid)
+	}
+	return d
 }
 
 // waitFor waits until the stream holds at least msgs messages, or Run returns.
@@ -389,12 +402,12 @@ func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) err
 		return float64(cpu.Microseconds()) / (polls * float64(o.participants))
 	}
 	burstRate := float64(m.burstEvents) / m.burst.Seconds()
-	fmt.Fprintf(w, "worker:    first poll: %d events (%d B each) stored in %s, %.0f events/s; CPU %s\n",
-		m.burstEvents, b.eventSize, ms(m.burst), burstRate, ms(m.burstCPU))
+	fmt.Fprintf(w, "worker:    first poll: %d events (%d B each) stored in %s, %.0f events/s; CPU %s (simulator and NATS server: %s)\n",
+		m.burstEvents, b.eventSize, ms(m.burst), burstRate, ms(m.burstCPU), ms(m.burstOthers))
 	steadyCPU := perPoll(m.steadyCPU, m.steadyPolls)
 	pollsPer := m.steadyPolls / float64(o.sessions*o.steady)
-	fmt.Fprintf(w, "           steady, %d intervals: %.0f polls, %.3f per session per interval; poll p50 %s, p99 %s; CPU %s, %.2f µs per participant-poll\n",
-		o.steady, m.steadyPolls, pollsPer, ms(m.pollP50), ms(m.pollP99), ms(m.steadyCPU), steadyCPU)
+	fmt.Fprintf(w, "           steady, %d intervals: %.0f polls, %.3f per session per interval; poll p50 %s, p99 %s; CPU %s, %.2f µs per participant-poll (simulator and NATS server: %s)\n",
+		o.steady, m.steadyPolls, pollsPer, ms(m.pollP50), ms(m.pollP99), ms(m.steadyCPU), steadyCPU, ms(m.steadyOthers))
 	rssPer := float64(m.rssNow-min(m.rssBefore, m.rssNow)) / participants
 	fmt.Fprintf(w, "           memory: peak RSS %s; RSS %s before the worker, %s in the steady state: %.0f B per tracked participant; live heap %s (%.0f B per participant)\n",
 		mib(m.peakRSS), mib(m.rssBefore), mib(m.rssNow), rssPer, mib(m.liveHeap), float64(m.liveHeap)/participants)
