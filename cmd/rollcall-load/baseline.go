@@ -231,12 +231,12 @@ func publishOnly(ctx context.Context, js jetstream.JetStream, o options, sample 
 var benchRate = regexp.MustCompile(`stats: ([0-9,]+) msgs/sec`)
 
 // natsBench runs `nats bench js pub async --dedup` for msgs messages of size bytes
-// on a stream of its own, and returns its rate and its summary line. errNoCLI means
-// the nats CLI is not installed.
-func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float64, string, error) {
+// on a stream of its own, and returns its rate, its summary line and its own CPU
+// time. errNoCLI means the nats CLI is not installed.
+func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float64, string, time.Duration, error) {
 	path, err := exec.LookPath(cli)
 	if err != nil {
-		return 0, "", errNoCLI
+		return 0, "", 0, errNoCLI
 	}
 	stream := "ROLLCALL_LOAD_BENCH_" + runID()
 	cmd := exec.CommandContext(ctx, path, "bench", "js", "pub", "async", "rollcall-load-bench."+runID(), "--server", natsURL,
@@ -244,14 +244,15 @@ func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float6
 	out, err := cmd.CombinedOutput()
 	defer exec.Command(path, "stream", "rm", "-f", stream, "--server", natsURL, "--no-context").Run()
 	if err != nil {
-		return 0, "", fmt.Errorf("nats bench: %w: %s", err, out)
+		return 0, "", 0, fmt.Errorf("nats bench: %w: %s", err, out)
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	m := benchRate.FindSubmatch(out)
 	if m == nil {
-		return 0, "", fmt.Errorf("nats bench: no rate in its output: %s", out)
+		return 0, "", 0, fmt.Errorf("nats bench: no rate in its output: %s", out)
 	}
 	r, err := strconv.ParseFloat(strings.ReplaceAll(string(m[1]), ",", ""), 64)
-	return r, strings.TrimSpace(string(m[0])), err
+	return r, strings.TrimSpace(string(m[0])), cpu, err
 }
 
 var errNoCLI = errors.New("the nats CLI is not installed")
