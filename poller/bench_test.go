@@ -87,12 +87,16 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64(requests)/b.Elapsed().Seconds(), "requests/s")
 }
 
-// BenchmarkPoll runs one whole cycle of one session of 150 participants, two pages of
-// 100: fetch both pages, load the state from the KV bucket, diff, publish to an
-// embedded JetStream, save. Before each cycle the world changes by four stints: one
-// participant leaves and a newcomer joins, one reconnects (the left of the old stint
-// and the joined of the new one). The change of the world, a few map updates in the
-// simulator, is inside the timed loop.
+// BenchmarkPoll runs one poll of one session of 150 participants, two pages of 100,
+// against the simulator over loopback HTTP, with an embedded JetStream:
+//   - unchanged: nothing changed since the last poll, whose state the session's loop
+//     keeps (Cache): fetch both pages, decode, diff; nothing read from or written to
+//     KV, nothing published. This is the steady state.
+//   - 4 changes: before each poll one participant leaves and a newcomer joins, and one
+//     reconnects (the left of the old stint and the joined of the new one): load the
+//     state from KV, fetch both pages and confirm the leave with a backward scan (four
+//     requests), diff, save the outbox, publish, save. The change of the world, a few
+//     map updates in the simulator, is inside the timed loop.
 func BenchmarkPoll(b *testing.B) {
 	const present = 150
 	api, clk, url, tokens := benchAPI(b, present)
@@ -121,31 +125,47 @@ func BenchmarkPoll(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eventsBefore := info.State.Msgs
-
 	next := 0 // the oldest participant still present is p<next>
-	b.ReportAllocs()
-	for b.Loop() {
-		clk.Add(time.Millisecond)
-		i := next
-		api.Leave(session, fmt.Sprintf("p%07d", i))
-		api.Join(session, fmt.Sprintf("p%07d", i+present), "newcomer")
-		api.Join(session, fmt.Sprintf("p%07d", i+1), "") // a second connection: a new stint
-		next++
-		if _, err := p.Poll(ctx, log, session); err != nil {
+
+	b.Run("unchanged", func(b *testing.B) {
+		var cache poller.Cache
+		if _, err := p.PollCached(ctx, log, session, &cache); err != nil {
 			b.Fatal(err)
 		}
-	}
-	if info, err = stream.Info(ctx); err != nil {
-		b.Fatal(err)
-	}
-	events := info.State.Msgs - eventsBefore
-	if events != 4*uint64(b.N) {
-		b.Fatalf("%d events in %d cycles, want 4 per cycle", events, b.N)
-	}
-	b.ReportMetric(float64(events)/float64(b.N), "events/op")
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, err := p.PollCached(ctx, log, session, &cache); err != nil || res.Joined+res.Left > 0 {
+				b.Fatalf("%+v: %v", res, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*present), "ns/participant")
+	})
+	b.Run("4 changes", func(b *testing.B) {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		eventsBefore := info.State.Msgs
+		b.ReportAllocs()
+		for b.Loop() {
+			clk.Add(time.Millisecond)
+			i := next
+			api.Leave(session, fmt.Sprintf("p%07d", i))
+			api.Join(session, fmt.Sprintf("p%07d", i+present), "newcomer")
+			api.Join(session, fmt.Sprintf("p%07d", i+1), "") // a second connection: a new stint
+			next++
+			if _, err := p.Poll(ctx, log, session); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if info, err = stream.Info(ctx); err != nil {
+			b.Fatal(err)
+		}
+		events := info.State.Msgs - eventsBefore
+		if events != 4*uint64(b.N) {
+			b.Fatalf("%d events in %d cycles, want 4 per cycle", events, b.N)
+		}
+		b.ReportMetric(float64(events)/float64(b.N), "events/op")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*present), "ns/participant")
+	})
 }

@@ -73,15 +73,15 @@ func newFetcher(o options, apiURL string) (*fetcher, error) {
 	return &fetcher{o: o, base: apiURL, token: string(tok), client: &http.Client{Transport: t}, limiter: rate.NewLimiter(limit, 1)}, nil
 }
 
-// cycle fetches every session once, o.concurrency at a time, and returns how many
-// participants it read.
-func (f *fetcher) cycle(ctx context.Context) (int, error) {
+// cycle fetches the first n sessions once, o.concurrency at a time, and returns how
+// many participants it read.
+func (f *fetcher) cycle(ctx context.Context, n int) (int, error) {
 	slots := make(chan struct{}, f.o.concurrency)
 	var mu sync.Mutex
 	var read int
 	var first error
 	var wg sync.WaitGroup
-	for i := range f.o.sessions {
+	for i := range n {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()

@@ -190,7 +190,7 @@ type workerRun struct {
 	steadyPolls               float64
 	pollP50, pollP99          time.Duration // of the steady state's polls
 	rssBefore, rssNow         uint64        // before New, and after the steady state
-	liveHeap                  uint64        // after the steady state, after a GC
+	liveHeap, stacks          uint64        // after the steady state, after a GC: live heap, goroutine stacks
 	peakRSS                   uint64
 	got, want                 counts
 	problems                  int64
@@ -255,9 +255,10 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, fmt.Errorf("first poll: %w", err)
 	}
 
-	// The steady state: whole intervals in which nothing changes, after one to let the
-	// loops settle on their ticks.
-	if err := sleep(ctx, o.interval); err != nil {
+	// The steady state: whole intervals in which nothing changes, once the loops have
+	// settled on their ticks. Under a rate limit, the first polls delay the ticks
+	// that fall during the burst: as long again as the burst took lets them drain.
+	if err := sleep(ctx, o.interval+m.burst); err != nil {
 		return m, err
 	}
 	if stopProfile, err = startProfile(o.cpuProfile, "steady.pprof"); err != nil {
@@ -355,13 +356,14 @@ func measureBaseline(ctx context.Context, o options, apiURL, natsURL string, par
 	if err != nil {
 		return b, err
 	}
-	if _, err := f.cycle(ctx); err != nil {
+	// As many sessions as open every connection first, as the worker's have been.
+	if _, err := f.cycle(ctx, min(o.concurrency, o.sessions)); err != nil {
 		return b, fmt.Errorf("fetch-only: %w", err)
 	}
 	cpu0, others0 := cpuTime(), partsCPU(parts)
 	for range max(o.steady, 2) {
 		start := time.Now()
-		n, err := f.cycle(ctx)
+		n, err := f.cycle(ctx, o.sessions)
 		if err != nil {
 			return b, fmt.Errorf("fetch-only: %w", err)
 		}
