@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 )
 
 // Events and states are written by hand, field by field, into one buffer: with
@@ -101,12 +102,12 @@ func appendTime(b []byte, t time.Time) []byte {
 // appendEventTime appends t as an event's Time, to the millisecond, in UTC.
 func appendEventTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, timeLayout)
+	b = t.UTC().AppendFormat(b, events.TimeLayout)
 	return append(b, '"')
 }
 
 // appendEvent appends e as json.Marshal writes it.
-func appendEvent(b []byte, e Event) []byte {
+func appendEvent(b []byte, e events.Event) []byte {
 	b = append(b, `{"specversion":`...)
 	b = appendString(b, e.SpecVersion)
 	b = append(b, `,"id":`...)
@@ -129,7 +130,7 @@ func appendEvent(b []byte, e Event) []byte {
 }
 
 // appendParticipantData appends d as json.Marshal writes it.
-func appendParticipantData(b []byte, d ParticipantData) []byte {
+func appendParticipantData(b []byte, d events.ParticipantData) []byte {
 	b = append(b, `{"sessionId":`...)
 	b = appendString(b, d.SessionID)
 	b = append(b, `,"roomId":`...)
@@ -158,7 +159,7 @@ func appendParticipantData(b []byte, d ParticipantData) []byte {
 }
 
 // appendSessionData appends d as json.Marshal writes it.
-func appendSessionData(b []byte, d SessionData) []byte {
+func appendSessionData(b []byte, d events.SessionData) []byte {
 	b = append(b, `{"sessionId":`...)
 	b = appendString(b, d.SessionID)
 	b = append(b, `,"roomId":`...)
@@ -172,7 +173,7 @@ func appendSessionData(b []byte, d SessionData) []byte {
 	return append(b, '}')
 }
 
-func appendTimeField(b []byte, t *Time) []byte {
+func appendTimeField(b []byte, t *events.Time) []byte {
 	if t == nil {
 		return append(b, "null"...)
 	}

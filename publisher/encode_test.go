@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 )
 
 // strange strings: everything encoding/json escapes or replaces.
@@ -31,16 +32,16 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 			if r != "" {
 				raw = json.RawMessage(r)
 			}
-			d := ParticipantData{
-				SessionID: s, RoomID: s, ParticipantID: s, Name: s, JoinedAt: &Time{at}, ObservedAt: Time{at},
+			d := events.ParticipantData{
+				SessionID: s, RoomID: s, ParticipantID: s, Name: s, JoinedAt: &events.Time{Time: at}, ObservedAt: events.Time{Time: at},
 				Detection: "poll", Mode: s, SDKType: s, DeviceInfo: raw, GeoLocation: raw,
 			}
 			same(t, appendParticipantData(nil, d), d)
-			d.JoinedAt, d.LeftAt = nil, &Time{at}
+			d.JoinedAt, d.LeftAt = nil, &events.Time{Time: at}
 			same(t, appendParticipantData(nil, d), d)
-			sd := SessionData{SessionID: s, RoomID: s, Start: &Time{at}, ObservedAt: Time{at}}
+			sd := events.SessionData{SessionID: s, RoomID: s, Start: &events.Time{Time: at}, ObservedAt: events.Time{Time: at}}
 			same(t, appendSessionData(nil, sd), sd)
-			e := Event{SpecVersion: "1.0", ID: s, Source: s, Type: s, Subject: s, Time: Time{at}, DataContentType: s, Data: raw}
+			e := events.Event{SpecVersion: "1.0", ID: s, Source: s, Type: s, Subject: s, Time: events.Time{Time: at}, DataContentType: s, Data: raw}
 			same(t, appendEvent(nil, e), e)
 			e.Subject = ""
 			same(t, appendEvent(nil, e), e)

@@ -8,68 +8,14 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 )
 
-// Event types, as in the CloudEvents "type" attribute.
-const (
-	TypeJoined         = "live.videosdk.participant.joined"
-	TypeLeft           = "live.videosdk.participant.left"
-	TypeSessionStarted = "live.videosdk.session.started"
-	TypeSessionEnded   = "live.videosdk.session.ended"
-)
-
-// Event is a CloudEvents 1.0 event in structured JSON mode.
-type Event struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject,omitempty"`
-	Time            Time            `json:"time"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
-}
-
-// ParticipantData is the data of participant events.
-type ParticipantData struct {
-	SessionID     string          `json:"sessionId"`
-	RoomID        string          `json:"roomId"`
-	ParticipantID string          `json:"participantId"`
-	Name          string          `json:"name"`
-	JoinedAt      *Time           `json:"joinedAt"` // null only if the API gave no timelog
-	LeftAt        *Time           `json:"leftAt"`
-	ObservedAt    Time            `json:"observedAt"`
-	Detection     string          `json:"detection"`
-	Mode          string          `json:"mode"`
-	SDKType       string          `json:"sdkType"` // deviceInfo.sdkType, "" when absent
-	DeviceInfo    json.RawMessage `json:"deviceInfo"`
-	GeoLocation   json.RawMessage `json:"geoLocation"`
-}
-
-// SessionData is the data of session events.
-type SessionData struct {
-	SessionID  string `json:"sessionId"`
-	RoomID     string `json:"roomId"`
-	Start      *Time  `json:"start"`
-	End        *Time  `json:"end"`
-	ObservedAt Time   `json:"observedAt"`
-}
-
-// Time is a UTC instant that marshals with milliseconds, as the VideoSDK API writes it.
-type Time struct{ time.Time }
-
-const timeLayout = "2006-01-02T15:04:05.000Z"
-
-// MarshalJSON writes "2023-07-24T08:28:09.650Z".
-func (t Time) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + t.UTC().Format(timeLayout) + `"`), nil
-}
-
-func timePtr(t *time.Time) *Time {
+func timePtr(t *time.Time) *events.Time {
 	if t == nil || t.IsZero() {
 		return nil
 	}
-	return &Time{*t}
+	return &events.Time{Time: *t}
 }
 
 // EventID is the deterministic id of a change: the same stint (or session) and kind
@@ -84,30 +30,30 @@ func EventID(sessionID string, c diff.Change) string {
 }
 
 // NewEvent builds the event for a change of session snap, observed at observedAt.
-func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) Event {
+func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) events.Event {
 	return newEvent(snap, observedAt, c, nil)
 }
 
 // newEvent is NewEvent with the event's data appended to data.
-func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []byte) Event {
-	e := Event{
-		SpecVersion:     "1.0",
+func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []byte) events.Event {
+	e := events.Event{
+		SpecVersion:     events.SpecVersion,
 		ID:              EventID(snap.SessionID, c),
 		Source:          "/v2/sessions/" + url.PathEscape(snap.SessionID),
-		DataContentType: "application/json",
+		DataContentType: events.ContentType,
 	}
-	obs := Time{observedAt}
+	obs := events.Time{Time: observedAt}
 	switch c.Kind {
 	case diff.Joined, diff.Left:
 		p := c.Participant
-		d := ParticipantData{
+		d := events.ParticipantData{
 			SessionID: snap.SessionID, RoomID: snap.RoomID, ParticipantID: p.ID, Name: p.Name,
 			JoinedAt: timePtr(&p.JoinedAt), LeftAt: timePtr(c.LeftAt), ObservedAt: obs,
-			Detection: "poll", Mode: p.Mode, SDKType: p.SDKType, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
+			Detection: events.DetectionPoll, Mode: p.Mode, SDKType: p.SDKType, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
 		}
-		e.Subject, e.Type, e.Time = p.ID, TypeJoined, Time{p.JoinedAt}
+		e.Subject, e.Type, e.Time = p.ID, events.TypeJoined, events.Time{Time: p.JoinedAt}
 		if c.Kind == diff.Left {
-			e.Type, e.Time = TypeLeft, obs
+			e.Type, e.Time = events.TypeLeft, obs
 			if d.LeftAt != nil {
 				e.Time = *d.LeftAt
 			}
@@ -116,13 +62,13 @@ func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []by
 		}
 		e.Data = appendParticipantData(data, d)
 	case diff.SessionStarted, diff.SessionEnded:
-		d := SessionData{SessionID: snap.SessionID, RoomID: snap.RoomID, Start: timePtr(&snap.Start), End: timePtr(snap.End), ObservedAt: obs}
-		e.Type, e.Time = TypeSessionStarted, obs
+		d := events.SessionData{SessionID: snap.SessionID, RoomID: snap.RoomID, Start: timePtr(&snap.Start), End: timePtr(snap.End), ObservedAt: obs}
+		e.Type, e.Time = events.TypeSessionStarted, obs
 		if d.Start != nil {
 			e.Time = *d.Start
 		}
 		if c.Kind == diff.SessionEnded {
-			e.Type, e.Time = TypeSessionEnded, obs
+			e.Type, e.Time = events.TypeSessionEnded, obs
 			if d.End != nil {
 				e.Time = *d.End
 			}

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"golang.org/x/sync/semaphore"
 )
@@ -111,7 +112,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 	types := make([]string, len(changes))
 	buf := buffers.get(len(changes) * 1024) // the bodies, one after the other
 	var data []byte                         // each event's data, before it is copied into buf
-	subjects := make(map[diff.Kind]string, 4)
+	subjects := make(map[string]string, 4)  // by event type
 	for i, c := range changes {
 		e := newEvent(snap, observedAt, c, data[:0])
 		data = e.Data
@@ -119,11 +120,11 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		buf = appendEvent(buf, e)
 		body := buf[start:len(buf):len(buf)]
 		types[i] = e.Type
-		if subjects[c.Kind] == "" {
-			subjects[c.Kind] = Subject(p.prefix, c.Kind, snap.RoomID, snap.SessionID)
+		if subjects[e.Type] == "" {
+			subjects[e.Type] = events.Subject(p.prefix, e.Type, snap.RoomID, snap.SessionID)
 		}
 		msgs[i] = &nats.Msg{
-			Subject: subjects[c.Kind],
+			Subject: subjects[e.Type],
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
 			Data:    body,
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/metrics"
 )
 
@@ -115,8 +116,8 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 	return kv, nil
 }
 
-func key(sessionID string) string       { return "sessions." + EscapeToken(sessionID) }
-func tombstone(sessionID string) string { return "ended." + EscapeToken(sessionID) }
+func key(sessionID string) string       { return "sessions." + events.EscapeToken(sessionID) }
+func tombstone(sessionID string) string { return "ended." + events.EscapeToken(sessionID) }
 
 // Load returns the state of a session and its revision; a session never saved has the
 // zero state and revision 0.
@@ -190,7 +191,7 @@ func (s *Store) Unfinished(ctx context.Context) ([]string, error) {
 	}
 	var ids []string
 	for k := range keys.Keys() {
-		if id, err := UnescapeToken(strings.TrimPrefix(k, "sessions.")); err == nil {
+		if id, err := events.UnescapeToken(strings.TrimPrefix(k, "sessions.")); err == nil {
 			ids = append(ids, id)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 )
 
 // StreamConfig is what rollcall asks of its stream.
@@ -82,8 +82,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 // Captures checks that a stream of these subjects captures every subject rollcall
 // publishes under prefix.
 func Captures(stream string, subjects []string, prefix string) error {
-	for _, k := range []diff.Kind{diff.Joined, diff.Left, diff.SessionStarted, diff.SessionEnded} {
-		if subj := prefix + "." + kindTokens(k) + ".*.*"; !captures(subjects, subj) {
+	for _, k := range []string{events.SubjectJoined, events.SubjectLeft, events.SubjectSessionStarted, events.SubjectSessionEnded} {
+		if subj := prefix + "." + k + ".*.*"; !captures(subjects, subj) {
 			return fmt.Errorf("stream %s captures %q, not %q: point nats.stream at another stream or add %q to its subjects",
 				stream, subjects, subj, prefix+".>")
 		}

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/events"
 )
 
 // Tracking is the KV bucket of the sessions and rooms tracked at run time: a key
 // session.<token> or room.<token>, where <token> is the ID escaped as in subjects
-// (EscapeToken), and a JSON value {"id": "…"}. The key is what counts; the value is
+// (events.EscapeToken), and a JSON value {"id": "…"}. The key is what counts; the value is
 // for people reading the bucket.
 type Tracking struct {
 	kv  jetstream.KeyValue
@@ -37,7 +38,7 @@ func OpenTracking(ctx context.Context, js jetstream.JetStream, bucket string, re
 	return &Tracking{kv: kv, log: log}, nil
 }
 
-func trackingKey(kind, id string) string { return kind + "." + EscapeToken(id) }
+func trackingKey(kind, id string) string { return kind + "." + events.EscapeToken(id) }
 
 // Track adds a session or room (kind "session" or "room").
 func (t *Tracking) Track(ctx context.Context, kind, id string) error {
@@ -131,7 +132,7 @@ func (t *Tracking) watch(ctx context.Context, f func(sessions, rooms []string)) 
 func (t *Tracking) sets(keys map[string]bool) (sessions, rooms []string) {
 	for k := range keys {
 		kind, token, _ := strings.Cut(k, ".")
-		id, err := UnescapeToken(token)
+		id, err := events.UnescapeToken(token)
 		switch {
 		case err != nil || token == "" || (kind != "session" && kind != "room"):
 			t.log.Warn("tracking bucket: a key that is neither session.<id> nor room.<id> is passed over", "key", k)

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
@@ -378,6 +379,9 @@ func (s *streamTail) read(t *testing.T) []crashEvent {
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if _, err := events.Decode(m.Data); err != nil { // every event keeps the contract
+			t.Fatalf("stream message #%d on %s: %v\n%s", m.Sequence, m.Subject, err, m.Data)
 		}
 		ev := crashEvent{seq: m.Sequence}
 		if err := json.Unmarshal(m.Data, &ev.event); err != nil {

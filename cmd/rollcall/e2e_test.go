@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/sim"
@@ -152,6 +153,9 @@ func (e *e2e) events() []event {
 	e.t.Helper()
 	var out []event
 	for _, m := range natstest.Messages(e.t, e.js, "ROLLCALL") {
+		if _, err := events.Decode(m.Data); err != nil { // every event keeps the contract
+			e.t.Fatalf("stream message on %s: %v\n%s", m.Subject, err, m.Data)
+		}
 		var ev event
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			e.t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/worker"
-	"github.com/rollcall/rollcall/publisher"
 )
 
 // runTail prints the stream's events as they arrive, one readable line each.
@@ -104,9 +104,9 @@ func feedLine(data []byte, at time.Time) string {
 	where := fmt.Sprintf("room %s  session %s", d.RoomID, d.SessionID)
 	stamp := at.Local().Format("15:04:05.000")
 	switch e.Type {
-	case publisher.TypeJoined:
+	case events.TypeJoined:
 		return fmt.Sprintf("%s  joined   %-24s %s", stamp, who(d.Name, d.ParticipantID), where)
-	case publisher.TypeLeft:
+	case events.TypeLeft:
 		stay := ""
 		if d.JoinedAt != nil {
 			end := d.ObservedAt
@@ -116,9 +116,9 @@ func feedLine(data []byte, at time.Time) string {
 			stay = fmt.Sprintf("  (stayed %s)", end.Sub(*d.JoinedAt).Round(time.Second))
 		}
 		return fmt.Sprintf("%s  left     %-24s %s%s", stamp, who(d.Name, d.ParticipantID), where, stay)
-	case publisher.TypeSessionStarted:
+	case events.TypeSessionStarted:
 		return fmt.Sprintf("%s  session started          %s", stamp, where)
-	case publisher.TypeSessionEnded:
+	case events.TypeSessionEnded:
 		return fmt.Sprintf("%s  session ended            %s", stamp, where)
 	}
 	return fmt.Sprintf("%s  %s  %s", stamp, strings.TrimPrefix(e.Type, "live.videosdk."), where)
