@@ -24,7 +24,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
-	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
@@ -125,7 +124,7 @@ func TestCrashSafety(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	tail := &streamTail{js: js}
+	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
 	var outboxes outboxStats
 	aimed := 0
 	start := time.Now()
@@ -348,10 +347,11 @@ func (e crashEvent) String() string {
 
 // streamTail reads the stream ROLLCALL as it grows.
 type streamTail struct {
-	js   jetstream.JetStream
-	next uint64 // the next sequence to read; 0 before the first
-	evs  []crashEvent
-	ids  map[string]bool
+	js       jetstream.JetStream
+	contract *testkit.Contract // every event read is checked against it
+	next     uint64            // the next sequence to read; 0 before the first
+	evs      []crashEvent
+	ids      map[string]bool
 }
 
 // read returns every event in the stream so far, in stream order.
@@ -380,7 +380,7 @@ func (s *streamTail) read(t *testing.T) []crashEvent {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.Decode(m.Data); err != nil { // every event keeps the contract
+		if err := s.contract.Check(m.Data); err != nil { // every event keeps the contract
 			t.Fatalf("stream message #%d on %s: %v\n%s", m.Sequence, m.Subject, err, m.Data)
 		}
 		ev := crashEvent{seq: m.Sequence}

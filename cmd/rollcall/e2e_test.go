@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/sim"
@@ -41,6 +40,7 @@ type e2e struct {
 	logs *testkit.Buffer // of the worker last started
 
 	published *natstest.Publishes // every publish seen on the wire, duplicates included
+	contract  *testkit.Contract   // every event read from the stream is checked against it
 }
 
 // newE2E serves a simulated API in which the given sessions (id -> room) are ongoing,
@@ -62,7 +62,8 @@ func newE2E(t *testing.T, sessions map[string]string, rooms ...string) *e2e {
 	if sessions == nil {
 		sessions = map[string]string{}
 	}
-	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: natstest.CountPublishes(t, nc, "videosdk.>")}
+	e := &e2e{t: t, api: api, ns: ns, js: js, sessions: sessions, published: natstest.CountPublishes(t, nc, "videosdk.>"),
+		contract: testkit.NewContract(t)}
 	e.config = writeConfig(t, t.TempDir(), srv.URL, ns.ClientURL(), 0, slices.Sorted(maps.Keys(sessions)), rooms)
 	return e
 }
@@ -153,7 +154,7 @@ func (e *e2e) events() []event {
 	e.t.Helper()
 	var out []event
 	for _, m := range natstest.Messages(e.t, e.js, "ROLLCALL") {
-		if _, err := events.Decode(m.Data); err != nil { // every event keeps the contract
+		if err := e.contract.Check(m.Data); err != nil { // every event keeps the contract
 			e.t.Fatalf("stream message on %s: %v\n%s", m.Subject, err, m.Data)
 		}
 		var ev event

@@ -1,0 +1,48 @@
+package events_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/rollcall/rollcall/internal/testkit"
+)
+
+// TestSchema: every example event validates against docs/events.schema.json, and
+// events broken as the contract forbids do not.
+func TestSchema(t *testing.T) {
+	c := testkit.NewContract(t)
+	for name, b := range golden(t) {
+		if err := c.Check(b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	joined, left := golden(t)["joined.json"], golden(t)["session-started.json"]
+	for _, tt := range []struct {
+		name  string
+		event []byte
+		edit  func(e, data map[string]any)
+	}{
+		{"no joinedAt", joined, func(_, d map[string]any) { delete(d, "joinedAt") }},
+		{"an unknown type", joined, func(e, _ map[string]any) { e["type"] = "live.videosdk.participant.waved" }},
+		{"leftAt on a joined", joined, func(_, d map[string]any) { d["leftAt"] = "2023-07-24T09:00:00.000Z" }},
+		{"a time without milliseconds", joined, func(e, _ map[string]any) { e["time"] = "2023-07-24T08:28:09Z" }},
+		{"no subject on a joined", joined, func(e, _ map[string]any) { delete(e, "subject") }},
+		{"an unknown detection", joined, func(_, d map[string]any) { d["detection"] = "guess" }},
+		{"deviceInfo a string", joined, func(_, d map[string]any) { d["deviceInfo"] = "Chrome" }},
+		{"no observedAt", left, func(_, d map[string]any) { delete(d, "observedAt") }},
+		{"specversion 0.3", left, func(e, _ map[string]any) { e["specversion"] = "0.3" }},
+	} {
+		var e map[string]any
+		if err := json.Unmarshal(tt.event, &e); err != nil {
+			t.Fatal(err)
+		}
+		tt.edit(e, e["data"].(map[string]any))
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Schema(b); err == nil {
+			t.Errorf("%s: the schema accepts %s", tt.name, b)
+		}
+	}
+}
