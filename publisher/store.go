@@ -91,6 +91,18 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	return &Store{kv: kv, ttl: ttl, metrics: metrics.Or(m)}, nil
 }
 
+// ReadStore opens an existing state bucket, for commands that only read it.
+func ReadStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("no state bucket %s: rollcall has kept no state on this server", bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
+	}
+	return &Store{kv: kv, metrics: metrics.Or(nil)}, nil
+}
+
 // openBucket opens a bucket, creating it as cfg says if it is missing. An existing one
 // without per-key TTLs gets them when cfg asks (a bucket of an older rollcall); its
 // other settings are left as they are.

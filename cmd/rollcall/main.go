@@ -28,6 +28,8 @@ commands:
   track    session|room ID [-config PATH]   track it at run time (the tracking bucket)
   untrack  session|room ID [-config PATH]   stop tracking it; no one is announced as gone
   tracked  [-config PATH]                   what the running worker tracks, and how it goes
+  who      SESSION_ID|ROOM_ID [-config PATH] [-json]
+                                            who is present now, from rollcall's state
   check    [-config PATH] [-online]         validate the config and print it, secrets redacted;
                                             -online: also ask the API and NATS
   healthcheck [-config PATH] [-ready]       ask the worker's /healthz (or /readyz): exit 0 if 200
@@ -137,6 +139,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return errors.New("usage: rollcall tracked [-config PATH]")
 		}
 		return runTracked(ctx, cfg, stdout)
+	case "who":
+		path := fs.String("config", "config.toml", "config file")
+		asJSON := fs.Bool("json", false, "print JSON")
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 || pos[0] == "" {
+			return errors.New("usage: rollcall who SESSION_ID|ROOM_ID [-config PATH] [-json]")
+		}
+		cfg, err := worker.LoadFor(*path, getenv, false)
+		if err != nil {
+			return err
+		}
+		return runWho(ctx, cfg, pos[0], *asJSON, stdout)
 	case "token":
 		path := fs.String("config", "config.toml", "config file")
 		if err := fs.Parse(args); err != nil {
