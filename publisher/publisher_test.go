@@ -1,6 +1,7 @@
 package publisher_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -361,4 +363,54 @@ func TestStoreLargeState(t *testing.T) {
 	if !got.Equal(want) || string(got.Present[last].DeviceInfo) != string(want.Present[last].DeviceInfo) {
 		t.Errorf("the state came back different: %d participants, want %d", len(got.Present), len(want.Present))
 	}
+}
+
+// TestStoreValuesMatchSchema: what the store writes under sessions.<token> and
+// ended.<token> is what docs/state.md and docs/state.schema.json describe.
+func TestStoreValuesMatchSchema(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := testkit.Schema(t, "state.schema.json")
+	check := func(key string) {
+		t.Helper()
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(e.Value()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(v); err != nil {
+			t.Errorf("%s = %s: %v", key, e.Value(), err)
+		}
+	}
+	left := diff.Participant{ID: "gone", Name: "Gone", JoinedAt: joinedAt}
+	end := joinedAt.Add(time.Hour)
+	st := diff.State{RoomID: "r1", Started: true, Present: []diff.Participant{demo1}, Outbox: &diff.Outbox{
+		Session: snap, ObservedAt: observedAt,
+		Changes: []diff.Change{{Kind: diff.SessionStarted}, {Kind: diff.Left, Participant: left, LeftAt: &end}, {Kind: diff.Joined, Participant: demo1}},
+	}}
+	rev, err := s.Save(ctx, snap.SessionID, st, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("sessions." + events.EscapeToken(snap.SessionID))
+	st.Outbox = nil
+	if rev, err = s.Save(ctx, snap.SessionID, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	check("sessions." + events.EscapeToken(snap.SessionID))
+	if err := s.End(ctx, snap.SessionID, st, rev); err != nil {
+		t.Fatal(err)
+	}
+	check("ended." + events.EscapeToken(snap.SessionID))
 }

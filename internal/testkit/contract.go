@@ -17,16 +17,21 @@ type Contract struct{ schema *jsonschema.Schema }
 
 // NewContract compiles the schema, with formats asserted.
 func NewContract(t testing.TB) *Contract {
+	return &Contract{schema: Schema(t, "events.schema.json")}
+}
+
+// Schema compiles one of the JSON Schemas in docs/, with formats asserted.
+func Schema(t testing.TB, name string) *jsonschema.Schema {
 	t.Helper()
 	_, here, _, _ := runtime.Caller(0)
-	path := filepath.Join(filepath.Dir(here), "..", "..", "docs", "events.schema.json")
+	path := filepath.Join(filepath.Dir(here), "..", "..", "docs", name)
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	s, err := c.Compile(path)
 	if err != nil {
 		t.Fatalf("compile %s: %v", path, err)
 	}
-	return &Contract{schema: s}
+	return s
 }
 
 // Check returns why data breaks the contract, or nil.
