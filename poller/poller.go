@@ -70,7 +70,7 @@ type Publisher interface {
 // gives its fetching slot back, so that the next sessions are fetched while it
 // publishes, and no more sessions wait with their changes in memory than there are
 // slots. Past a few dozen sessions at once, more only queue KV writes and publishes
-// at the broker (see the README's Performance).
+// at the broker (see docs/performance.md).
 const delivering = 64
 
 // Poller runs one cycle of one session at a time; a Manager decides when.
