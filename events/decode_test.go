@@ -92,16 +92,7 @@ func TestDecodeRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := tt.event
 			if tt.edit != nil {
-				var e map[string]any
-				if err := json.Unmarshal(b, &e); err != nil {
-					t.Fatal(err)
-				}
-				data, _ := e["data"].(map[string]any)
-				tt.edit(e, data)
-				var err error
-				if b, err = json.Marshal(e); err != nil {
-					t.Fatal(err)
-				}
+				b = edited(t, b, tt.edit)
 			}
 			_, err := events.Decode(b)
 			if !errors.Is(err, events.ErrInvalid) {
@@ -111,19 +102,30 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
-// TestDecodeAllowsNewFields: a field the contract does not name yet is no error, so
-// that consumers keep working when one is added.
-func TestDecodeAllowsNewFields(t *testing.T) {
+// edited returns event, a JSON object, changed by edit, which gets the event's
+// members and its data's.
+func edited(t *testing.T, event []byte, edit func(e, data map[string]any)) []byte {
+	t.Helper()
 	var e map[string]any
-	if err := json.Unmarshal(golden(t)["joined.json"], &e); err != nil {
+	if err := json.Unmarshal(event, &e); err != nil {
 		t.Fatal(err)
 	}
-	e["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-	e["data"].(map[string]any)["seat"] = 12
+	data, _ := e["data"].(map[string]any)
+	edit(e, data)
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// TestDecodeAllowsNewFields: a field the contract does not name yet is no error, so
+// that consumers keep working when one is added.
+func TestDecodeAllowsNewFields(t *testing.T) {
+	b := edited(t, golden(t)["joined.json"], func(e, data map[string]any) {
+		e["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		data["seat"] = 12
+	})
 	if _, err := events.Decode(b); err != nil {
 		t.Error(err)
 	}

@@ -66,12 +66,23 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if errors.As(err, new(errUsage)) {
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "rollcall-load:", err)
 		stop()
 		os.Exit(1)
 	}
 }
+
+// errUsage is a flag the flag package refused, and has said so.
+type errUsage struct{ error }
+
+func (e errUsage) Unwrap() error { return e.error }
 
 type options struct {
 	sessions, participants, perPage, concurrency int
@@ -102,15 +113,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes the world makes")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return o, errUsage{err} // the flag package has said what is wrong, with the usage
 	}
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case o.sessions < 1 || o.sessions > maxSessions:
 		return o, fmt.Errorf("-sessions must be in 1..%d", maxSessions)
-	case o.participants < 0 || o.participants > maxParticipants:
-		return o, fmt.Errorf("-participants must be in 0..%d", maxParticipants)
+	case o.participants < 1 || o.participants > maxParticipants:
+		return o, fmt.Errorf("-participants must be in 1..%d", maxParticipants)
 	case o.sessions*o.participants > maxPresent:
 		return o, fmt.Errorf("-sessions × -participants must be at most %d", maxPresent)
 	case o.perPage < 1 || o.perPage > 1000:
@@ -217,9 +228,12 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 	debug.FreeOSMemory()
 	m.rssBefore = procStatus("VmRSS")
-	w, err := worker.New(ctx, cfg, log)
+	// The worker waits for NATS as long as it is asked to; a load run gives up soon.
+	connect, cancelConnect := context.WithTimeout(ctx, 15*time.Second)
+	w, err := worker.New(connect, cfg, log)
+	cancelConnect()
 	if err != nil {
-		return m, err
+		return m, fmt.Errorf("the worker did not start within 15s: %w", err)
 	}
 	defer w.Close()
 	js := w.JetStream()

@@ -51,6 +51,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-sessions", "0"},
 		{"-participants", "-1"},
+		{"-participants", "0"},
 		{"-steady", "0"},
 		{"-churn-intervals", "101"},
 		{"-churn", "1.5"},
