@@ -19,6 +19,7 @@ const (
 // Endpoints of the API, the values of the endpoint label.
 const (
 	EndpointActive   = "active_participants"
+	EndpointAll      = "all_participants"
 	EndpointSessions = "sessions"
 )
 
@@ -137,7 +138,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.Polls.WithLabelValues(o)
 		m.PollDuration.WithLabelValues(o)
 	}
-	for _, e := range []string{EndpointActive, EndpointSessions} {
+	for _, e := range []string{EndpointActive, EndpointAll, EndpointSessions} {
 		m.Retries.WithLabelValues(e)
 		m.RequestDuration.WithLabelValues(e)
 	}
