@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
@@ -404,6 +405,14 @@ func TestStoreValuesMatchSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("sessions." + events.EscapeToken(snap.SessionID))
+	// The outbox's joined participant, written as its id and joinedAt, reads back whole.
+	back, _, err := s.Load(ctx, snap.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(st.Outbox.Changes, back.Outbox.Changes, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("outbox read back (-saved +read):\n%s", d)
+	}
 	st.Outbox = nil
 	if rev, err = s.Save(ctx, snap.SessionID, st, rev); err != nil {
 		t.Fatal(err)
