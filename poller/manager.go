@@ -85,6 +85,7 @@ type ManagerConfig struct {
 type Manager struct {
 	cfg    ManagerConfig
 	anchor time.Time
+	late   lateness // polls that finished more than an interval after they were due
 
 	events  chan func() // run on the Run goroutine, which alone owns the maps below
 	queries chan chan []Status
@@ -394,8 +395,10 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
 	var rejected time.Duration // the wait after the next rejection of the credentials
 	var listed *SessionInfo    // a room's list shows the session ended
+	every := interval(m.cfg.Schedule, m.anchor)
 	next := time.Now()
 	for {
+		due := next
 		poked, ok := wait(ctx, next, l.poke)
 		if !ok {
 			return false
@@ -429,6 +432,9 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			}
 			log.Log(ctx, level, "cycle", "joined", res.Joined, "left", res.Left, "present", res.Present,
 				"complete", res.Complete, "duration", now.Sub(began).Round(time.Millisecond))
+		}
+		if poked == nil && now.Sub(due) > every {
+			m.late.note(m.cfg.Log, now, l.id, now.Sub(due), every)
 		}
 		next = ticks.after(now)
 		switch {
@@ -575,6 +581,28 @@ func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionIn
 	case <-ctx.Done():
 		return nil, false
 	}
+}
+
+// lateness counts the polls that finished more than an interval after they were due,
+// and says so at most once a minute: a schedule the rate limit, max_concurrency or
+// the API's latency cannot keep up with, which otherwise shows only in
+// rollcall_oldest_complete_poll_age_seconds.
+type lateness struct {
+	mu     sync.Mutex
+	count  int
+	logged time.Time
+}
+
+func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.count++
+	if now.Sub(l.logged) < time.Minute {
+		return
+	}
+	log.Warn("polls finish more than an interval after they are due: the rate limit, max_concurrency or the API's latency cannot keep up with poll.schedule",
+		"late_polls", l.count, "interval", every, "session_id", id, "late_by", by.Round(time.Millisecond))
+	l.count, l.logged = 0, now
 }
 
 func later(a, b time.Time) time.Time {

@@ -688,3 +688,41 @@ func TestManagerFailuresLoggedOnce(t *testing.T) {
 		t.Errorf("%d lines for a session failing 20 cycles in a row, want 1:\n%s", n, logs.String()[before:])
 	}
 }
+
+// TestManagerSaysWhenPollsRunLate: polls that finish more than an interval after they
+// were due (an API slower than the schedule) are said once a minute, not once each;
+// polls on time say nothing.
+func TestManagerSaysWhenPollsRunLate(t *testing.T) {
+	w := newWorld(t, "a")
+	w.api.StartSession("other", "r2")
+	var slow atomic.Bool
+	var slowPolls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if slow.Load() {
+			slowPolls.Add(1)
+			time.Sleep(800 * time.Millisecond) // the interval is 250ms
+		}
+		w.api.ServeHTTP(rw, req)
+	}))
+	defer srv.Close()
+	r := newRig(t, w, true)
+	var logs testkit.Buffer
+	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
+	m := r.manage(t, func(cfg *poller.ManagerConfig) {
+		cfg.Poller = r.with(c)
+		cfg.Schedule = every(250 * time.Millisecond)
+		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	const warning = "polls finish more than an interval after they are due"
+	m.track("config", []string{session, "other"}, nil)
+	eventually(t, "both polled", func() bool { return len(streamEvents(t, r.js)) >= 3 })
+	time.Sleep(time.Second) // four intervals on time
+	if strings.Contains(logs.String(), warning) {
+		t.Fatalf("polls on time were called late:\n%s", logs.String())
+	}
+	slow.Store(true)
+	eventually(t, "several late polls", func() bool { return slowPolls.Load() >= 4 })
+	if n := strings.Count(logs.String(), warning); n != 1 {
+		t.Errorf("said %d times, want once:\n%s", n, logs.String())
+	}
+}
