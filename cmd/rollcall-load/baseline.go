@@ -114,28 +114,37 @@ func (f *fetcher) session(ctx context.Context, id string) (int, error) {
 }
 
 func (f *fetcher) get(ctx context.Context, id string, page int, into any) error {
-	if err := f.limiter.Wait(ctx); err != nil {
+	body, err := f.page(ctx, id, page)
+	if err != nil {
 		return err
+	}
+	return json.Unmarshal(body, into)
+}
+
+// page fetches one page of a session's active participants, under the rate limit.
+func (f *fetcher) page(ctx context.Context, id string, page int) ([]byte, error) {
+	if err := f.limiter.Wait(ctx); err != nil {
+		return nil, err
 	}
 	q := url.Values{"page": {strconv.Itoa(page)}, "perPage": {strconv.Itoa(f.o.perPage)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"/v2/sessions/"+id+"/participants/active?"+q.Encode(), nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", f.token)
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("session %s page %d: http %d", id, page, resp.StatusCode)
+		return nil, fmt.Errorf("session %s page %d: http %d", id, page, resp.StatusCode)
 	}
-	return json.Unmarshal(body, into)
+	return body, nil
 }
 
 // sample returns the participants of the world's first session as the worker reads
@@ -143,17 +152,7 @@ func (f *fetcher) get(ctx context.Context, id string, page int, into any) error 
 func (f *fetcher) sample(ctx context.Context) (diff.Snapshot, error) {
 	var snap diff.Snapshot
 	for page, last := 1, 1; page <= last; page++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v2/sessions/%s/participants/active?page=%d&perPage=%d", f.base, sessionID(0), page, f.o.perPage), nil)
-		if err != nil {
-			return snap, err
-		}
-		req.Header.Set("Authorization", f.token)
-		resp, err := f.client.Do(req)
-		if err != nil {
-			return snap, err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body, err := f.page(ctx, sessionID(0), page)
 		if err != nil {
 			return snap, err
 		}
