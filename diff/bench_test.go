@@ -19,10 +19,10 @@ func BenchmarkCompute(b *testing.B) {
 			name := fmt.Sprintf("present=%d/churn=%s", n, map[bool]string{false: "0%", true: "10%"}[churn])
 			b.Run(name, func(b *testing.B) {
 				prev, next := benchWorld(n, churn)
-				changes, _ := diff.Compute(prev, next)
+				changes, _ := diff.Compute(prev, next, t0, 0)
 				b.ReportAllocs()
 				for b.Loop() {
-					diff.Compute(prev, next)
+					diff.Compute(prev, next, t0, 0)
 				}
 				// After the loop: b.Loop's first call resets the metrics reported.
 				b.ReportMetric(float64(len(changes)), "changes/op")
@@ -60,7 +60,7 @@ func benchWorld(n int, churn bool) (diff.State, diff.Snapshot) {
 		}
 	}
 	first := diff.Snapshot{SessionID: "s1", RoomID: "r1", Status: "ongoing", Found: true, Complete: true, Participants: before}
-	_, prev := diff.Compute(diff.State{}, first)
+	_, prev := diff.Compute(diff.State{}, first, t0, 0)
 	next := first
 	next.Participants = after
 	return prev, next

@@ -6,40 +6,48 @@
 //
 // A stint is one continuous presence of a participantId in a session: one timelog
 // entry, identified by the participantId and the start of that entry. Compute compares
-// the stints present in the previous state with those of a new snapshot:
+// the stints of the previous state with those of a new snapshot of the active list,
+// and with the session's list of all participants when the cycle read it:
 //
 //   - a stint present now and not before is Joined;
-//   - a stint present before and not now is Left, but only when the snapshot is
+//   - a stint present before and not now has ended, but only when the snapshot is
 //     Complete (every page fetched and consistent) or the session has ended: absence
 //     in an incomplete snapshot proves nothing, so such a stint stays in the state and
 //     the next complete snapshot decides;
+//   - a stint that ended is Left with LeftAt its timelog end, taken from the
+//     participant's timelog in the active list (a rejoin) or in the list of all
+//     participants. A left whose end neither shows waits in the state (Pending), to be
+//     published once the end shows, or without it (LeftAt nil) once it has waited
+//     wait. A stint of a session that ended takes the session's end when its own is
+//     unknown, and waits for nothing. A pending stint that the active list shows again
+//     never left: it is present again, and nothing is published;
 //   - a participantId present in both with a different stint start left and came
 //     back between the two snapshots: Left for the old stint, then Joined for the new
 //     one. This needs no completeness, since the new stint is itself the proof;
 //   - an answer that shows a participant in a stint older than the one in the state is
 //     older than the state (a cache, a lagging replica): it yields nothing;
-//   - a glimpsed stint (see Snapshot.Glimpsed) of a participantId that neither the
-//     state nor the snapshot lists was seen all the same: it is Joined, and its
-//     absence from a later complete snapshot makes it Left. Glimpses of a
-//     participantId already known add nothing;
+//   - a stint that ended and was never published (it began and ended between two
+//     polls, or while rollcall was not polling), found in a timelog, is Joined and then
+//     Left, both Reconciled, once: the state remembers, per participantId, the start of
+//     its last published stint (Gone), and stints that start later are the new ones.
+//     A state written before rollcall reconciled (Accounted false) adopts the list of
+//     all participants as published, the first time it reads it;
 //   - a session is Started the first time the API returns its document (Found);
 //   - a session whose status is "ended" yields Left for every stint still present and
 //     then SessionEnded; after that the state is Ended and Compute yields nothing more.
 //
-// Within one call, changes come in this order: SessionStarted, then every Left (by
-// participantId), then every Joined (by join time, then participantId); for a session
-// that ended, the Joined come before the Left and SessionEnded comes last. A Left is
-// always for a stint whose Joined was emitted by an earlier call or earlier in the
-// same call. A participantId listed twice in a snapshot counts once (the first).
-//
-// What polling cannot see: a stint that begins and ends between two snapshots leaves
-// no trace here, and the time of a plain leave is unknown (LeftAt is nil) unless a
-// later timelog entry of the same participant shows it.
+// Within one call, changes come in this order: SessionStarted, then the participants'
+// changes in the order they happened (a Joined at its start, a Left at its end, or at
+// its start when its end is unknown; then by participantId, stint and Joined before
+// Left), and SessionEnded last. A participant's changes follow its stints' order, in
+// one call and across calls; a Left always follows its stint's Joined. A participantId
+// listed twice in a snapshot counts once (the first).
 package diff
 
 import (
 	"cmp"
 	"encoding/json"
+	"maps"
 	"slices"
 	"time"
 )
@@ -63,7 +71,7 @@ type Participant struct {
 	DeviceInfo  json.RawMessage `json:"deviceInfo,omitempty"`
 	GeoLocation json.RawMessage `json:"geoLocation,omitempty"`
 	// Timelog is the participant's whole timelog as last fetched. It is not kept in the
-	// state: only a fresh snapshot's timelog is used, to find when an old stint ended.
+	// state: only a fresh snapshot's timelog is used, to find when a stint ended.
 	Timelog []Entry `json:"-"`
 }
 
@@ -83,9 +91,9 @@ type Snapshot struct {
 	// other; only then does absence from Participants mean a participant left.
 	Complete     bool          `json:"-"`
 	Participants []Participant `json:"-"`
-	// Glimpsed lists participants seen by an earlier scan of the same cycle that was
-	// discarded because its pages disagreed: present then, if not listed now.
-	Glimpsed []Participant `json:"-"`
+	// Everyone is the session's list of all participants, present or gone, each with
+	// its whole timelog, when the cycle read it after the scan; nil when it did not.
+	Everyone []Participant `json:"-"`
 }
 
 // State is what rollcall remembers of a session between cycles.
@@ -94,9 +102,25 @@ type State struct {
 	Started bool          `json:"started,omitempty"` // SessionStarted was emitted
 	Ended   bool          `json:"ended,omitempty"`   // SessionEnded was emitted; nothing more to do
 	Present []Participant `json:"present,omitempty"` // by participantId
+	// Pending are the stints gone from the active list whose Left waits for their
+	// timelog end, by participantId.
+	Pending []Pending `json:"pending,omitempty"`
+	// Gone is, per participantId whose stint has been Left, the start of the last such
+	// stint: every stint of it up to that one has been published.
+	Gone map[string]time.Time `json:"gone,omitempty"`
+	// Accounted is true when every stint ever published is in Present, Pending or
+	// Gone, so that the others can be reconciled. States from before reconciliation
+	// lack it.
+	Accounted bool `json:"accounted,omitempty"`
 	// Outbox holds the changes that led to this state until the stream has
 	// acknowledged them. Compute ignores it and returns a state without one.
 	Outbox *Outbox `json:"outbox,omitempty"`
+}
+
+// Pending is a stint gone from the active list, whose Left waits for its end.
+type Pending struct {
+	Participant
+	Since time.Time `json:"since"` // when the stint was first found gone
 }
 
 // Outbox is a cycle's changes, kept with the state they lead to, so that changes
@@ -141,96 +165,301 @@ type Change struct {
 	Kind        Kind        `json:"kind"`
 	Participant Participant `json:"participant"`
 	LeftAt      *time.Time  `json:"leftAt,omitempty"` // Left only: the stint's timelog end, when known
+	// Reconciled marks both changes of a stint that no poll saw, found in a timelog.
+	Reconciled bool `json:"reconciled,omitempty"`
+	// ObservedAt is when a Left that waited for its end was first found gone; nil for
+	// the others, observed when their cycle was.
+	ObservedAt *time.Time `json:"observedAt,omitempty"`
 }
 
-// Compute returns the changes from prev to next and the state to keep after them.
-// It does not modify its arguments.
-func Compute(prev State, next Snapshot) ([]Change, State) {
+// Compute returns the changes from prev to next and the state to keep after them;
+// now is when next was taken, and wait how long a left may wait for its end. It does
+// not modify its arguments.
+func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Change, State) {
 	prev.Outbox = nil
 	if prev.Ended {
 		return nil, prev
 	}
-	now := make(map[string]int, len(next.Participants)) // participantId -> index in current
+	at := make(map[string]int, len(next.Participants)) // participantId -> index in current
 	current := make([]Participant, 0, len(next.Participants))
 	for _, p := range next.Participants {
-		if _, dup := now[p.ID]; !dup {
-			now[p.ID] = len(current)
+		if _, dup := at[p.ID]; !dup {
+			at[p.ID] = len(current)
 			current = append(current, p)
 		}
 	}
-	known := make(map[string]bool, len(prev.Present)) // participantIds in the state
-	for _, old := range prev.Present {
+	known := make(map[string]bool, len(prev.Present)+len(prev.Pending)) // participantIds in the state
+	for _, old := range prev.stints() {
 		known[old.ID] = true
-		if i, seen := now[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
+		if i, seen := at[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
 			return nil, prev // an answer older than the state: it proves nothing
 		}
 	}
-	for _, p := range next.Glimpsed {
-		if _, dup := now[p.ID]; !dup && !known[p.ID] {
-			now[p.ID] = len(current)
-			current = append(current, p)
-		}
-	}
 	ended := next.Status == StatusEnded
-	state := State{RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: prev.Started || next.Found}
-	var changes, lefts, joins []Change
+	c := computation{
+		next: next, now: now, wait: wait, ended: ended,
+		everyone: index(next.Everyone),
+		state: State{
+			RoomID: cmp.Or(next.RoomID, prev.RoomID), Started: prev.Started || next.Found,
+			Gone: maps.Clone(prev.Gone),
+		},
+		accounted: prev.Accounted || !prev.Started,
+	}
+	if !c.accounted && next.Everyone != nil {
+		c.adopt()
+	}
 	if !prev.Started && next.Found {
-		changes = append(changes, Change{Kind: SessionStarted})
+		c.changes = append(c.changes, Change{Kind: SessionStarted})
 	}
 	size := len(current) // kept for every poll a session's loop caches: no room to spare
 	if !next.Complete && !ended {
 		size += len(prev.Present) // unproven absences are kept too
 	}
-	state.Present = make([]Participant, 0, size)
+	c.state.Present = make([]Participant, 0, size)
 	for _, old := range prev.Present {
-		i, seen := now[old.ID]
-		var cur Participant
-		if seen {
-			cur = current[i]
-		}
+		i, seen := at[old.ID]
 		switch {
-		case seen && cur.JoinedAt.Equal(old.JoinedAt) && ended:
-			lefts = append(lefts, Change{Kind: Left, Participant: stored(cur), LeftAt: endOf(cur.Timelog, old.JoinedAt)})
-		case seen && cur.JoinedAt.Equal(old.JoinedAt):
+		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && ended:
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), time.Time{})
+		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
 			// Same stint; keep what the API says of it now (name and mode may change).
 		case seen:
-			lefts = append(lefts, Change{Kind: Left, Participant: old, LeftAt: endOf(cur.Timelog, old.JoinedAt)})
-			joins = append(joins, Change{Kind: Joined, Participant: cur})
-		case next.Complete || ended:
-			lefts = append(lefts, Change{Kind: Left, Participant: old})
+			c.rejoined(old, current[i], nil)
+		case ended:
+			c.left(old, nil, time.Time{})
+		case next.Complete:
+			c.left(old, nil, now)
 		default:
-			state.Present = append(state.Present, old) // unproven absence: keep it
+			c.state.Present = append(c.state.Present, old) // unproven absence: keep it
+		}
+	}
+	for _, old := range prev.Pending {
+		i, seen := at[old.ID]
+		switch {
+		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && !ended:
+			// Shown again: it never left. Present again, below.
+		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), time.Time{})
+		case seen:
+			c.rejoined(old.Participant, current[i], &old.Since)
+		default:
+			c.left(old.Participant, nil, old.Since)
 		}
 	}
 	for _, p := range current {
 		if !known[p.ID] {
-			joins = append(joins, Change{Kind: Joined, Participant: p})
+			c.missed(p, p.JoinedAt)
+			c.joined(p)
 		}
 		if !ended {
-			state.Present = append(state.Present, stored(p))
+			c.state.Present = append(c.state.Present, stored(p))
 		}
 	}
+	if c.accounted {
+		c.reconcile()
+	}
+	c.state.Accounted = c.accounted && c.state.Started
 	if ended {
-		// Everyone who just joined has also left with the session.
-		for _, j := range joins {
-			lefts = append(lefts, Change{Kind: Left, Participant: stored(j.Participant), LeftAt: endOf(j.Participant.Timelog, j.Participant.JoinedAt)})
-		}
+		// What is left of the session is that it ended.
+		c.changes = append(c.changes, Change{Kind: SessionEnded})
+		c.state = State{RoomID: c.state.RoomID, Started: c.state.Started, Ended: true}
 	}
+	Sort(c.changes)
+	slices.SortFunc(c.state.Present, func(a, b Participant) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(c.state.Pending, func(a, b Pending) int { return cmp.Compare(a.ID, b.ID) })
+	return c.changes, c.state
+}
 
-	slices.SortStableFunc(joins, func(a, b Change) int {
-		return cmp.Or(a.Participant.JoinedAt.Compare(b.Participant.JoinedAt), cmp.Compare(a.Participant.ID, b.Participant.ID))
-	})
-	slices.SortStableFunc(lefts, func(a, b Change) int { return cmp.Compare(a.Participant.ID, b.Participant.ID) })
-	if ended {
-		// Joins come first so that each Left follows its Joined.
-		changes = append(append(changes, joins...), lefts...)
-		changes = append(changes, Change{Kind: SessionEnded})
-		state.Ended = true
-	} else {
-		changes = append(append(changes, lefts...), joins...)
+// computation is one call of Compute under way.
+type computation struct {
+	next     Snapshot
+	now      time.Time
+	wait     time.Duration
+	ended    bool
+	everyone map[string]Participant
+	// accounted: every stint published is in the state (see State.Accounted), so
+	// that the others can be told apart and reconciled.
+	accounted bool
+	changes   []Change
+	state     State
+}
+
+// left publishes the end of stint p, at end if known, or at its end in the list of
+// all participants; a stint without either waits in the state until since+wait, and
+// is then Left without an end. The zero since is a stint of the session that ended:
+// it takes the session's end and waits for nothing.
+func (c *computation) left(p Participant, end *time.Time, since time.Time) {
+	if end == nil {
+		end = endOf(c.everyone[p.ID].Timelog, p.JoinedAt)
 	}
-	slices.SortFunc(state.Present, func(a, b Participant) int { return cmp.Compare(a.ID, b.ID) })
-	return changes, state
+	ch := Change{Kind: Left, Participant: p, LeftAt: end}
+	switch {
+	case end != nil:
+	case since.IsZero():
+		ch.LeftAt = c.next.End
+	case !c.ended && since.Add(c.wait).After(c.now):
+		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since})
+		return
+	}
+	if !since.IsZero() && since.Before(c.now) {
+		ch.ObservedAt = &since
+	}
+	c.changes = append(c.changes, ch)
+	c.gone(p.ID, p.JoinedAt)
+}
+
+// rejoined publishes the end of old, shown by cur, the same participant in a later
+// stint: old's Left (at once: cur's Joined must follow it), the stints between the
+// two that no poll saw, and cur's Joined. since is when old was found gone, if it was.
+func (c *computation) rejoined(old, cur Participant, since *time.Time) {
+	ch := Change{Kind: Left, Participant: old, LeftAt: endOf(cur.Timelog, old.JoinedAt)}
+	if ch.LeftAt == nil {
+		ch.LeftAt = endOf(c.everyone[old.ID].Timelog, old.JoinedAt)
+	}
+	if since != nil && since.Before(c.now) {
+		ch.ObservedAt = since
+	}
+	c.changes = append(c.changes, ch)
+	c.gone(old.ID, old.JoinedAt)
+	c.missed(cur, cur.JoinedAt)
+	c.joined(cur)
+}
+
+// joined publishes p's stint, and its end if the session has ended: everyone who
+// just joined has also left with it.
+func (c *computation) joined(p Participant) {
+	c.changes = append(c.changes, Change{Kind: Joined, Participant: p})
+	if c.ended {
+		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), time.Time{})
+	}
+}
+
+// missed publishes the stints of p's timelog that ended, that started after p's
+// last published one and, unless until is zero, before until, as Joined and Left,
+// Reconciled, with p's details.
+func (c *computation) missed(p Participant, until time.Time) {
+	if !c.accounted {
+		return // what was published is not known
+	}
+	for _, e := range p.Timelog {
+		if last, ok := c.state.Gone[p.ID]; (ok && !e.Start.After(last)) || (!until.IsZero() && !e.Start.Before(until)) || e.End == nil {
+			continue
+		}
+		q := stored(p)
+		q.JoinedAt = e.Start
+		end := *e.End
+		c.changes = append(c.changes, Change{Kind: Joined, Participant: q, Reconciled: true},
+			Change{Kind: Left, Participant: q, LeftAt: &end, Reconciled: true})
+		c.gone(p.ID, e.Start)
+	}
+}
+
+// reconcile publishes the stints in the list of all participants that no poll saw,
+// of the participants neither present nor pending. A participant's stints from its
+// first open one on wait: the active list will show it.
+func (c *computation) reconcile() {
+	busy := make(map[string]bool, len(c.state.Present)+len(c.state.Pending))
+	for _, p := range c.state.Present {
+		busy[p.ID] = true
+	}
+	for _, p := range c.state.Pending {
+		busy[p.ID] = true
+	}
+	for _, p := range c.next.Everyone {
+		if busy[p.ID] {
+			continue
+		}
+		busy[p.ID] = true // listed twice: the first counts
+		var until time.Time
+		for _, e := range p.Timelog {
+			if e.End == nil {
+				until = e.Start
+				break
+			}
+		}
+		c.missed(p, until)
+	}
+}
+
+// adopt takes every stint that ended in the list of all participants as published:
+// a state from before reconciliation does not know which were.
+func (c *computation) adopt() {
+	if c.state.Gone == nil {
+		c.state.Gone = make(map[string]time.Time)
+	}
+	for _, p := range c.next.Everyone {
+		for _, e := range p.Timelog {
+			if e.End != nil && e.Start.After(c.state.Gone[p.ID]) {
+				c.state.Gone[p.ID] = e.Start
+			}
+		}
+	}
+	c.accounted = true
+}
+
+// gone notes that id's stint that started at start was Left.
+func (c *computation) gone(id string, start time.Time) {
+	if !c.accounted {
+		return
+	}
+	if last, ok := c.state.Gone[id]; ok && !start.After(last) {
+		return
+	}
+	if c.state.Gone == nil {
+		c.state.Gone = make(map[string]time.Time)
+	}
+	c.state.Gone[id] = start
+}
+
+// Sort puts a cycle's changes in the order Compute gives them: SessionStarted, the
+// participants' changes in the order they happened, SessionEnded.
+func Sort(changes []Change) {
+	slices.SortStableFunc(changes, func(a, b Change) int {
+		return cmp.Or(cmp.Compare(rank(a.Kind), rank(b.Kind)), a.when().Compare(b.when()),
+			cmp.Compare(a.Participant.ID, b.Participant.ID), a.Participant.JoinedAt.Compare(b.Participant.JoinedAt),
+			cmp.Compare(a.Kind, b.Kind))
+	})
+}
+
+// rank puts session changes around the participants'.
+func rank(k Kind) int {
+	switch k {
+	case SessionStarted:
+		return 0
+	case SessionEnded:
+		return 2
+	}
+	return 1
+}
+
+// when is when a participant's change happened, for ordering: a Left without an end
+// is ordered at its stint's start, which keeps it before the participant's next
+// stint, and a Left never before its Joined.
+func (c Change) when() time.Time {
+	if c.Kind == Left && c.LeftAt != nil && c.LeftAt.After(c.Participant.JoinedAt) {
+		return *c.LeftAt
+	}
+	return c.Participant.JoinedAt
+}
+
+// index maps the participants of the list of all participants by participantId.
+func index(list []Participant) map[string]Participant {
+	m := make(map[string]Participant, len(list))
+	for _, p := range list {
+		if _, dup := m[p.ID]; !dup {
+			m[p.ID] = p
+		}
+	}
+	return m
+}
+
+// stints returns the stints the state knows of: present and pending.
+func (s State) stints() []Participant {
+	out := slices.Clone(s.Present)
+	for _, p := range s.Pending {
+		out = append(out, p.Participant)
+	}
+	return out
 }
 
 // endOf returns the end of the timelog entry that started at start, if it has one.
@@ -255,10 +484,14 @@ func stored(p Participant) Participant {
 // connection, which does not change while it lasts, and their raw JSON does not come
 // back byte for byte from a store (compacted, escaped).
 func (s State) Equal(o State) bool {
-	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended && (s.Outbox == nil) == (o.Outbox == nil) &&
-		slices.EqualFunc(s.Present, o.Present, func(a, b Participant) bool {
-			return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode && a.SDKType == b.SDKType
-		})
+	same := func(a, b Participant) bool {
+		return a.ID == b.ID && a.Name == b.Name && a.JoinedAt.Equal(b.JoinedAt) && a.Mode == b.Mode && a.SDKType == b.SDKType
+	}
+	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended && s.Accounted == o.Accounted &&
+		(s.Outbox == nil) == (o.Outbox == nil) &&
+		slices.EqualFunc(s.Present, o.Present, same) &&
+		slices.EqualFunc(s.Pending, o.Pending, func(a, b Pending) bool { return same(a.Participant, b.Participant) && a.Since.Equal(b.Since) }) &&
+		maps.EqualFunc(s.Gone, o.Gone, time.Time.Equal)
 }
 
 // Absent reports whether a stint of s is missing from snap: the absence that a left
@@ -289,7 +522,6 @@ func Union(first, second Snapshot) Snapshot {
 	for _, p := range second.Participants {
 		listed[p.ID] = true
 	}
-	u.Glimpsed = append(slices.Clone(first.Glimpsed), second.Glimpsed...)
 	u.Participants = slices.Clone(second.Participants)
 	for _, p := range first.Participants {
 		if !listed[p.ID] {

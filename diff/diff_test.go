@@ -37,27 +37,62 @@ func snap(complete bool, ps ...diff.Participant) diff.Snapshot {
 	return diff.Snapshot{SessionID: "s1", RoomID: "r1", Status: "ongoing", Found: true, Complete: complete, Participants: ps}
 }
 
-// glimpse adds participants seen only by a discarded scan to s.
-func glimpse(s diff.Snapshot, ps ...diff.Participant) diff.Snapshot {
-	s.Glimpsed = ps
+// everyone is the list of all participants: id with stints as start/end pairs, an
+// end below 0 for one that lasts.
+func everyone(s diff.Snapshot, ps ...diff.Participant) diff.Snapshot {
+	s.Everyone = ps
 	return s
 }
 
+// tl is participant id with the stints given as start/end pairs; an end below 0 is a
+// stint that lasts. Its JoinedAt is its last stint's start.
+func tl(id string, stints ...[2]int) diff.Participant {
+	q := diff.Participant{ID: id, Name: "name-" + id}
+	for _, s := range stints {
+		e := diff.Entry{Start: at(s[0])}
+		if s[1] >= 0 {
+			e.End = ptr(at(s[1]))
+		}
+		q.Timelog = append(q.Timelog, e)
+		q.JoinedAt = e.Start
+	}
+	return q
+}
+
 func state(ps ...diff.Participant) diff.State {
-	return diff.State{RoomID: "r1", Started: true, Present: stored(ps...)}
+	return diff.State{RoomID: "r1", Started: true, Accounted: true, Present: stored(ps...)}
+}
+
+// gone is s with gone, participantId and stint start pairs.
+func gone(s diff.State, pairs ...any) diff.State {
+	s.Gone = map[string]time.Time{}
+	for i := 0; i < len(pairs); i += 2 {
+		s.Gone[pairs[i].(string)] = at(pairs[i+1].(int))
+	}
+	return s
+}
+
+// pending is s with stints ps waiting for their end since second since.
+func pending(s diff.State, since int, ps ...diff.Participant) diff.State {
+	for _, q := range stored(ps...) {
+		s.Pending = append(s.Pending, diff.Pending{Participant: q, Since: at(since)})
+	}
+	return s
 }
 
 type change struct {
-	Kind   string
-	ID     string
-	Start  int
-	LeftAt *time.Time
+	Kind       string
+	ID         string
+	Start      int
+	LeftAt     *time.Time
+	Reconciled bool
+	ObservedAt *time.Time
 }
 
 func summarize(cs []diff.Change) []change {
 	var out []change
 	for _, c := range cs {
-		s := change{Kind: c.Kind.String(), ID: c.Participant.ID, LeftAt: c.LeftAt}
+		s := change{Kind: c.Kind.String(), ID: c.Participant.ID, LeftAt: c.LeftAt, Reconciled: c.Reconciled, ObservedAt: c.ObservedAt}
 		if c.Participant.ID != "" {
 			s.Start = int(c.Participant.JoinedAt.Sub(t0) / time.Second)
 		}
@@ -80,6 +115,8 @@ func TestCompute(t *testing.T) {
 		name        string
 		prev        diff.State
 		next        diff.Snapshot
+		now         int // seconds after t0
+		wait        time.Duration
 		wantChanges []change
 		wantState   diff.State
 	}{{
@@ -114,7 +151,7 @@ func TestCompute(t *testing.T) {
 		prev:        state(p("a", 1), p("b", 5)),
 		next:        snap(true, p("a", 1)),
 		wantChanges: []change{{Kind: "left", ID: "b", Start: 5}},
-		wantState:   state(p("a", 1)),
+		wantState:   gone(state(p("a", 1)), "b", 5),
 	}, {
 		name:      "absent from an incomplete snapshot: no left, kept in the state",
 		prev:      state(p("a", 1), p("b", 5)),
@@ -131,25 +168,13 @@ func TestCompute(t *testing.T) {
 		prev:        state(p("a", 1)),
 		next:        snap(true, p("a", 20, [2]int{1, 12})),
 		wantChanges: []change{{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(12))}, {Kind: "joined", ID: "a", Start: 20}},
-		wantState:   state(p("a", 20)),
+		wantState:   gone(state(p("a", 20)), "a", 1),
 	}, {
 		name:        "a rejoin is proof enough even in an incomplete snapshot",
 		prev:        state(p("a", 1), p("b", 2)),
 		next:        snap(false, p("a", 20, [2]int{1, 12})),
 		wantChanges: []change{{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(12))}, {Kind: "joined", ID: "a", Start: 20}},
-		wantState:   state(p("a", 20), p("b", 2)),
-	}, {
-		name:        "glimpsed by a discarded scan, a newcomer joins, and stays until a complete snapshot lacks it",
-		prev:        state(p("a", 1)),
-		next:        glimpse(snap(true, p("a", 1)), p("g", 6)),
-		wantChanges: []change{{Kind: "joined", ID: "g", Start: 6}},
-		wantState:   state(p("a", 1), p("g", 6)),
-	}, {
-		name:        "a glimpse of someone known, or also listed, adds nothing",
-		prev:        state(p("a", 1), p("b", 2)),
-		next:        glimpse(snap(true, p("a", 1), p("c", 7)), p("b", 2), p("c", 7)),
-		wantChanges: []change{{Kind: "left", ID: "b", Start: 2}, {Kind: "joined", ID: "c", Start: 7}},
-		wantState:   state(p("a", 1), p("c", 7)),
+		wantState:   gone(state(p("a", 20), p("b", 2)), "a", 1),
 	}, {
 		name:        "a participantId listed twice counts once",
 		prev:        state(),
@@ -163,11 +188,11 @@ func TestCompute(t *testing.T) {
 		wantChanges: []change{{Kind: "left", ID: "a", Start: 1}, {Kind: "left", ID: "b", Start: 2}, {Kind: "session.ended"}},
 		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
-		name: "an ended session, even incompletely listed, ends everyone; a late newcomer joins first",
+		name: "an ended session, even incompletely listed, ends everyone; a late newcomer joins, then leaves",
 		prev: state(p("a", 1)),
 		next: endedWithLate,
 		wantChanges: []change{
-			{Kind: "joined", ID: "c", Start: 9}, {Kind: "left", ID: "a", Start: 1}, {Kind: "left", ID: "c", Start: 9}, {Kind: "session.ended"},
+			{Kind: "left", ID: "a", Start: 1}, {Kind: "joined", ID: "c", Start: 9}, {Kind: "left", ID: "c", Start: 9}, {Kind: "session.ended"},
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
@@ -175,9 +200,124 @@ func TestCompute(t *testing.T) {
 		prev: state(p("a", 1), p("b", 2)),
 		next: endedListing,
 		wantChanges: []change{
-			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(30))}, {Kind: "left", ID: "b", Start: 2}, {Kind: "session.ended"},
+			{Kind: "left", ID: "b", Start: 2}, {Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(30))}, {Kind: "session.ended"},
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name:        "a left whose end the list of all participants shows takes it",
+		prev:        state(p("a", 1), p("b", 5)),
+		next:        everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("b", [2]int{5, 9})),
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 5, LeftAt: ptr(at(9))}},
+		wantState:   gone(state(p("a", 1)), "b", 5),
+	}, {
+		name:      "a left whose end is not known yet waits in the state",
+		prev:      state(p("a", 1), p("b", 5)),
+		next:      everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("b", [2]int{5, -1})),
+		now:       10,
+		wait:      time.Minute,
+		wantState: pending(state(p("a", 1)), 10, p("b", 5)),
+	}, {
+		name:        "a waiting left whose end shows is published with it, observed when it was found gone",
+		prev:        pending(state(p("a", 1)), 10, p("b", 5)),
+		next:        everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("b", [2]int{5, 9})),
+		now:         20,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 5, LeftAt: ptr(at(9)), ObservedAt: ptr(at(10))}},
+		wantState:   gone(state(p("a", 1)), "b", 5),
+	}, {
+		name:      "a waiting left waits on when the list cannot be read",
+		prev:      pending(state(p("a", 1)), 10, p("b", 5)),
+		next:      snap(true, p("a", 1)),
+		now:       69,
+		wait:      time.Minute,
+		wantState: pending(state(p("a", 1)), 10, p("b", 5)),
+	}, {
+		name:        "a left that has waited wait is published without an end",
+		prev:        pending(state(p("a", 1)), 10, p("b", 5)),
+		next:        snap(true, p("a", 1)),
+		now:         70,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 5, ObservedAt: ptr(at(10))}},
+		wantState:   gone(state(p("a", 1)), "b", 5),
+	}, {
+		name:      "a waiting left that the active list shows again never happened",
+		prev:      pending(state(p("a", 1)), 10, p("b", 5)),
+		next:      snap(true, p("a", 1), p("b", 5)),
+		now:       20,
+		wait:      time.Minute,
+		wantState: state(p("a", 1), p("b", 5)),
+	}, {
+		name:        "a waiting left whose participant is back in a new stint: left with the end its timelog shows, then joined",
+		prev:        pending(state(p("a", 1)), 10, p("b", 5)),
+		next:        snap(false, p("a", 1), p("b", 30, [2]int{5, 9})),
+		now:         31,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 5, LeftAt: ptr(at(9)), ObservedAt: ptr(at(10))}, {Kind: "joined", ID: "b", Start: 30}},
+		wantState:   gone(state(p("a", 1), p("b", 30)), "b", 5),
+	}, {
+		name: "stints no poll saw are reconciled from the list: each joined then left, in time order with the others",
+		prev: state(p("a", 1), p("b", 2)),
+		next: everyone(snap(true, p("a", 1)),
+			tl("a", [2]int{1, -1}), tl("b", [2]int{2, 7}), tl("c", [2]int{3, 4}, [2]int{6, 8}), tl("d", [2]int{5, 6}, [2]int{9, -1})),
+		wantChanges: []change{
+			{Kind: "joined", ID: "c", Start: 3, Reconciled: true}, {Kind: "left", ID: "c", Start: 3, LeftAt: ptr(at(4)), Reconciled: true},
+			{Kind: "joined", ID: "d", Start: 5, Reconciled: true},
+			{Kind: "joined", ID: "c", Start: 6, Reconciled: true}, {Kind: "left", ID: "d", Start: 5, LeftAt: ptr(at(6)), Reconciled: true},
+			{Kind: "left", ID: "b", Start: 2, LeftAt: ptr(at(7))}, {Kind: "left", ID: "c", Start: 6, LeftAt: ptr(at(8)), Reconciled: true},
+		},
+		wantState: gone(state(p("a", 1)), "b", 2, "c", 6, "d", 5),
+	}, {
+		name:      "a reconciled stint is not published again",
+		prev:      gone(state(p("a", 1)), "b", 2, "c", 6, "d", 5),
+		next:      everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("b", [2]int{2, 7}), tl("c", [2]int{3, 4}, [2]int{6, 8})),
+		wantState: gone(state(p("a", 1)), "b", 2, "c", 6, "d", 5),
+	}, {
+		name: "a newcomer's earlier stints, in its timelog, are reconciled before its joined",
+		prev: state(p("a", 1)),
+		next: snap(true, p("a", 1), p("d", 10, [2]int{2, 4})),
+		wantChanges: []change{
+			{Kind: "joined", ID: "d", Start: 2, Reconciled: true}, {Kind: "left", ID: "d", Start: 2, LeftAt: ptr(at(4)), Reconciled: true},
+			{Kind: "joined", ID: "d", Start: 10},
+		},
+		wantState: gone(state(p("a", 1), p("d", 10)), "d", 2),
+	}, {
+		name: "a rejoin with a stint between the two polls: left, the missed stint, joined",
+		prev: state(p("a", 1)),
+		next: snap(true, p("a", 20, [2]int{1, 5}, [2]int{8, 12})),
+		wantChanges: []change{
+			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(5))},
+			{Kind: "joined", ID: "a", Start: 8, Reconciled: true}, {Kind: "left", ID: "a", Start: 8, LeftAt: ptr(at(12)), Reconciled: true},
+			{Kind: "joined", ID: "a", Start: 20},
+		},
+		wantState: gone(state(p("a", 20)), "a", 8),
+	}, {
+		name: "an ended session: lefts at their own end, else the session's; missed stints; then the end",
+		prev: pending(state(p("a", 1), p("b", 2)), 10, p("f", 4)),
+		next: func() diff.Snapshot {
+			s := everyone(snap(true), tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1}))
+			s.Status, s.End = diff.StatusEnded, ptr(at(50))
+			return s
+		}(),
+		now:  51,
+		wait: time.Minute,
+		wantChanges: []change{
+			{Kind: "joined", ID: "e", Start: 3, Reconciled: true}, {Kind: "left", ID: "f", Start: 4, ObservedAt: ptr(at(10))},
+			{Kind: "left", ID: "e", Start: 3, LeftAt: ptr(at(5)), Reconciled: true},
+			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(40))}, {Kind: "left", ID: "b", Start: 2, LeftAt: ptr(at(50))},
+			{Kind: "session.ended"},
+		},
+		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name:      "a state from before reconciliation takes the list's ended stints as published",
+		prev:      diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1))},
+		next:      everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("c", [2]int{3, 4})),
+		wantState: gone(state(p("a", 1)), "c", 3),
+	}, {
+		name:        "a state from before reconciliation, without the list: nothing reconciled",
+		prev:        diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1))},
+		next:        snap(true, p("a", 1), p("d", 10, [2]int{2, 4})),
+		wantChanges: []change{{Kind: "joined", ID: "d", Start: 10}},
+		wantState:   diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1), p("d", 10))},
 	}, {
 		name:      "after the end, nothing more",
 		prev:      diff.State{RoomID: "r1", Started: true, Ended: true},
@@ -186,7 +326,7 @@ func TestCompute(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			changes, got := diff.Compute(tt.prev, tt.next)
+			changes, got := diff.Compute(tt.prev, tt.next, at(tt.now), tt.wait)
 			if d := cmp.Diff(tt.wantChanges, summarize(changes)); d != "" {
 				t.Errorf("changes (-want +got):\n%s", d)
 			}
@@ -201,7 +341,7 @@ func TestComputeLeavesItsInputsAlone(t *testing.T) {
 	prev := state(p("a", 1), p("b", 2))
 	next := snap(true, p("a", 20, [2]int{1, 12}), p("c", 3))
 	prevCopy, nextCopy := state(p("a", 1), p("b", 2)), snap(true, p("a", 20, [2]int{1, 12}), p("c", 3))
-	diff.Compute(prev, next)
+	diff.Compute(prev, next, t0, 0)
 	if d := cmp.Diff(prevCopy, prev); d != "" {
 		t.Errorf("prev modified (-want +got):\n%s", d)
 	}

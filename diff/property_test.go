@@ -13,14 +13,17 @@ import (
 
 // TestComputeProperty runs Compute over random sessions: participants join, leave and
 // come back between polls, snapshots are complete, incomplete (some of the present
-// hidden) or find no session document, may carry glimpses of those who joined since the
-// last poll (seen by a discarded scan), and the session may end. Replaying every change
-// emitted must tell the true story of who was present, as far as the snapshots show it.
+// hidden) or find no session document, may come with the list of all participants,
+// lefts may wait for their end, and the session may end. Replaying every change
+// emitted must tell the true story of who was present, as far as the snapshots show
+// it, each participant's stints in order; and once the session has ended with the
+// list read, every stint that ever was, with its true times.
 func TestComputeProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		w := newTrueWorld()
 		r := newReplay()
 		var state diff.State
+		wait := time.Duration(rapid.IntRange(0, 6).Draw(t, "wait")) * time.Second
 		steps := rapid.IntRange(1, 40).Draw(t, "steps")
 		// Past the last step about half the time: then the session never ends.
 		endAt := rapid.IntRange(0, 2*steps).Draw(t, "endAt")
@@ -35,7 +38,7 @@ func TestComputeProperty(t *testing.T) {
 			}
 			w.tick(t)
 			snap := w.snapshot(t)
-			changes, next := diff.Compute(state, snap)
+			changes, next := diff.Compute(state, snap, w.now, wait)
 			t.Logf("step %d: %s -> %v", step, describe(snap), summarizeStints(changes))
 			r.apply(t, step, changes)
 			checkStep(t, step, w, snap, changes, r, next)
@@ -64,8 +67,7 @@ type trueWorld struct {
 	now     time.Time
 	timelog map[string][]diff.Entry
 	ended   bool
-	atEnd   []string           // who was present when the session ended
-	joiners []diff.Participant // who joined since the last snapshot, as they were then
+	atEnd   []string // who was present when the session ended
 }
 
 func newTrueWorld() *trueWorld {
@@ -89,7 +91,6 @@ func (w *trueWorld) toggle(id string) {
 		log[len(log)-1].End = ptr(w.now)
 	} else {
 		w.timelog[id] = append(log, diff.Entry{Start: w.now})
-		w.joiners = append(w.joiners, w.participant(id))
 	}
 	w.now = w.now.Add(time.Second)
 }
@@ -163,12 +164,14 @@ func (w *trueWorld) snapshot(t *rapid.T) diff.Snapshot {
 			snap.Participants = append(snap.Participants, w.participant(id))
 		}
 	}
-	for _, p := range w.joiners {
-		if rapid.Bool().Draw(t, "glimpsed "+stintOf(p).String()) {
-			snap.Glimpsed = append(snap.Glimpsed, p)
+	if rapid.Bool().Draw(t, "the list of all participants read") {
+		snap.Everyone = []diff.Participant{} // read, if empty
+		for _, id := range rapid.Permutation(pool).Draw(t, "list order") {
+			if len(w.timelog[id]) > 0 {
+				snap.Everyone = append(snap.Everyone, w.participant(id))
+			}
 		}
 	}
-	w.joiners = nil
 	return snap
 }
 
@@ -181,12 +184,13 @@ func (w *trueWorld) existed(s stint) bool {
 type replay struct {
 	present        map[stint]bool
 	joined, left   map[stint]bool // ever
+	last           map[string]int // per participantId, the start of its last joined stint
 	started, ended int
 	emitted        int
 }
 
 func newReplay() *replay {
-	return &replay{present: map[stint]bool{}, joined: map[stint]bool{}, left: map[stint]bool{}}
+	return &replay{present: map[stint]bool{}, joined: map[stint]bool{}, left: map[stint]bool{}, last: map[string]int{}}
 }
 
 func (r *replay) apply(t *rapid.T, step int, changes []diff.Change) {
@@ -205,7 +209,16 @@ func (r *replay) apply(t *rapid.T, step int, changes []diff.Change) {
 			if r.joined[s] {
 				t.Fatalf("step %d: joined %v a second time", step, s)
 			}
+			if last, ok := r.last[s.id]; ok && last > s.start {
+				t.Fatalf("step %d: joined %v after %s@%d, a later stint", step, s, s.id, last)
+			}
+			for other := range r.present {
+				if other.id == s.id {
+					t.Fatalf("step %d: joined %v while %v has not left", step, s, other)
+				}
+			}
 			r.joined[s], r.present[s] = true, true
+			r.last[s.id] = s.start
 		case diff.Left:
 			if r.left[s] {
 				t.Fatalf("step %d: left %v a second time", step, s)
@@ -235,9 +248,14 @@ func (r *replay) stints() []string {
 
 // checkStep checks what one call of Compute emitted and kept against the world.
 func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes []diff.Change, r *replay, next diff.State) {
-	var kept []string
+	var kept []string // joined, not left yet: present, or waiting for their end
 	for _, p := range next.Present {
 		kept = append(kept, stintOf(p).String())
+	}
+	waiting := map[stint]bool{}
+	for _, p := range next.Pending {
+		kept = append(kept, stintOf(p.Participant).String())
+		waiting[stintOf(p.Participant)] = true
 	}
 	slices.Sort(kept)
 	if d := cmp.Diff(r.stints(), kept); d != "" {
@@ -256,8 +274,16 @@ func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes [
 			continue
 		}
 		s := stintOf(c.Participant)
-		if end := w.endOf(s); c.LeftAt != nil && (end == nil || !c.LeftAt.Equal(*end)) {
+		// Without its own end, a stint of a session that ended takes the session's.
+		atSessionEnd := ended && snap.Everyone == nil && c.LeftAt != nil && c.LeftAt.Equal(*snap.End)
+		if end := w.endOf(s); c.LeftAt != nil && !atSessionEnd && (end == nil || !c.LeftAt.Equal(*end)) {
 			t.Fatalf("step %d: left %v at %v, but it ended at %v", step, s, c.LeftAt, end)
+		}
+		if c.LeftAt == nil && snap.Everyone != nil {
+			t.Fatalf("step %d: left %v without its end, though the list of all participants was read", step, s)
+		}
+		if c.Reconciled {
+			continue // found in a timelog: ended, whatever the active list shows
 		}
 		if ended {
 			continue
@@ -265,7 +291,7 @@ func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes [
 		if slices.Contains(w.present(), s) {
 			t.Fatalf("step %d: left %v, which is still present", step, s)
 		}
-		if !snap.Complete && !listedInAnotherStint(snap, s) {
+		if !snap.Complete && c.ObservedAt == nil && !listedInAnotherStint(snap, s) { // a left that waited was proven before
 			t.Fatalf("step %d: left %v on an incomplete snapshot that does not show it in a new stint", step, s)
 		}
 	}
@@ -276,17 +302,26 @@ func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes [
 			t.Fatalf("step %d: session ended, but session.ended emitted %d times, %v still present, state ended %v",
 				step, r.ended, r.stints(), next.Ended)
 		}
+		if snap.Everyone != nil && len(changes) > 0 && changes[len(changes)-1].Kind == diff.SessionEnded {
+			// Ended now, with the list: every stint there ever was has joined and left.
+			for id, log := range w.timelog {
+				for _, e := range log {
+					if s := (stint{id, int(e.Start.Sub(t0) / time.Second)}); !r.joined[s] || !r.left[s] {
+						t.Fatalf("step %d: the session ended with the list read, but %v has joined %v, left %v", step, s, r.joined[s], r.left[s])
+					}
+				}
+			}
+		}
 	case snap.Complete:
-		// The true ones, and glimpsed ones that have left since: they were seen, and
-		// their left waits for the next complete snapshot.
+		// The true ones, and those whose left waits for its end.
 		for _, s := range w.present() {
 			if !r.present[s] {
 				t.Fatalf("step %d: after a complete snapshot, %v, present, is not in the replayed stints %v", step, s, r.stints())
 			}
 		}
 		for s := range r.present {
-			if !slices.Contains(w.present(), s) && !slices.ContainsFunc(snap.Glimpsed, func(p diff.Participant) bool { return stintOf(p) == s }) {
-				t.Fatalf("step %d: after a complete snapshot, %v is in the replayed stints but neither present nor glimpsed", step, s)
+			if !slices.Contains(w.present(), s) && !waiting[s] {
+				t.Fatalf("step %d: after a complete snapshot, %v is in the replayed stints but neither present nor waiting", step, s)
 			}
 		}
 	}

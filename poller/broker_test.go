@@ -128,9 +128,9 @@ func TestPollBrokerFaults(t *testing.T) {
 			if _, err := p.Poll(context.Background(), quiet(), session); err != nil {
 				t.Fatal(err)
 			}
-			want := []string{"participant.left a@1", "participant.joined d@10"}
+			want := []string{"participant.left a@1 until 10", "participant.joined d@10"}
 			if tt.down == 0 {
-				want = append(want, "participant.left d@10")
+				want = append(want, "participant.left d@10 until 10")
 			}
 			if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 				t.Errorf("events after the broker came back (-want +got):\n%s", d)

@@ -25,7 +25,7 @@ func TestEveryone(t *testing.T) {
 	w.api.Leave(session, "p3")
 	w.clock.Add(time.Second)
 	w.api.Join(session, "p3", "name-p3")
-	list, err := w.client(2).Everyone(context.Background(), nil, session)
+	list, _, err := w.client(2).Everyone(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestEveryoneJoinMidScan(t *testing.T) {
 	w := newWorld(t, "p1", "p2", "p3")
 	w.api.InjectFault(sim.Fault{PathContains: "/participants", Page: 1, AfterServe: func() { w.api.Join(session, "p4", "late") }})
 	before := w.api.Requests()
-	list, err := w.client(2).Everyone(context.Background(), nil, session)
+	list, _, err := w.client(2).Everyone(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,20 +68,20 @@ func TestEveryoneFaults(t *testing.T) {
 	t.Run("a 500 is retried", func(t *testing.T) {
 		w := newWorld(t, "p1", "p2", "p3")
 		w.api.InjectFault(sim.Fault{PathContains: "/participants", Page: 2, Status: 500})
-		if list, err := w.client(2).Everyone(context.Background(), nil, session); err != nil || len(list) != 3 {
+		if list, _, err := w.client(2).Everyone(context.Background(), nil, session); err != nil || len(list) != 3 {
 			t.Errorf("%v, %v", idsOf(list), err)
 		}
 	})
 	t.Run("a malformed page fails the list", func(t *testing.T) {
 		w := newWorld(t, "p1", "p2", "p3")
 		w.api.InjectFault(sim.Fault{PathContains: "/participants", Page: 2, Status: 200, Body: `{"data":`})
-		if _, err := w.client(2).Everyone(context.Background(), nil, session); !errors.Is(err, poller.ErrMalformed) {
+		if _, _, err := w.client(2).Everyone(context.Background(), nil, session); !errors.Is(err, poller.ErrMalformed) {
 			t.Errorf("%v, want ErrMalformed", err)
 		}
 	})
 	t.Run("an unknown session", func(t *testing.T) {
 		w := newWorld(t, "p1")
-		if _, err := w.client(2).Everyone(context.Background(), nil, "nope"); !errors.Is(err, poller.ErrNotFound) {
+		if _, _, err := w.client(2).Everyone(context.Background(), nil, "nope"); !errors.Is(err, poller.ErrNotFound) {
 			t.Errorf("%v, want ErrNotFound", err)
 		}
 	})
@@ -92,7 +92,7 @@ func TestEveryoneFaults(t *testing.T) {
 			n++
 			w.api.Join(session, fmt.Sprintf("late-%d", n), "late")
 		}})
-		if _, err := w.client(2).Everyone(context.Background(), nil, session); err == nil {
+		if _, _, err := w.client(2).Everyone(context.Background(), nil, session); err == nil {
 			t.Error("a list that changes on every scan was taken as whole")
 		}
 	})

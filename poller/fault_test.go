@@ -23,7 +23,7 @@ func TestFaultMatrix(t *testing.T) {
 	header := func(k, v string) http.Header { return http.Header{k: {v}} }
 	html := header("Content-Type", "text/html")
 	page2 := func(body string) sim.Fault { return sim.Fault{Page: 2, Status: 200, Body: body} }
-	changes := []string{"participant.left a@1", "participant.joined d@10"}
+	changes := []string{"participant.left a@1 until 10", "participant.joined d@10"}
 	tests := []struct {
 		name    string
 		faults  []sim.Fault
@@ -123,7 +123,7 @@ func TestPollMidScanLeave(t *testing.T) {
 	r.poll(t)
 	w.clock.Add(10 * time.Second)
 	w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "b") }})
-	if d := gocmp.Diff([]string{"participant.left b@2"}, r.poll(t)); d != "" {
+	if d := gocmp.Diff([]string{"participant.left b@2 until 15"}, r.poll(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
 }
@@ -141,7 +141,7 @@ func TestPollPagesKeepShifting(t *testing.T) {
 	if got := r.poll(t); len(got) != 0 {
 		t.Errorf("events from scans that never agreed: %v", got)
 	}
-	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3"}
+	want := []string{"participant.left a@1 until 6", "participant.left b@2 until 6", "participant.left c@3 until 6"}
 	if d := gocmp.Diff(want, r.poll(t)); d != "" {
 		t.Errorf("the next agreeing cycle (-want +got):\n%s", d)
 	}
@@ -161,7 +161,8 @@ func TestPollEndedSession(t *testing.T) {
 	if res, err := r.poller.Poll(ctx, quiet(), session); !res.Ended || err != nil {
 		t.Fatalf("Poll of an ended session = %+v, %v; want ended", res, err)
 	}
-	want := []string{"participant.left a@1", "participant.left b@2", "participant.left c@3", "session.ended"}
+	want := []string{"participant.left a@1 until 10", "participant.left b@2 until 10", "participant.left c@3 until 10",
+		"participant.joined d@10 reconciled", "participant.left d@10 until 10 reconciled", "session.ended"}
 	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -201,21 +202,32 @@ func TestPollUnsafeSessionID(t *testing.T) {
 	}
 }
 
-// TestPollGlimpsedStint: z joins and is seen on the last page of a scan that is then
-// discarded (y joined meanwhile, so total changed), and leaves before the next scan.
-// z was seen all the same: joined now, left on the next cycle.
-func TestPollGlimpsedStint(t *testing.T) {
+// TestPollReconcilesADiscardedScansStint: z joins and is seen on the last page of a
+// scan that is then discarded (y joined meanwhile, so total changed), and leaves
+// before the next scan. No poll kept z; the next reconciliation finds its stint in the
+// list of all participants and publishes it, with its true times.
+func TestPollReconcilesADiscardedScansStint(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
 	r := newRig(t, w, true)
 	r.poll(t)
 	w.clock.Add(10 * time.Second) // 16
 	w.api.Join(session, "z", "name-z")
 	w.api.InjectFault(sim.Fault{Page: 3, AfterServe: func() { w.api.Join(session, "y", "name-y") }})
-	w.api.InjectFault(sim.Fault{Page: 4, AfterServe: func() { w.api.Leave(session, "z") }})
-	if d := gocmp.Diff([]string{"participant.joined y@16", "participant.joined z@16"}, r.poll(t)); d != "" {
-		t.Errorf("the cycle that glimpsed z (-want +got):\n%s", d)
+	w.api.InjectFault(sim.Fault{Page: 4, AfterServe: func() {
+		w.clock.Add(2 * time.Second) // 18
+		w.api.Leave(session, "z")
+	}})
+	if d := gocmp.Diff([]string{"participant.joined y@16"}, r.poll(t)); d != "" {
+		t.Errorf("the cycle that saw z on a discarded scan (-want +got):\n%s", d)
 	}
-	if d := gocmp.Diff([]string{"participant.left z@16"}, r.poll(t)); d != "" {
-		t.Errorf("the next cycle (-want +got):\n%s", d)
+	if got := r.poll(t); len(got) != 0 {
+		t.Errorf("a poll that finds no one gone reads no list, and publishes nothing: %v", got)
+	}
+	if _, err := r.poller.PollCached(context.Background(), quiet(), session, &poller.Cache{}, poller.ListNow); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"participant.joined z@16 reconciled", "participant.left z@16 until 18 reconciled"}
+	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("the reconciliation (-want +got):\n%s", d)
 	}
 }

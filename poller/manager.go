@@ -61,6 +61,9 @@ type ManagerConfig struct {
 	Rooms    RoomLister
 	Schedule cron.Schedule // when each session is polled
 	Discover cron.Schedule // when each room's sessions are listed
+	// Reconcile is when each session's list of all participants is read even though
+	// no poll needs it, to find the stints that no poll saw; nil: only when one does.
+	Reconcile cron.Schedule
 	// A session the API does not know (404) is asked again after NotFoundWait
 	// (default 30s), then twice as long each time, up to MaxNotFoundWait (default
 	// 10m): it may be a typo that never resolves, or a session not there yet, and
@@ -397,6 +400,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 	var listed *SessionInfo    // a room's list shows the session ended
 	every := interval(m.cfg.Schedule, m.anchor)
 	next := time.Now()
+	reading := newListing(m.cfg.Reconcile, m.anchor, l.id, next)
 	for {
 		due := next
 		poked, ok := wait(ctx, next, l.poke)
@@ -414,12 +418,13 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			listed = poked
 		}
 		began := time.Now()
-		res, err := m.poll(polls, log, l.id, nil, &cache)
+		res, err := m.poll(polls, log, l.id, nil, &cache, reading.mode(began))
+		reading.read(began, res.ListPages, every)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
 			cache.Drop()
-			res, err = m.poll(polls, log, l.id, listed, nil)
+			res, err = m.poll(polls, log, l.id, listed, nil, ListNow)
 		}
 		now := time.Now()
 		if res.RoomID != "" && !roomKnown {
@@ -431,7 +436,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 				level = slog.LevelInfo
 			}
 			log.Log(ctx, level, "cycle", "joined", res.Joined, "left", res.Left, "present", res.Present,
-				"complete", res.Complete, "duration", now.Sub(began).Round(time.Millisecond))
+				"waiting", res.Waiting, "complete", res.Complete, "duration", now.Sub(began).Round(time.Millisecond))
 		}
 		if poked == nil && now.Sub(due) > every {
 			m.late.note(m.cfg.Log, now, l.id, now.Sub(due), every)
@@ -509,7 +514,7 @@ func (f *failures) over(log *slog.Logger) {
 
 // poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
 // met by one session must stop neither the others nor the worker.
-func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo, cache *Cache) (res Result, err error) {
+func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo, cache *Cache, list List) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
@@ -519,7 +524,55 @@ func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *
 	if ended != nil {
 		return m.cfg.Poller.End(ctx, log, id, ended.End)
 	}
-	return m.cfg.Poller.PollCached(ctx, log, id, cache)
+	return m.cfg.Poller.PollCached(ctx, log, id, cache, list)
+}
+
+// listing is when a session's loop lets a poll read the list of all participants:
+// when a reconciliation is due on its schedule, or when the poll needs it, but never
+// sooner after the last reading than one poll interval for each page that reading
+// took. The list, however long (it only grows), then costs at most as many requests
+// as polling a one-page active list every interval; a long one is read less often,
+// and lefts wait for it (up to poll.left_time_wait).
+type listing struct {
+	ticks     ticks
+	schedule  bool      // reconciliations are scheduled
+	due       time.Time // the next scheduled reconciliation
+	notBefore time.Time // the next reading allowed
+}
+
+// newListing returns the listing of session id, tracked from now: its first
+// reconciliation is on the first of its ticks.
+func newListing(sched cron.Schedule, anchor time.Time, id string, now time.Time) *listing {
+	l := &listing{schedule: sched != nil}
+	if l.schedule {
+		l.ticks = newTicks(sched, anchor, "reconcile "+id)
+		l.due = l.ticks.after(now)
+	}
+	return l
+}
+
+func (l *listing) mode(now time.Time) List {
+	switch {
+	case now.Before(l.notBefore):
+		return ListNot
+	case l.schedule && !now.Before(l.due):
+		return ListNow
+	}
+	return ListIfNeeded
+}
+
+// read notes a poll that began at began and read pages pages of the list (none: it
+// did not read it).
+func (l *listing) read(began time.Time, pages int, every time.Duration) {
+	if pages == 0 {
+		return
+	}
+	// Half an interval early, so that a one-page list may be read on every poll
+	// whatever the jitter of their start.
+	l.notBefore = began.Add(time.Duration(pages)*every - every/2)
+	if l.schedule {
+		l.due = l.ticks.after(began)
+	}
 }
 
 // followRoom is one room's loop: it lists the room's sessions at once, then on each

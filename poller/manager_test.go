@@ -157,7 +157,7 @@ func TestManagerSessions(t *testing.T) {
 	}
 	got := streamEvents(t, r.js)
 	slices.Sort(got)
-	wantEvents := []string{"participant.joined a@1", "participant.joined x@1", "participant.left x@1", "session.ended", "session.started", "session.started"}
+	wantEvents := []string{"participant.joined a@1", "participant.joined x@1", "participant.left x@1 until 1", "session.ended", "session.started", "session.started"}
 	if d := cmp.Diff(wantEvents, got); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -351,7 +351,7 @@ func TestManagerRooms(t *testing.T) {
 	eventually(t, "the ended session gone from the status", func() bool {
 		return cmp.Equal(m.status(t), []string{"room " + r1 + " following config", "session " + next + " polling room " + r1})
 	})
-	want := []string{"session.started", "participant.joined a@360", "participant.left a@360", "session.ended", "session.started", "participant.joined b@420"}
+	want := []string{"session.started", "participant.joined a@360", "participant.left a@360 until 420", "session.ended", "session.started", "participant.joined b@420"}
 	if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -372,7 +372,7 @@ func TestManagerRooms(t *testing.T) {
 	w.api.EndSession(next)
 	m.track("config", nil, []string{r1})
 	eventually(t, "the untracked session's end", func() bool { return len(streamEvents(t, r.js)) == len(want)+2 })
-	if d := cmp.Diff([]string{"participant.left b@420", "session.ended"}, streamEvents(t, r.js)[len(want):]); d != "" {
+	if d := cmp.Diff([]string{"participant.left b@420 until 420", "session.ended"}, streamEvents(t, r.js)[len(want):]); d != "" {
 		t.Errorf("events after tracking the room again (-want +got):\n%s", d)
 	}
 }
@@ -425,7 +425,7 @@ func TestManagerTrackAgain(t *testing.T) {
 	}
 	m.track("bucket", []string{session}, nil)
 	eventually(t, "caught up", func() bool { return len(streamEvents(t, r.js)) == 5 })
-	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1", "participant.joined c@2"}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1 until 2", "participant.joined c@2"}
 	if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -584,7 +584,7 @@ func TestManagerEndedByList(t *testing.T) {
 			w.api.InjectFault(tt.fault)
 			w.api.EndSession(live)
 			eventually(t, "the session ended", func() bool { return len(m.status(t)) == 1 })
-			want := []string{"session.started", "participant.joined a@0", "participant.joined b@0", "participant.left a@0", "participant.left b@0", "session.ended"}
+			want := []string{"session.started", "participant.joined a@0", "participant.joined b@0", "participant.left a@0 until 0", "participant.left b@0 until 0", "session.ended"}
 			if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
 				t.Errorf("events (-want +got):\n%s", d)
 			}
@@ -620,7 +620,7 @@ func TestManagerUnfinished(t *testing.T) {
 	// The next session, which no one joined, has only its start; the two sessions'
 	// events may interleave.
 	got := slices.DeleteFunc(r.newEvents(t), func(e string) bool { return e == "session.started" })
-	if d := cmp.Diff([]string{"participant.left a@60", "session.ended"}, got); d != "" {
+	if d := cmp.Diff([]string{"participant.left a@60 until 120", "session.ended"}, got); d != "" {
 		t.Errorf("events of the session that ended (-want +got):\n%s", d)
 	}
 	if n := reqs.count(old); n != 0 {

@@ -238,20 +238,17 @@ func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID strin
 	}
 	var snap diff.Snapshot
 	var why string
-	var glimpsed []diff.Participant // seen by the scans that disagreed
 	for scan := 1; scan <= maxScans; scan++ {
 		var err error
 		snap, why, err = c.scan(ctx, log, sessionID, last)
 		if err != nil {
 			return diff.Snapshot{}, err
 		}
-		snap.Glimpsed = glimpsed
 		c.cfg.Metrics.ScanPages.Observe(float64(snap.Pages))
 		if why == "" {
 			return snap, nil
 		}
 		c.cfg.Metrics.ScansDiscarded.Inc()
-		glimpsed = append(glimpsed, snap.Participants...)
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
 		if last > 0 {
 			last = snap.Pages // the list has grown or shrunk

@@ -8,26 +8,40 @@
 //
 //   - A cycle whose fetch fails publishes nothing and saves nothing; the next cycle
 //     starts again from the last saved state.
+//
 //   - A scan whose pages disagree is retried; if they keep disagreeing, the snapshot is
 //     incomplete and no one's absence from it yields a left (see package diff).
+//
 //   - A left that rests on absence from a list of several pages needs a second scan,
 //     last page first, that agrees on it: pages can shift without total changing, when
 //     one participant leaves and another joins mid-scan.
+//
 //   - A cycle's events are saved with the state they lead to (an outbox) before they
 //     are published, and cleared once the stream has acknowledged them, always with
 //     compare-and-set on the revision that was loaded. A cycle that stops in between
 //     is finished by the next: the same events, with the same ids, then the diff.
+//
 //   - Changes of one session are published in order; sessions are independent.
+//
 //   - A session is never polled by two loops at once. Its loop keeps its state between
 //     polls (Cache) and reads it from the store again only when it starts, after a
 //     failed poll, or after a write that found the state changed by someone else.
+//
 //   - A session that stops being tracked gets no left for anyone: its loop stops, its
 //     state is kept, and tracking it again resumes from it.
+//
 //   - A session that ended publishes its lefts and session ended, then its state
 //     becomes a tombstone, and its loop returns, keeping nothing in memory.
 //
-// What polling cannot see: a stint shorter than the interval between two polls, and
-// the exact time of a leave.
+//   - A poll that finds someone gone, or has lefts waiting for their end, reads the
+//     session's list of all participants before it publishes (unless the Manager's
+//     budget forbids it, see List): lefts take their timelog end, and the stints no
+//     poll saw are reconciled. A left whose end does not show waits in the state for
+//     up to WithLeftTimeWait, then goes out without it. A session that ends reads the
+//     list once more, whatever the budget.
+//
+// What the active list alone cannot see, a stint shorter than the interval between
+// two polls and the exact time of a leave, the list of all participants shows.
 package poller
 
 import (
@@ -48,7 +62,24 @@ type Source interface {
 	Snapshot(ctx context.Context, log *slog.Logger, sessionID string) (diff.Snapshot, error)
 	// Recheck scans a session of pages pages, last to first.
 	Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error)
+	// Everyone reads the list of all participants, present or gone, with their whole
+	// timelogs; pages is how many pages it read, even when it failed.
+	Everyone(ctx context.Context, log *slog.Logger, sessionID string) (list []diff.Participant, pages int, err error)
 }
+
+// List says whether a poll may read the session's list of all participants.
+type List int
+
+const (
+	// ListIfNeeded reads it when the poll finds someone gone, or lefts wait for
+	// their end.
+	ListIfNeeded List = iota
+	// ListNow reads it whatever the poll finds: a reconciliation is due.
+	ListNow
+	// ListNot reads it only if the session has ended: the last reading was too
+	// recent for the list's length.
+	ListNot
+)
 
 // Store keeps each session's state between cycles, with compare-and-set on revision.
 type Store interface {
@@ -85,6 +116,7 @@ type Poller struct {
 	fetching, delivering chan struct{}
 	// Participants in these modes or with these deviceInfo.sdkType yield no events.
 	excludeModes, excludeSDKTypes []string
+	leftTimeWait                  time.Duration
 }
 
 // Option configures a Poller.
@@ -113,6 +145,13 @@ func WithExclude(modes, sdkTypes []string) Option {
 	return func(p *Poller) { p.excludeModes, p.excludeSDKTypes = modes, sdkTypes }
 }
 
+// WithLeftTimeWait lets a left whose end the list of all participants does not show
+// yet wait for it, in the session's state, for up to d; the default 0 publishes it
+// at once, without its end.
+func WithLeftTimeWait(d time.Duration) Option {
+	return func(p *Poller) { p.leftTimeWait = d }
+}
+
 // New returns a Poller that fetches from src, keeps state in store and publishes to
 // pub.
 func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
@@ -129,7 +168,7 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
-	return p.cycle(ctx, log, sessionID, nil, nil)
+	return p.cycle(ctx, log, sessionID, nil, nil, ListIfNeeded)
 }
 
 // Cache is a session's state as its last poll left it in the store, kept by the
@@ -147,9 +186,10 @@ type Cache struct {
 func (c *Cache) Drop() { *c = Cache{} }
 
 // PollCached is Poll with the session's state taken from c when c holds it, and
-// left in c when the poll succeeds.
-func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID string, c *Cache) (Result, error) {
-	return p.cycle(ctx, log, sessionID, nil, c)
+// left in c when the poll succeeds; list says whether it may read the list of all
+// participants.
+func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID string, c *Cache, list List) (Result, error) {
+	return p.cycle(ctx, log, sessionID, nil, c, list)
 }
 
 // End ends a session that the sessions list shows ended while its active list no
@@ -157,12 +197,12 @@ func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID str
 // present, then session.ended, as a poll that saw it ended would have published; end
 // is the session's end, if the list gives it. A session never seen yields nothing.
 func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error) {
-	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true}, nil)
+	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true}, nil, ListNow)
 }
 
 // cycle is Poll, or End when ended gives the snapshot of the session's end; with a
 // cache, it starts from the state in it, if any, and leaves the state it saved there.
-func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache) (res Result, err error) {
+func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache, list List) (res Result, err error) {
 	start := time.Now()
 	defer func() { p.record(start, res, err) }()
 	release, err := acquire(ctx, p.fetching)
@@ -211,12 +251,23 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
 	}
-	changes, next := diff.Compute(prev, snap)
+	var pages int
+	if wantsList(prev, snap, list) {
+		everyone, n, err := p.src.Everyone(ctx, log, sessionID)
+		pages = n
+		if err != nil {
+			log.Warn("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", err)
+		} else {
+			snap.Everyone = p.excludeFrom(prev, everyone)
+		}
+	}
+	now := p.now()
+	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
 	switch {
 	case len(changes) > 0:
 		meta := snap
-		meta.Participants = nil
-		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: p.now(), Changes: changes}
+		meta.Participants, meta.Everyone = nil, nil
+		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: now, Changes: changes}
 		deliverer, err := acquire(ctx, p.delivering)
 		if err != nil {
 			return Result{}, err
@@ -238,8 +289,26 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	if cache != nil && !next.Ended {
 		*cache = Cache{state: next, rev: rev, ok: true}
 	}
-	joined, left := count(changes)
-	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID, Joined: joined, Left: left}, nil
+	joined, left := p.count(changes)
+	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
+		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages}, nil
+}
+
+// wantsList reports whether a cycle reads the list of all participants: always for a
+// session that ended (its last chance), never when list forbids it, and otherwise
+// when list asks for it, or the active list shows someone gone, or lefts wait.
+func wantsList(prev diff.State, snap diff.Snapshot, list List) bool {
+	switch {
+	case !snap.Found && !prev.Started:
+		return false // nothing to read it for
+	case snap.Status == diff.StatusEnded:
+		return true
+	case list == ListNot:
+		return false
+	case list == ListNow:
+		return true
+	}
+	return len(prev.Pending) > 0 || (snap.Complete && prev.Absent(snap))
 }
 
 // Result is how a poll went.
@@ -251,6 +320,10 @@ type Result struct {
 	RoomID   string // the session's room, once known
 	Joined   int    // joined events it published
 	Left     int    // left events it published
+	Waiting  int    // lefts waiting for their end after it
+	// ListPages is how many pages of the list of all participants it read: 0 if it
+	// did not read it.
+	ListPages int
 }
 
 // record counts a poll by outcome, with its duration.
@@ -277,8 +350,11 @@ func (p *Poller) exclude(prev diff.State, snap diff.Snapshot) diff.Snapshot {
 	if len(p.excludeModes) == 0 && len(p.excludeSDKTypes) == 0 {
 		return snap
 	}
-	known := make(map[string]time.Time, len(prev.Present))
+	known := make(map[string]time.Time, len(prev.Present)+len(prev.Pending))
 	for _, old := range prev.Present {
+		known[old.ID] = old.JoinedAt
+	}
+	for _, old := range prev.Pending {
 		known[old.ID] = old.JoinedAt
 	}
 	keep := func(list []diff.Participant) []diff.Participant {
@@ -289,8 +365,13 @@ func (p *Poller) exclude(prev diff.State, snap diff.Snapshot) diff.Snapshot {
 			return slices.Contains(p.excludeModes, q.Mode) || slices.Contains(p.excludeSDKTypes, q.SDKType)
 		})
 	}
-	snap.Participants, snap.Glimpsed = keep(snap.Participants), keep(snap.Glimpsed)
+	snap.Participants = keep(snap.Participants)
 	return snap
+}
+
+// excludeFrom is exclude for a list of all participants.
+func (p *Poller) excludeFrom(prev diff.State, list []diff.Participant) []diff.Participant {
+	return p.exclude(prev, diff.Snapshot{Participants: list}).Participants
 }
 
 // deliver publishes st's outbox, which is saved at revision rev, and once the stream
@@ -339,13 +420,21 @@ func acquire(ctx context.Context, slots chan struct{}) (func(), error) {
 	}
 }
 
-func count(changes []diff.Change) (joined, left int) {
+// count counts a cycle's joined and left, and the stints reconciled and lefts
+// without their end in the metrics.
+func (p *Poller) count(changes []diff.Change) (joined, left int) {
 	for _, c := range changes {
-		switch c.Kind {
-		case diff.Joined:
+		switch {
+		case c.Kind == diff.Joined:
 			joined++
-		case diff.Left:
+			if c.Reconciled {
+				p.metrics.Reconciled.Inc()
+			}
+		case c.Kind == diff.Left:
 			left++
+			if c.LeftAt == nil {
+				p.metrics.LeftsUntimed.Inc()
+			}
 		}
 	}
 	return joined, left

@@ -104,6 +104,7 @@ func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 				ParticipantID string     `json:"participantId"`
 				JoinedAt      *time.Time `json:"joinedAt"`
 				LeftAt        *time.Time `json:"leftAt"`
+				Detection     string     `json:"detection"`
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(m.Data, &e); err != nil {
@@ -115,6 +116,9 @@ func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 		}
 		if e.Data.LeftAt != nil {
 			line += fmt.Sprintf(" until %d", e.Data.LeftAt.Sub(newClock().Now())/time.Second)
+		}
+		if e.Data.Detection == "reconciled" {
+			line += " reconciled"
 		}
 		out = append(out, line)
 	}
@@ -145,7 +149,7 @@ func TestPollScenario(t *testing.T) {
 			w.api.Leave(session, "a")
 			w.api.Join(session, "d", "name-d")
 		},
-		want: []string{"participant.left a@1", "participant.joined d@10"},
+		want: []string{"participant.left a@1 until 10", "participant.joined d@10"},
 	}, {
 		name: "b leaves and comes back between two polls",
 		change: func() {
@@ -166,7 +170,7 @@ func TestPollScenario(t *testing.T) {
 	}, {
 		name:   "the next complete cycle catches up",
 		change: func() {},
-		want:   []string{"participant.left c@3", "participant.joined g@15"},
+		want:   []string{"participant.left c@3 until 15", "participant.joined g@15"},
 	}, {
 		name: "the shifted pages of a mid-scan leave give no false left",
 		change: func() {
@@ -175,7 +179,7 @@ func TestPollScenario(t *testing.T) {
 			w.api.Join(session, "f", "name-f")
 			w.api.InjectFault(sim.Fault{Page: 1, AfterServe: func() { w.api.Leave(session, "d") }})
 		},
-		want: []string{"participant.left d@10", "participant.joined e@20", "participant.joined f@20"},
+		want: []string{"participant.left d@10 until 20", "participant.joined e@20", "participant.joined f@20"},
 	}, {
 		name: "b leaves and h joins mid-scan: the pages shift, total unchanged, e is hidden; a second scan saves e from a false left",
 		change: func() {
@@ -189,11 +193,11 @@ func TestPollScenario(t *testing.T) {
 	}, {
 		name:   "b, seen on page 1 before leaving, is gone from the next cycle's two scans",
 		change: func() {},
-		want:   []string{"participant.left b@15"},
+		want:   []string{"participant.left b@15 until 25"},
 	}, {
 		name:      "the session ends: everyone left, then the session ended",
 		change:    func() { w.api.EndSession(session) },
-		want:      []string{"participant.left e@20", "participant.left f@20", "participant.left g@15", "participant.left h@25", "session.ended"},
+		want:      []string{"participant.left e@20 until 25", "participant.left f@20 until 25", "participant.left g@15 until 25", "participant.left h@25 until 25", "session.ended"},
 		wantEnded: true,
 	}, {
 		name:      "an ended session yields nothing more",
@@ -235,7 +239,7 @@ func TestPollFinishesAnInterruptedCycle(t *testing.T) {
 	if _, err := r.poller.Poll(context.Background(), quiet(), session); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1"}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@2", "participant.left a@1 until 2"}
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -276,7 +280,7 @@ func TestPollAckedButNotCleared(t *testing.T) {
 	if _, err := p.Poll(ctx, quiet(), session); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"session.started", "participant.joined a@1", "participant.joined z@1", "participant.left z@1"}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined z@1", "participant.left z@1 until 1"}
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
@@ -323,16 +327,17 @@ func TestPollDoesNotSaveAnUnchangedState(t *testing.T) {
 }
 
 // TestPollConfirmsOnlyWhatCanHaveShifted: an absence from a one-page list needs no
-// second scan; an absence from a list of several pages does.
+// second scan; an absence from a list of several pages does. Then the list of all
+// participants is read, every page (two to a page), for a's leave time.
 func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 	tests := []struct {
 		name         string
 		present      []string
 		wantRequests int
 	}{
-		{"one page: one scan", []string{"a", "b"}, 1},
-		{"two pages, then one: one answer holds everyone, one scan", []string{"a", "b", "c"}, 1},
-		{"three pages, then two: two scans of two pages", []string{"a", "b", "c", "d", "e"}, 4},
+		{"one page: one scan", []string{"a", "b"}, 1 + 1},
+		{"two pages, then one: one answer holds everyone, one scan", []string{"a", "b", "c"}, 1 + 2},
+		{"three pages, then two: two scans of two pages", []string{"a", "b", "c", "d", "e"}, 4 + 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -350,7 +355,7 @@ func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 			if n := w.api.Requests() - before; n != tt.wantRequests {
 				t.Errorf("%d requests for a cycle with a leave, want %d", n, tt.wantRequests)
 			}
-			if got := r.newEvents(t); !slices.Contains(got, "participant.left a@1") {
+			if got := r.newEvents(t); !slices.ContainsFunc(got, func(e string) bool { return strings.HasPrefix(e, "participant.left a@1 until ") }) {
 				t.Errorf("events %v, want a's left", got)
 			}
 		})
@@ -360,7 +365,8 @@ func TestPollConfirmsOnlyWhatCanHaveShifted(t *testing.T) {
 // TestPollTwoShiftedScans: both the scan and its confirmation are shifted by a leave
 // and a join right after their first page. The confirmation reads the pages backward,
 // so the shift cannot hide anyone from it, and p4, hidden from the first scan, gets no
-// false left.
+// false left. p1, gone before the first poll, is reconciled by the cycle that finds p3
+// gone and reads the list of all participants.
 func TestPollTwoShiftedScans(t *testing.T) {
 	w := newWorld(t, "p1", "p2", "p3", "p4", "p5", "p6", "p7")
 	r := newRig(t, w, true)
@@ -387,7 +393,7 @@ func TestPollTwoShiftedScans(t *testing.T) {
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
 	}
-	if d := cmp.Diff([]string{"participant.left p3@3"}, r.poll(t)); d != "" {
+	if d := cmp.Diff([]string{"participant.joined p1@1 reconciled", "participant.left p1@1 until 7 reconciled", "participant.left p3@3 until 17"}, r.poll(t)); d != "" {
 		t.Errorf("the next cycle's events (-want +got):\n%s", d)
 	}
 }
@@ -432,7 +438,7 @@ func TestPollExcludes(t *testing.T) {
 	}{
 		{"the viewer and the recorder yield nothing", nil, []string{"session.started", "participant.joined a@1"}},
 		{"a switches to an excluded mode: no left", func() { w.api.ChangeMode(session, "a", "VIEWER") }, nil},
-		{"a leaves", func() { w.api.Leave(session, "a") }, []string{"participant.left a@1"}},
+		{"a leaves", func() { w.api.Leave(session, "a") }, []string{"participant.left a@1 until 1"}},
 		{"the viewer is promoted: its stint joins", func() { w.api.ChangeMode(session, "viewer", "CONFERENCE") }, []string{"participant.joined viewer@1"}},
 		{"the recorder leaves: nothing", func() { w.api.Leave(session, "bot") }, nil},
 	}
@@ -473,7 +479,7 @@ func TestPollCached(t *testing.T) {
 	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()))
 	ctx := context.Background()
 	var cache poller.Cache
-	poll := func() error { _, err := p.PollCached(ctx, quiet(), session, &cache); return err }
+	poll := func() error { _, err := p.PollCached(ctx, quiet(), session, &cache, poller.ListIfNeeded); return err }
 	for range 4 {
 		if err := poll(); err != nil {
 			t.Fatal(err)
@@ -513,7 +519,7 @@ func TestPollCached(t *testing.T) {
 	if l := store.loads.Load(); l != 2 {
 		t.Errorf("%d loads after the conflict, want 2: the state loaded again", l)
 	}
-	want := []string{"participant.left b@2", "participant.joined c@2"}
+	want := []string{"participant.left b@2 until 2", "participant.joined c@2"}
 	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
 		t.Errorf("events after the conflict (-want +got):\n%s", d)
 	}

@@ -3,6 +3,7 @@ package publisher
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,6 +213,34 @@ func appendState(b []byte, st diff.State) []byte {
 		}
 		b = append(b, ']')
 	}
+	if len(st.Pending) > 0 {
+		b = append(sep(b), `"pending":[`...)
+		for i, p := range st.Pending {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendParticipant(b, p.Participant)
+			b = append(b[:len(b)-1], `,"since":`...)
+			b = appendTime(b, p.Since)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if len(st.Gone) > 0 {
+		b = append(sep(b), `"gone":{`...)
+		for i, id := range slices.Sorted(maps.Keys(st.Gone)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, id)
+			b = append(b, ':')
+			b = appendTime(b, st.Gone[id])
+		}
+		b = append(b, '}')
+	}
+	if st.Accounted {
+		b = append(sep(b), `"accounted":true`...)
+	}
 	if o := st.Outbox; o != nil {
 		b = append(sep(b), `"outbox":{"session":{"sessionId":`...)
 		b = appendString(b, o.Session.SessionID)
@@ -256,6 +285,13 @@ func appendState(b []byte, st diff.State) []byte {
 				if c.LeftAt != nil {
 					b = append(b, `,"leftAt":`...)
 					b = appendTime(b, *c.LeftAt)
+				}
+				if c.Reconciled {
+					b = append(b, `,"reconciled":true`...)
+				}
+				if c.ObservedAt != nil {
+					b = append(b, `,"observedAt":`...)
+					b = appendTime(b, *c.ObservedAt)
 				}
 				b = append(b, '}')
 			}

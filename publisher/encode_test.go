@@ -69,6 +69,13 @@ func TestEncodeStateReadsBack(t *testing.T) {
 					Changes:    []diff.Change{{Kind: diff.SessionStarted}, {Kind: diff.Joined, Participant: p}, {Kind: diff.Left, Participant: p, LeftAt: &end}},
 				}},
 				diff.State{Outbox: &diff.Outbox{Session: diff.Snapshot{SessionID: s}}},
+				diff.State{RoomID: s, Started: true, Accounted: true, Present: []diff.Participant{{ID: "b"}},
+					Pending: []diff.Pending{{Participant: p, Since: at}, {Participant: diff.Participant{ID: "c"}, Since: end}},
+					Gone:    map[string]time.Time{s: at, "b": end, "": at},
+					Outbox: &diff.Outbox{Session: diff.Snapshot{SessionID: s}, ObservedAt: at, Changes: []diff.Change{
+						{Kind: diff.Joined, Participant: p, Reconciled: true}, {Kind: diff.Left, Participant: p, LeftAt: &end, Reconciled: true},
+						{Kind: diff.Left, Participant: p, ObservedAt: &at},
+					}}},
 			)
 		}
 	}

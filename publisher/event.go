@@ -46,10 +46,17 @@ func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []by
 	switch c.Kind {
 	case diff.Joined, diff.Left:
 		p := c.Participant
+		if c.ObservedAt != nil { // a left that waited for its end: when it was found gone
+			obs = events.Time{Time: *c.ObservedAt}
+		}
+		detection := events.DetectionPoll
+		if c.Reconciled {
+			detection = events.DetectionReconciled
+		}
 		d := events.ParticipantData{
 			SessionID: snap.SessionID, RoomID: snap.RoomID, ParticipantID: p.ID, Name: p.Name,
 			JoinedAt: timePtr(&p.JoinedAt), LeftAt: timePtr(c.LeftAt), ObservedAt: obs,
-			Detection: events.DetectionPoll, Mode: p.Mode, SDKType: p.SDKType, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
+			Detection: detection, Mode: p.Mode, SDKType: p.SDKType, DeviceInfo: orEmpty(p.DeviceInfo), GeoLocation: orEmpty(p.GeoLocation),
 		}
 		e.Subject, e.Type, e.Time = p.ID, events.TypeJoined, events.Time{Time: p.JoinedAt}
 		if c.Kind == diff.Left {

@@ -396,10 +396,18 @@ func TestStoreValuesMatchSchema(t *testing.T) {
 	}
 	left := diff.Participant{ID: "gone", Name: "Gone", JoinedAt: joinedAt}
 	end := joinedAt.Add(time.Hour)
-	st := diff.State{RoomID: "r1", Started: true, Present: []diff.Participant{demo1}, Outbox: &diff.Outbox{
-		Session: snap, ObservedAt: observedAt,
-		Changes: []diff.Change{{Kind: diff.SessionStarted}, {Kind: diff.Left, Participant: left, LeftAt: &end}, {Kind: diff.Joined, Participant: demo1}},
-	}}
+	missed := diff.Participant{ID: "missed", Name: "Missed", JoinedAt: joinedAt}
+	st := diff.State{RoomID: "r1", Started: true, Accounted: true, Present: []diff.Participant{demo1},
+		Pending: []diff.Pending{{Participant: diff.Participant{ID: "waiting", JoinedAt: joinedAt}, Since: observedAt}},
+		Gone:    map[string]time.Time{"gone": joinedAt, "missed": joinedAt},
+		Outbox: &diff.Outbox{
+			Session: snap, ObservedAt: observedAt,
+			Changes: []diff.Change{
+				{Kind: diff.SessionStarted}, {Kind: diff.Left, Participant: left, LeftAt: &end, ObservedAt: &observedAt},
+				{Kind: diff.Joined, Participant: missed, Reconciled: true}, {Kind: diff.Left, Participant: missed, LeftAt: &end, Reconciled: true},
+				{Kind: diff.Joined, Participant: demo1},
+			},
+		}}
 	rev, err := s.Save(ctx, snap.SessionID, st, 0)
 	if err != nil {
 		t.Fatal(err)

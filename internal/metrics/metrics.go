@@ -37,6 +37,8 @@ type Metrics struct {
 	ScanPages       prometheus.Histogram
 	ScansDiscarded  prometheus.Counter // whose pages disagreed
 	ConfirmingScans prometheus.Counter // backward scans that confirm an absence
+	Reconciled      prometheus.Counter // stints no poll saw, found in a timelog
+	LeftsUntimed    prometheus.Counter // lefts published without their end
 
 	Events           *prometheus.CounterVec // published and acknowledged, by type
 	PublishFailures  prometheus.Counter     // batches given up (left in their outbox)
@@ -90,6 +92,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		ConfirmingScans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_confirming_scans_total", Help: "Second, backward scans that confirm an absence from a list of several pages.",
+		}),
+		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_reconciled_stints_total", Help: "Stints that no poll saw (they began and ended between two polls, or while rollcall was down), found in a timelog and published as joined and left with detection reconciled.",
+		}),
+		LeftsUntimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_lefts_without_time_total", Help: "Lefts published with leftAt null: their end did not show in time (poll.left_time_wait).",
 		}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rollcall_events_published_total", Help: "Events acknowledged by the stream, by type.",
@@ -150,7 +158,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
-			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Events, m.PublishDuration, m.PublishDuplicate,
+			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll,
 			m.PublishFailures, m.Ready, m.StateLoads)
 	}

@@ -51,6 +51,10 @@ type Poll struct {
 	DiscoverSchedule string   `toml:"discover_schedule"` // when rooms' session lists are read
 	ExcludeModes     []string `toml:"exclude_modes"`     // e.g. "VIEWER": no events for them
 	ExcludeSDKTypes  []string `toml:"exclude_sdk_types"` // e.g. "recorder"
+	// When each session's list of all participants is read to find the stints
+	// polls missed, if no poll has read it since.
+	ReconcileSchedule string   `toml:"reconcile_schedule"`
+	LeftTimeWait      Duration `toml:"left_time_wait"` // how long a left may wait for its exact end
 }
 
 // Session is one tracked VideoSDK session.
@@ -125,7 +129,7 @@ func Default() Config {
 			MaxConcurrency: 8,
 			RateLimit:      20,
 		},
-		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s"},
+		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s", ReconcileSchedule: "@every 1m", LeftTimeWait: Duration{time.Minute}},
 		NATS: NATS{
 			Stream:          "ROLLCALL",
 			SubjectPrefix:   "videosdk",
@@ -366,6 +370,12 @@ func (c Config) check(api bool) error {
 	}
 	if _, err := ParseSchedule(c.Poll.DiscoverSchedule); err != nil {
 		bad("poll.discover_schedule: %w", err)
+	}
+	if _, err := ParseSchedule(c.Poll.ReconcileSchedule); err != nil {
+		bad("poll.reconcile_schedule: %w", err)
+	}
+	if c.Poll.LeftTimeWait.Duration < 0 {
+		bad("poll.left_time_wait: must not be negative (0: a left goes out at once, with its end if the list shows it)")
 	}
 
 	errs = append(errs, idErrors("sessions", c.SessionIDs())...)

@@ -23,9 +23,7 @@ func TestLoadConfigBad(t *testing.T) {
 		{"syntax", `toml: line 2 (last key "videosdk.token"): expected value but found "t" instead`},
 		{"duplicate_key", `toml: line 4 (last key "videosdk.per_page"): Key 'videosdk.per_page' has already been defined.`},
 		{"unknown_key", `unknown key "videosdk.colour"`},
-		{"unknown_later_keys", `unknown key "poll.reconcile_schedule"
-unknown key "poll.left_time_wait"
-unknown key "nats.lease_ttl"
+		{"unknown_later_keys", `unknown key "nats.lease_ttl"
 unknown key "http.tls_cert"`},
 		{"unknown_key_case", `unknown key "videosdk.API_KEY"`},
 		{"unknown_key_in_session", `unknown key "sessions[1].room"`},
@@ -57,6 +55,8 @@ videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
 		{"videosdk_base_url_scheme", `videosdk.base_url: must be an absolute http or https URL`},
 		{"rate_limit_nan", `videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
 		{"schedule_invalid", `poll.schedule: invalid cron spec "every 5s": expected 5 to 6 fields, found 2: [every 5s]`},
+		{"reconcile_values", `poll.reconcile_schedule: invalid cron spec "often": expected 5 to 6 fields, found 1: [often]
+poll.left_time_wait: must not be negative (0: a left goes out at once, with its end if the list shows it)`},
 		{"schedule_parser_panic", `poll.schedule: invalid cron spec "TZ=UTC": parser panicked: runtime error: slice bounds out of range [:-1]`},
 		{"schedule_subsecond", `poll.schedule: invalid cron spec "@every 500ms": @every takes a whole number of seconds, at least 1s`},
 		{"nats_values", `nats.stream: must match [A-Za-z0-9_-]+
@@ -145,6 +145,7 @@ func TestLoadConfigGood(t *testing.T) {
 		Poll: Poll{
 			Schedule: "*/10 * * * * *", DiscoverSchedule: "0 * * * * *",
 			ExcludeModes: []string{"VIEWER"}, ExcludeSDKTypes: []string{"recorder", "hls"},
+			ReconcileSchedule: "@every 2m", LeftTimeWait: Duration{30 * time.Second},
 		},
 		Sessions: []Session{
 			{ID: "64bb3619669942e088479mm0"},
@@ -187,7 +188,7 @@ func wantDefaults() Config {
 			MaxConcurrency: 8,
 			RateLimit:      20,
 		},
-		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s"},
+		Poll: Poll{Schedule: "@every 5s", DiscoverSchedule: "@every 30s", ReconcileSchedule: "@every 1m", LeftTimeWait: Duration{time.Minute}},
 		NATS: NATS{
 			Stream:          "ROLLCALL",
 			SubjectPrefix:   "videosdk",

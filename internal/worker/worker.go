@@ -132,6 +132,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
+	reconcile, err := ParseSchedule(cfg.Poll.ReconcileSchedule)
+	if err != nil {
+		return nil, err
+	}
 	unfinished, err := store.Unfinished(ctx)
 	if err != nil {
 		return nil, err
@@ -139,9 +143,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	client := newClient(cfg.VideoSDK, log, w.metrics, interval(discover))
 	pl := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
 		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics),
-		poller.WithConcurrency(cfg.VideoSDK.MaxConcurrency))
+		poller.WithConcurrency(cfg.VideoSDK.MaxConcurrency), poller.WithLeftTimeWait(cfg.Poll.LeftTimeWait.Duration))
 	w.manager = poller.NewManager(poller.ManagerConfig{
-		Poller: pl, Rooms: client, Schedule: sched, Discover: discover,
+		Poller: pl, Rooms: client, Schedule: sched, Discover: discover, Reconcile: reconcile,
 		Unfinished: unfinished, Log: log,
 	})
 	w.wired.Store(true)
