@@ -726,3 +726,55 @@ func TestManagerSaysWhenPollsRunLate(t *testing.T) {
 		t.Errorf("said %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestManagerBoundsLongLists: a session whose list of all participants is 30 pages
+// long (60 came, 55 went; two to a page), in which someone leaves before every poll.
+// Read on every such poll, the list would cost 30 requests a poll; the loop reads it
+// at most once per 30 intervals, so it costs about one request a poll, and the lefts
+// wait for the next reading. Once the world is calm, every left has gone out, each
+// with its end.
+func TestManagerBoundsLongLists(t *testing.T) {
+	w := newWorld(t)
+	for i := range 60 {
+		w.api.Join(session, fmt.Sprintf("old%02d", i), "old")
+		if i >= 5 {
+			w.api.Leave(session, fmt.Sprintf("old%02d", i))
+		}
+	}
+	r := newRig(t, w, true)
+	reqs := r.logged(t)
+	r.poller = r.with(r.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Hour))
+	const interval = 50 * time.Millisecond
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval) })
+	m.track("config", []string{session}, nil)
+	eventually(t, "the first poll", func() bool { return reqs.count("/participants/active") > 0 })
+
+	began := time.Now()
+	for i := range 30 { // a new participant each interval, the one before gone
+		w.clock.Add(time.Second)
+		w.api.Join(session, fmt.Sprintf("new%02d", i), "new")
+		if i > 0 {
+			w.api.Leave(session, fmt.Sprintf("new%02d", i-1))
+		}
+		time.Sleep(interval)
+	}
+	polls := int(time.Since(began)/interval) + 1
+	list := reqs.count("/participants?")
+	t.Logf("%d polls in %v: %d requests for the active list, %d for the list of all participants (30 pages and more)",
+		polls, time.Since(began).Round(time.Millisecond), reqs.count("/participants/active"), list)
+	if limit := polls + 2*32; list > limit {
+		t.Errorf("%d requests for the list of all participants in %d polls, want at most %d (one a poll, and a reading's worth)", list, polls, limit)
+	}
+	eventually(t, "every left, each with its end", func() bool {
+		lefts, timed := 0, 0
+		for _, e := range streamEvents(t, r.js) {
+			if strings.HasPrefix(e, "participant.left new") {
+				lefts++
+				if strings.Contains(e, " until ") {
+					timed++
+				}
+			}
+		}
+		return lefts == 29 && timed == 29
+	})
+}

@@ -107,6 +107,22 @@ func TestChurnInvariants(t *testing.T) {
 	}
 }
 
+// TestChurnShortVisits: some stints end before the world's next change, most of
+// them short visits, which polls would miss.
+func TestChurnShortVisits(t *testing.T) {
+	stints := churn(t, ChurnConfig{Rooms: 3, MaxParticipants: 5, Seed: 3, VisitFor: time.Nanosecond})
+	short := 0
+	for _, st := range stints {
+		// Ended at the clock's next read: nothing else happened during the stint.
+		if st.End != nil && st.End.Sub(st.Start) == time.Second {
+			short++
+		}
+	}
+	if short < 10 {
+		t.Errorf("%d stints ended at the next change, of %d; want short visits", short, len(stints))
+	}
+}
+
 func TestDemoWorld(t *testing.T) {
 	newDemo := func() (*Server, []string) {
 		clock := NewClock(at("08:00:00"))

@@ -14,6 +14,7 @@ import (
 // balancer in front of the API would.
 type Fault struct {
 	PathContains string        // "" matches any request path
+	PathSuffix   string        // "" matches any; "/participants" only the list of all participants
 	Page         int           // 0 matches any page; else only requests for that page (no ?page= is page 1)
 	Status       int           // 0 = serve the normal response (use with Delay or AfterServe)
 	Header       http.Header   // extra response headers, e.g. Retry-After
@@ -36,6 +37,13 @@ func (s *Server) InjectFault(f Fault) {
 	s.faults = append(s.faults, &queuedFault{Fault: f, left: max(f.Times, 1)})
 }
 
+// ClearFaults drops every queued fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // nextFault consumes one use of the first queued fault that r matches. s.mu must
 // be held.
 func (s *Server) nextFault(r *http.Request) (Fault, bool) {
@@ -52,7 +60,7 @@ func (s *Server) nextFault(r *http.Request) (Fault, bool) {
 }
 
 func (f *Fault) matches(r *http.Request) bool {
-	if !strings.Contains(r.URL.Path, f.PathContains) {
+	if !strings.Contains(r.URL.Path, f.PathContains) || !strings.HasSuffix(r.URL.Path, f.PathSuffix) {
 		return false
 	}
 	if f.Page == 0 {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -99,10 +100,10 @@ func (s *Server) activeParticipants(r *http.Request) (int, any) {
 	}
 	present := sess.present()
 	if s.legacy {
-		return http.StatusOK, envelope[sessionDoc]{Data: s.doc(sess, present, baseURL(r))}
+		return http.StatusOK, envelope[sessionDoc]{Data: s.doc(sess, present, baseURL(r), time.Time{})}
 	}
 	pts, info := paginate(present, page, perPage)
-	return http.StatusOK, envelope[[]sessionDoc]{PageInfo: &info, Data: []sessionDoc{s.doc(sess, pts, baseURL(r))}}
+	return http.StatusOK, envelope[[]sessionDoc]{PageInfo: &info, Data: []sessionDoc{s.doc(sess, pts, baseURL(r), time.Time{})}}
 }
 
 func (s *Server) allParticipants(r *http.Request) (int, any) {
@@ -117,7 +118,11 @@ func (s *Server) allParticipants(r *http.Request) (int, any) {
 		return sessionNotFound()
 	}
 	pts, info := paginate(sess.participants, page, perPage)
-	return http.StatusOK, envelope[sessionDoc]{PageInfo: &info, Data: s.doc(sess, pts, baseURL(r))}
+	var shownUntil time.Time // the list's lag: ends after it are not shown yet
+	if s.listLag > 0 {
+		shownUntil = s.clock().Add(-s.listLag)
+	}
+	return http.StatusOK, envelope[sessionDoc]{PageInfo: &info, Data: s.doc(sess, pts, baseURL(r), shownUntil)}
 }
 
 func (s *Server) getSession(r *http.Request) (int, any) {

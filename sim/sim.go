@@ -57,6 +57,7 @@ type Server struct {
 	sessions map[string]*session
 	order    []*session // creation order
 	legacy   bool
+	listLag  time.Duration // how long an end takes to show in the list of all participants
 	faults   []*queuedFault
 	requests int
 }
@@ -259,6 +260,15 @@ func (s *Server) SetLegacyShape(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.legacy = on
+}
+
+// SetListLag makes the list of all participants show a stint's end only lag after
+// it: until then, the stint shows as open there, though the active list no longer
+// lists it. The API's docs do not say how soon it shows; clients must cope with a lag.
+func (s *Server) SetListLag(lag time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listLag = lag
 }
 
 // Stints returns every timelog entry of the session, ordered by start, then by

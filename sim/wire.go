@@ -126,15 +126,16 @@ type summaryLinks struct {
 }
 
 // doc renders sess with the participants pts (one page of them). base is the
-// scheme and host the request was sent to.
-func (s *Server) doc(sess *session, pts []*participant, base string) sessionDoc {
+// scheme and host the request was sent to. Timelog ends after shownUntil, unless it
+// is zero, are shown as null: not known yet.
+func (s *Server) doc(sess *session, pts []*participant, base string, shownUntil time.Time) sessionDoc {
 	docs := make([]participantDoc, 0, len(pts)) // non-nil: an empty page is [], not null
 	for _, pt := range pts {
 		docs = append(docs, participantDoc{
 			ParticipantID: pt.ID,
 			Name:          pt.Name,
 			Events:        noEvents,
-			Timelog:       pt.timelogEntries(),
+			Timelog:       pt.timelogEntries(shownUntil),
 			InitTime:      0.123,
 			DeviceInfo: deviceInfo{
 				SDKType:          pt.SDKType,
@@ -179,7 +180,7 @@ func summary(sess *session, base string, selfLink bool) sessionSummary {
 			ID:            objectID("participant", sess.id, pt.ID),
 			ParticipantID: pt.ID,
 			Name:          pt.Name,
-			Timelog:       pt.timelogEntries(),
+			Timelog:       pt.timelogEntries(time.Time{}),
 		})
 	}
 	self := base + "/v2/sessions/"
@@ -207,10 +208,14 @@ func (sess *session) status() string {
 	return "ended"
 }
 
-func (pt *participant) timelogEntries() []timelogEntry {
+func (pt *participant) timelogEntries(shownUntil time.Time) []timelogEntry {
 	out := make([]timelogEntry, len(pt.timelog))
 	for i, sp := range pt.timelog {
-		out[i] = timelogEntry{Start: stamp(sp.start), End: optStamp(sp.end)}
+		end := sp.end
+		if end != nil && !shownUntil.IsZero() && end.After(shownUntil) {
+			end = nil
+		}
+		out[i] = timelogEntry{Start: stamp(sp.start), End: optStamp(end)}
 	}
 	return out
 }
