@@ -87,6 +87,8 @@ func (e Event) participant() (ParticipantData, error) {
 		return d, invalid("data: deviceInfo and geoLocation must be objects")
 	case e.Type == TypeJoined && d.LeftAt != nil:
 		return d, invalid("data: leftAt on a joined")
+	case e.Type == TypeLeft && d.Detection == DetectionReconciled && d.LeftAt == nil:
+		return d, invalid("data: a reconciled left without leftAt")
 	}
 	// time is when it happened: the stint's start for a joined, its end for a left
 	// when known, else when rollcall saw it.

@@ -87,6 +87,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"deviceInfo not an object", joined, func(_, d map[string]any) { d["deviceInfo"] = "Chrome" }},
 		{"name a number", joined, func(_, d map[string]any) { d["name"] = 7 }},
 		{"a left's time that is not its leftAt", left, func(e, _ map[string]any) { e["time"] = "2023-07-24T08:28:12.004Z" }},
+		{"a reconciled left without leftAt", golden(t)["left-reconciled.json"], func(e, d map[string]any) {
+			d["leftAt"], e["time"] = nil, d["observedAt"]
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,6 +30,9 @@ func TestSchema(t *testing.T) {
 		{"deviceInfo a string", joined, func(_, d map[string]any) { d["deviceInfo"] = "Chrome" }},
 		{"no observedAt", started, func(_, d map[string]any) { delete(d, "observedAt") }},
 		{"specversion 0.3", started, func(e, _ map[string]any) { e["specversion"] = "0.3" }},
+		{"a reconciled left without leftAt", golden(t)["left-reconciled.json"], func(e, d map[string]any) {
+			d["leftAt"], e["time"] = nil, d["observedAt"]
+		}},
 	} {
 		b := edited(t, tt.event, tt.edit)
 		if err := c.Schema(b); err == nil {

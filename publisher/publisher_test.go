@@ -34,6 +34,7 @@ var (
 	joinedAt   = time.Date(2023, 7, 24, 8, 28, 9, 650e6, time.UTC)
 	leftAt     = time.Date(2023, 7, 24, 8, 40, 1, 5e6, time.UTC)
 	observedAt = time.Date(2023, 7, 24, 8, 28, 12, 4e6, time.UTC)
+	waitedFrom = time.Date(2023, 7, 24, 8, 28, 11, 2e6, time.UTC) // a left found gone then, published at observedAt
 	snap       = diff.Snapshot{SessionID: "64bb3619669942e088479mm0", RoomID: "r10p-2qz8-si67", Status: "ongoing", Start: joinedAt.Add(-time.Second)}
 	demo1      = diff.Participant{
 		ID: "iqpq5uen", Name: "demo1", JoinedAt: joinedAt, Mode: "CONFERENCE",
@@ -57,6 +58,9 @@ func TestNewEvent(t *testing.T) {
 		{"joined.json", snap, diff.Change{Kind: diff.Joined, Participant: demo1}},
 		{"left-time-known.json", snap, diff.Change{Kind: diff.Left, Participant: demo1, LeftAt: &leftAt}},
 		{"left-time-unknown.json", snap, diff.Change{Kind: diff.Left, Participant: diff.Participant{ID: "mxavzgb5", Name: "demo2", JoinedAt: joinedAt}}},
+		{"joined-reconciled.json", snap, diff.Change{Kind: diff.Joined, Participant: demo1, Reconciled: true}},
+		{"left-reconciled.json", snap, diff.Change{Kind: diff.Left, Participant: demo1, LeftAt: &leftAt, Reconciled: true}},
+		{"left-waited.json", snap, diff.Change{Kind: diff.Left, Participant: demo1, ObservedAt: &waitedFrom}},
 		{"session-started.json", snap, diff.Change{Kind: diff.SessionStarted}},
 		{"session-ended.json", ended, diff.Change{Kind: diff.SessionEnded}},
 	}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/publisher"
 )
@@ -205,6 +206,10 @@ type workerRun struct {
 	peakRSS                   uint64
 	got, want                 counts
 	problems                  int64
+	// API requests by endpoint, in the steady state and from the churn's start to
+	// the check, and how long each took.
+	steadyRequests, churnRequests map[string]float64
+	steadyTook, churnTook         time.Duration
 }
 
 // measureWorker runs the worker on the simulated API and measures its burst, its
@@ -279,11 +284,13 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, err
 	}
 	polls0, hist0 := gatherPolls(w.Metrics())
+	requests0, steady0 := gatherRequests(w.Metrics()), time.Now()
 	cpu0, others0 = cpuTime(), partsCPU(parts)
 	if err := sleep(ctx, time.Duration(o.steady)*o.interval); err != nil {
 		return m, err
 	}
 	m.steadyCPU, m.steadyOthers = cpuTime()-cpu0, partsCPU(parts)-others0
+	m.steadyRequests, m.steadyTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(steady0)
 	polls1, hist1 := gatherPolls(w.Metrics())
 	stopProfile()
 	m.steadyPolls = polls1 - polls0
@@ -300,6 +307,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 
 	// Churn, then the truth: every stint once, every ended stint's left once.
+	requests0, churn0 := gatherRequests(w.Metrics()), time.Now()
 	sc := simClient{apiURL}
 	for range o.churnIntervals {
 		if err := sc.change(ctx); err != nil {
@@ -317,6 +325,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	if err := waitFor(settle, stream, m.want.Total, done); err != nil && settle.Err() == nil {
 		return m, err
 	}
+	m.churnRequests, m.churnTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(churn0)
 	// A moment for anything extra (a duplicate that should not be) to show.
 	if err := sleep(ctx, time.Second); err != nil {
 		return m, err
@@ -446,6 +455,15 @@ func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) err
 		fmt.Fprintf(w, "           nats bench: %s\n", b.benchNote)
 	}
 	fmt.Fprintf(w, "api:       %d requests, %d connections opened\n", st.Requests, st.Conns)
+	for _, phase := range []struct {
+		name     string
+		requests map[string]float64
+		took     time.Duration
+	}{{"steady", m.steadyRequests, m.steadyTook}, {"churn", m.churnRequests, m.churnTook}} {
+		all, active := phase.requests[metrics.EndpointAll], phase.requests[metrics.EndpointActive]
+		fmt.Fprintf(w, "           %s, %s: %.0f active-list requests, %.0f for the lists of all participants (%.1f%% more; %.0f per session per hour)\n",
+			phase.name, ms(phase.took), active, all, 100*all/max(active, 1), all/float64(o.sessions)/phase.took.Hours())
+	}
 	fmt.Fprintf(w, "ratios:    steady CPU per participant-poll: %.2f× fetch-only (target ≤ 1.1)\n", steadyCPU/baseCPU)
 	if b.benchRate > 0 {
 		bench := time.Duration(float64(m.burstEvents) / b.benchRate * float64(time.Second))

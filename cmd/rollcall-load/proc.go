@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -100,6 +101,34 @@ func gatherPolls(g prometheus.Gatherer) (float64, histogram) {
 		}
 	}
 	return polls, h
+}
+
+// gatherRequests returns the API requests made so far, by endpoint label.
+func gatherRequests(g prometheus.Gatherer) map[string]float64 {
+	out := map[string]float64{}
+	families, _ := g.Gather()
+	for _, f := range families {
+		if f.GetName() != "rollcall_api_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// minusRequests returns the requests of now that are not in earlier.
+func minusRequests(now, earlier map[string]float64) map[string]float64 {
+	out := maps.Clone(now)
+	for k, v := range earlier {
+		out[k] -= v
+	}
+	return out
 }
 
 // minus returns the observations of h that are not in earlier.

@@ -69,7 +69,8 @@ func newE2E(t *testing.T, sessions map[string]string, rooms ...string) *e2e {
 }
 
 // writeConfig writes the tests' config.toml into dir: two participants (or sessions)
-// a page, a poll and a room listing a second, the given rate limit (0: none).
+// a page, a poll and a room listing a second, a reconciliation every two, the given
+// rate limit (0: none).
 func writeConfig(t *testing.T, dir, apiURL, natsURL string, rateLimit int, sessions, rooms []string) string {
 	t.Helper()
 	var list strings.Builder
@@ -90,6 +91,7 @@ rate_limit = %d
 [poll]
 schedule = "@every 1s"
 discover_schedule = "@every 1s"
+reconcile_schedule = "@every 2s"
 
 %s
 [nats]
@@ -147,6 +149,8 @@ type event struct {
 		RoomID        string     `json:"roomId"`
 		ParticipantID string     `json:"participantId"`
 		JoinedAt      *time.Time `json:"joinedAt"`
+		LeftAt        *time.Time `json:"leftAt"`
+		Detection     string     `json:"detection"`
 	} `json:"data"`
 }
 
@@ -197,22 +201,25 @@ func (e *e2e) hold(step string) {
 	}
 }
 
-// truth compares the stream with the simulator's ground truth: each stint has exactly
-// one joined, with joinedAt its timelog start, on its room's and session's subject;
-// each ended stint exactly one left after its joined; nothing else.
+// truth compares the stream with the simulator's ground truth: each stint, however
+// short, has exactly one joined, with joinedAt its timelog start, on its room's and
+// session's subject; each ended stint exactly one left after its joined, with leftAt
+// its timelog end; a participant's stints in the order they began; nothing else.
 func (e *e2e) truth() error {
 	type key struct{ session, participant, start string }
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	want := map[key][]string{}
 	for id := range e.sessions {
 		for _, s := range e.api.Stints(id) {
-			k := key{id, s.ParticipantID, s.Start.UTC().Format(time.RFC3339Nano)}
+			k := key{id, s.ParticipantID, stamp(s.Start)}
 			want[k] = []string{"joined"}
 			if s.End != nil {
-				want[k] = append(want[k], "left")
+				want[k] = append(want[k], "left at "+stamp(*s.End))
 			}
 		}
 	}
 	got := map[key][]string{}
+	last := map[[2]string]time.Time{} // per session and participant, the start of its last joined stint
 	for _, ev := range e.events() {
 		kind, ok := strings.CutPrefix(ev.Type, "live.videosdk.participant.")
 		if !ok {
@@ -223,7 +230,15 @@ func (e *e2e) truth() error {
 		if ev.Subject != wantSubject || d.RoomID != e.sessions[d.SessionID] {
 			return fmt.Errorf("%s event on %q, room %q; want %q", kind, ev.Subject, d.RoomID, wantSubject)
 		}
-		k := key{d.SessionID, d.ParticipantID, d.JoinedAt.UTC().Format(time.RFC3339Nano)}
+		k := key{d.SessionID, d.ParticipantID, stamp(*d.JoinedAt)}
+		switch who := [2]string{d.SessionID, d.ParticipantID}; {
+		case kind == "joined" && d.JoinedAt.Before(last[who]):
+			return fmt.Errorf("%s: the stint of %s joined after its next one, of %s", d.ParticipantID, k.start, stamp(last[who]))
+		case kind == "joined":
+			last[who] = *d.JoinedAt
+		case d.LeftAt != nil:
+			kind += " at " + stamp(*d.LeftAt)
+		}
 		got[k] = append(got[k], kind)
 	}
 	if d := cmp.Diff(want, got); d != "" {
@@ -345,6 +360,71 @@ func TestRunRestart(t *testing.T) {
 	e.hold("after a second restart")
 	if n := len(e.events()); n != before || len(e.republished()) > 0 {
 		t.Errorf("%d events after a second restart, want none; published again: %v", n-before, e.republished())
+	}
+}
+
+// TestRunReconciles: stints that begin and end between two polls, stints that end
+// while the worker is down, participants who come and go several times, and a session
+// that ends while the worker is down. Every stint gets exactly one joined and one
+// left, with joinedAt and leftAt its timelog's to the millisecond, each participant's
+// in order; nothing is published twice; session.ended comes after them all.
+func TestRunReconciles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the worker for several seconds")
+	}
+	e := newE2E(t, map[string]string{"s1": "room-1", "s2": "room-2"})
+	join(e.api, "s1", "a", "b")
+	join(e.api, "s2", "x")
+	// Each change a few milliseconds after the one before: distinct timelog instants.
+	step := func(f func(*sim.Server, string, ...string), session string, ids ...string) {
+		for _, id := range ids {
+			time.Sleep(3 * time.Millisecond)
+			f(e.api, session, id)
+		}
+	}
+	stop := e.start()
+	e.settle("first cycle")
+
+	step(join, "s1", "c") // c comes and goes between two polls
+	step(leave, "s1", "c")
+	step(leave, "s1", "a") // a goes and comes back twice
+	step(join, "s1", "a")
+	step(leave, "s1", "a")
+	step(join, "s1", "a")
+	e.settle("stints between two polls")
+
+	stop()
+	step(leave, "s1", "b")           // ends while the worker is down
+	step(join, "s1", "d", "e")       // d comes and goes, e stays
+	step(leave, "s1", "d", "a")      // a goes
+	step(join, "s1", "a", "d")       // and both come back
+	step(leave, "s2", "x")           // s2's only participant goes,
+	step(join, "s2", "y")            // another comes and goes,
+	step(leave, "s2", "y")           //
+	step(join, "s2", "x")            // x comes back,
+	time.Sleep(3 * time.Millisecond) //
+	e.api.EndSession("s2")           // and s2 ends
+	stop = e.start()
+	defer stop()
+	e.settle("after a downtime")
+	e.hold("two cycles later")
+
+	var reconciled int
+	for _, ev := range e.events() {
+		if ev.Data.Detection == "reconciled" {
+			reconciled++
+		}
+	}
+	// c; a's stint between its rejoins; d's first stint; s2: x's first stint is
+	// seen, y's and x's second are not.
+	if reconciled != 2*5 {
+		t.Errorf("%d reconciled events, want 10 (five stints no poll saw)", reconciled)
+	}
+	if got := e.sessionEvents(); !slices.Equal(got[len(got)-1:], []string{"ended s2"}) {
+		t.Errorf("session events %v, want s2's end last", got)
+	}
+	if r := e.republished(); len(r) > 0 {
+		t.Errorf("events published more than once: %v", r)
 	}
 }
 
