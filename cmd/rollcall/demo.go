@@ -19,8 +19,9 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// The demo's world: a few rooms, changes about every 700 ms, a new session in each
-// room about every 40 s, and small pages so that every scan crosses page boundaries.
+// The demo's world: a few rooms, changes about every 700 ms (short visits among them,
+// which the polls miss and reconciliations find), a new session in each room about
+// every 40 s, and small pages so that every scan crosses page boundaries.
 const (
 	demoRooms    = 3
 	demoChurn    = 700 * time.Millisecond
@@ -28,6 +29,9 @@ const (
 	demoPerPage  = 3
 	demoSchedule = "@every 1s"
 	demoDiscover = "@every 2s"
+	// A reconciliation every few seconds, so that the feed shows the visits the polls
+	// missed soon after them.
+	demoReconcile = "@every 5s"
 )
 
 func demoChurnConfig() sim.ChurnConfig {
@@ -60,7 +64,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	cfg := worker.Default()
 	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
 	cfg.VideoSDK.PerPage = demoPerPage
-	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule = demoSchedule, demoDiscover
+	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule, cfg.Poll.ReconcileSchedule = demoSchedule, demoDiscover, demoReconcile
 	cfg.NATS.StoreDir = dir // and url "": the embedded server
 	cfg.HTTP.Listen = ""    // no /metrics: a demo must not take a port another worker may use
 	for _, id := range rooms {

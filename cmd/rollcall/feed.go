@@ -95,6 +95,7 @@ func feedLine(data []byte, at time.Time) string {
 			JoinedAt      *time.Time `json:"joinedAt"`
 			LeftAt        *time.Time `json:"leftAt"`
 			ObservedAt    time.Time  `json:"observedAt"`
+			Detection     string     `json:"detection"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(data, &e); err != nil {
@@ -103,6 +104,9 @@ func feedLine(data []byte, at time.Time) string {
 	d := e.Data
 	where := fmt.Sprintf("room %s  session %s", d.RoomID, d.SessionID)
 	stamp := at.Local().Format("15:04:05.000")
+	if d.Detection == events.DetectionReconciled {
+		where += "  (reconciled: no poll saw it)"
+	}
 	switch e.Type {
 	case events.TypeJoined:
 		return fmt.Sprintf("%s  joined   %-24s %s", stamp, who(d.Name, d.ParticipantID), where)
@@ -113,7 +117,7 @@ func feedLine(data []byte, at time.Time) string {
 			if d.LeftAt != nil {
 				end = *d.LeftAt
 			}
-			stay = fmt.Sprintf("  (stayed %s)", end.Sub(*d.JoinedAt).Round(time.Second))
+			stay = fmt.Sprintf("  (stayed %s)", end.Sub(*d.JoinedAt).Round(100*time.Millisecond))
 		}
 		return fmt.Sprintf("%s  left     %-24s %s%s", stamp, who(d.Name, d.ParticipantID), where, stay)
 	case events.TypeSessionStarted:
