@@ -18,14 +18,15 @@
 //     participant's timelog in the active list (a rejoin) or in the list of all
 //     participants. A left whose end neither shows waits in the state (Pending), to be
 //     published once the end shows, or without it (LeftAt nil) once it has waited
-//     wait. A stint of a session that ended takes the session's end when its own is
-//     unknown, and waits for nothing. A pending stint that the active list shows again
-//     never left: it is present again, and nothing is published;
+//     wait; a stint still there when its session ended takes the session's end then.
+//     A pending stint that the active list shows again never left: it is present
+//     again, and nothing is published;
 //   - a participantId present in both with a different stint start left and came
 //     back between the two snapshots: Left for the old stint, then Joined for the new
 //     one. This needs no completeness, since the new stint is itself the proof;
 //   - an answer that shows a participant in a stint older than the one in the state is
-//     older than the state (a cache, a lagging replica): it yields nothing;
+//     older than the state (a cache, a lagging replica): it yields nothing; one that
+//     shows a stint already Left (Gone) yields nothing for it;
 //   - a stint that ended and was never published (it began and ended between two
 //     polls, or while rollcall was not polling), found in a timelog, is Joined and then
 //     Left, both Reconciled, once: the state remembers, per participantId, the start of
@@ -34,7 +35,8 @@
 //     all participants as published, the first time it reads it;
 //   - a session is Started the first time the API returns its document (Found);
 //   - a session whose status is "ended" yields Left for every stint still present and
-//     then SessionEnded; after that the state is Ended and Compute yields nothing more.
+//     then, once no left waits for its end, SessionEnded; after that the state is
+//     Ended and Compute yields nothing more.
 //
 // Within one call, changes come in this order: SessionStarted, then the participants'
 // changes in the order they happened (a Joined at its start, a Left at its end, or at
@@ -220,14 +222,12 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		i, seen := at[old.ID]
 		switch {
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && ended:
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), time.Time{})
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), now)
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
 			// Same stint; keep what the API says of it now (name and mode may change).
 		case seen:
 			c.rejoined(old, current[i], nil)
-		case ended:
-			c.left(old, nil, time.Time{})
-		case next.Complete:
+		case next.Complete || ended:
 			c.left(old, nil, now)
 		default:
 			c.state.Present = append(c.state.Present, old) // unproven absence: keep it
@@ -239,7 +239,7 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && !ended:
 			// Shown again: it never left. Present again, below.
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), time.Time{})
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), old.Since)
 		case seen:
 			c.rejoined(old.Participant, current[i], &old.Since)
 		default:
@@ -247,6 +247,9 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		}
 	}
 	for _, p := range current {
+		if last, ok := c.state.Gone[p.ID]; ok && !known[p.ID] && !p.JoinedAt.After(last) {
+			continue // a stint already left: an answer that lags behind the list's
+		}
 		if !known[p.ID] {
 			c.missed(p, p.JoinedAt)
 			c.joined(p)
@@ -259,8 +262,9 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		c.reconcile()
 	}
 	c.state.Accounted = c.accounted && c.state.Started
-	if ended {
-		// What is left of the session is that it ended.
+	if ended && len(c.state.Pending) == 0 {
+		// What is left of the session is that it ended. While lefts wait for their
+		// end, so does session.ended, which comes after them.
 		c.changes = append(c.changes, Change{Kind: SessionEnded})
 		c.state = State{RoomID: c.state.RoomID, Started: c.state.Started, Ended: true}
 	}
@@ -284,10 +288,11 @@ type computation struct {
 	state     State
 }
 
-// left publishes the end of stint p, at end if known, or at its end in the list of
-// all participants; a stint without either waits in the state until since+wait, and
-// is then Left without an end. The zero since is a stint of the session that ended:
-// it takes the session's end and waits for nothing.
+// left publishes the end of stint p, found gone at since: at end if known, or at its
+// end in the list of all participants. A stint without either waits in the state
+// until since+wait, and is then Left without an end; or, in a session that ended,
+// at the session's end if it was still there as far as anyone knew when the session
+// ended (found gone at or after the end).
 func (c *computation) left(p Participant, end *time.Time, since time.Time) {
 	if end == nil {
 		end = endOf(c.everyone[p.ID].Timelog, p.JoinedAt)
@@ -295,13 +300,13 @@ func (c *computation) left(p Participant, end *time.Time, since time.Time) {
 	ch := Change{Kind: Left, Participant: p, LeftAt: end}
 	switch {
 	case end != nil:
-	case since.IsZero():
-		ch.LeftAt = c.next.End
-	case !c.ended && since.Add(c.wait).After(c.now):
+	case since.Add(c.wait).After(c.now):
 		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since})
 		return
+	case c.ended && c.next.End != nil && !since.Before(*c.next.End):
+		ch.LeftAt = c.next.End
 	}
-	if !since.IsZero() && since.Before(c.now) {
+	if since.Before(c.now) {
 		ch.ObservedAt = &since
 	}
 	c.changes = append(c.changes, ch)
@@ -330,7 +335,7 @@ func (c *computation) rejoined(old, cur Participant, since *time.Time) {
 func (c *computation) joined(p Participant) {
 	c.changes = append(c.changes, Change{Kind: Joined, Participant: p})
 	if c.ended {
-		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), time.Time{})
+		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), c.now)
 	}
 }
 

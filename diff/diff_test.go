@@ -59,6 +59,14 @@ func tl(id string, stints ...[2]int) diff.Participant {
 	return q
 }
 
+// endedWith is the snapshot of a session that ended at second 50, listing no one
+// active, with the list of all participants ps.
+func endedWith(ps ...diff.Participant) diff.Snapshot {
+	s := everyone(snap(true), ps...)
+	s.Status, s.End = diff.StatusEnded, ptr(at(50))
+	return s
+}
+
 func state(ps ...diff.Participant) diff.State {
 	return diff.State{RoomID: "r1", Started: true, Accounted: true, Present: stored(ps...)}
 }
@@ -291,15 +299,10 @@ func TestCompute(t *testing.T) {
 		},
 		wantState: gone(state(p("a", 20)), "a", 8),
 	}, {
-		name: "an ended session: lefts at their own end, else the session's; missed stints; then the end",
+		name: "an ended session, no waiting: lefts at their own end, else the session's if still there then; missed stints; then the end",
 		prev: pending(state(p("a", 1), p("b", 2)), 10, p("f", 4)),
-		next: func() diff.Snapshot {
-			s := everyone(snap(true), tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1}))
-			s.Status, s.End = diff.StatusEnded, ptr(at(50))
-			return s
-		}(),
+		next: endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1})),
 		now:  51,
-		wait: time.Minute,
 		wantChanges: []change{
 			{Kind: "joined", ID: "e", Start: 3, Reconciled: true}, {Kind: "left", ID: "f", Start: 4, ObservedAt: ptr(at(10))},
 			{Kind: "left", ID: "e", Start: 3, LeftAt: ptr(at(5)), Reconciled: true},
@@ -307,6 +310,44 @@ func TestCompute(t *testing.T) {
 			{Kind: "session.ended"},
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name: "an ended session whose lefts wait for their end: so does session.ended",
+		prev: pending(state(p("a", 1), p("b", 2)), 10, p("f", 4)),
+		next: endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1})),
+		now:  51,
+		wait: time.Minute,
+		wantChanges: []change{
+			{Kind: "joined", ID: "e", Start: 3, Reconciled: true}, {Kind: "left", ID: "e", Start: 3, LeftAt: ptr(at(5)), Reconciled: true},
+			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(40))},
+		},
+		wantState: func() diff.State {
+			s := pending(pending(gone(state(), "a", 1, "e", 3), 51, p("b", 2)), 10, p("f", 4))
+			s.Present = []diff.Participant{}
+			return s
+		}(),
+	}, {
+		name: "an ended session once the wait is over: the session's end for who was there, nothing for who was not, then the end",
+		prev: pending(pending(gone(state(), "a", 1, "e", 3), 51, p("b", 2)), 10, p("f", 4)),
+		next: endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1})),
+		now:  111,
+		wait: time.Minute,
+		wantChanges: []change{
+			{Kind: "left", ID: "f", Start: 4, ObservedAt: ptr(at(10))}, {Kind: "left", ID: "b", Start: 2, ObservedAt: ptr(at(51)), LeftAt: ptr(at(50))},
+			{Kind: "session.ended"},
+		},
+		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name: "a stint already left, shown again (an ended session's listing while lefts wait): nothing for it",
+		prev: pending(gone(state(), "a", 1), 51, p("b", 2)),
+		next: func() diff.Snapshot {
+			s := endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, 45}))
+			s.Participants = []diff.Participant{p("a", 1), p("b", 2)}
+			return s
+		}(),
+		now:         52,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "left", ID: "b", Start: 2, LeftAt: ptr(at(45)), ObservedAt: ptr(at(51))}, {Kind: "session.ended"}},
+		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
 		name:      "a state from before reconciliation takes the list's ended stints as published",
 		prev:      diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1))},

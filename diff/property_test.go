@@ -297,6 +297,13 @@ func checkStep(t *rapid.T, step int, w *trueWorld, snap diff.Snapshot, changes [
 	}
 
 	switch {
+	case ended && len(next.Pending) > 0:
+		// Lefts wait for their end (the replay holds them, checked above), and
+		// session.ended waits for them.
+		if r.ended != 0 || next.Ended || len(next.Present) > 0 {
+			t.Fatalf("step %d: session ended with lefts waiting, but session.ended emitted %d times, state ended %v, present %v",
+				step, r.ended, next.Ended, next.Present)
+		}
 	case ended:
 		if r.ended != 1 || len(r.present) > 0 || !next.Ended {
 			t.Fatalf("step %d: session ended, but session.ended emitted %d times, %v still present, state ended %v",

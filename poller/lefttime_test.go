@@ -12,8 +12,9 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// lastLeft returns the last left event in the rig's stream, decoded by the contract.
-func lastLeft(t *testing.T, r *rig) (events.Event, events.ParticipantData) {
+// lastLeft returns the last left event of participant id in the rig's stream,
+// decoded by the contract.
+func lastLeft(t *testing.T, r *rig, id string) (events.Event, events.ParticipantData) {
 	t.Helper()
 	msgs := natstest.Messages(t, r.js, "ROLLCALL")
 	for i := len(msgs) - 1; i >= 0; i-- {
@@ -21,7 +22,7 @@ func lastLeft(t *testing.T, r *rig) (events.Event, events.ParticipantData) {
 		if err != nil {
 			t.Fatalf("%s: %v", msgs[i].Data, err)
 		}
-		if e.Type == events.TypeLeft {
+		if e.Type == events.TypeLeft && e.Subject == id {
 			d, err := e.Participant()
 			if err != nil {
 				t.Fatal(err)
@@ -57,7 +58,7 @@ func TestPollLeftWaitsForItsEnd(t *testing.T) {
 	if d := gocmp.Diff([]string{"participant.left b@2 until 7"}, r.poll(t)); d != "" {
 		t.Errorf("once the end shows (-want +got):\n%s", d)
 	}
-	e, d := lastLeft(t, r)
+	e, d := lastLeft(t, r, "b")
 	if !d.ObservedAt.Equal(gone) || !e.Time.Equal(d.LeftAt.Time) || d.Detection != events.DetectionPoll {
 		t.Errorf("observedAt %v (want %v, when b was found gone), time %v (want leftAt %v), detection %q", d.ObservedAt, gone, e.Time, d.LeftAt, d.Detection)
 	}
@@ -95,7 +96,7 @@ func TestPollLeftWithoutItsEnd(t *testing.T) {
 	if d := gocmp.Diff([]string{"participant.left b@2"}, r.poll(t)); d != "" {
 		t.Errorf("once the wait is over (-want +got):\n%s", d)
 	}
-	e, d := lastLeft(t, r)
+	e, d := lastLeft(t, r, "b")
 	if d.LeftAt != nil || !d.ObservedAt.Equal(gone) || !e.Time.Equal(gone) {
 		t.Errorf("leftAt %v (want null), observedAt %v and time %v (want %v, when b was found gone)", d.LeftAt, d.ObservedAt, e.Time, gone)
 	}
@@ -109,6 +110,43 @@ func TestPollLeftWithoutItsEnd(t *testing.T) {
 		}
 		if got := r.newEvents(t); len(got) != 0 {
 			t.Errorf("events after the list came back: %v", got)
+		}
+	}
+}
+
+// TestPollEndedSessionWaitsForEnds: b leaves a moment before the session ends, and the
+// list of all participants shows ends ten seconds late. The session's end is not b's:
+// b's left waits for its own end, and session.ended waits for it; a, there when the
+// session ended, leaves at its own end too once it shows.
+func TestPollEndedSessionWaitsForEnds(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	w.api.SetListLag(10 * time.Second)
+	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
+	r.poll(t)
+	r.newEvents(t)
+
+	w.clock.Add(5 * time.Second) // 7
+	w.api.Leave(session, "b")
+	left := w.clock.Now()
+	w.clock.Add(300 * time.Millisecond)
+	w.api.EndSession(session) // 7.3
+	ended := w.clock.Now()
+	res, err := r.poller.Poll(context.Background(), quiet(), session)
+	if err != nil || res.Ended || res.Waiting != 2 {
+		t.Fatalf("the poll that sees the end = %+v, %v; want not ended yet, two lefts waiting", res, err)
+	}
+	if got := r.newEvents(t); len(got) != 0 {
+		t.Fatalf("events before the ends show: %v", got)
+	}
+	w.clock.Add(10 * time.Second) // 17.3: both ends show
+	want := []string{"participant.left b@2 until 7", "participant.left a@1 until 7", "session.ended"}
+	if d := gocmp.Diff(want, r.poll(t)); d != "" {
+		t.Errorf("once the ends show (-want +got):\n%s", d)
+	}
+	for id, end := range map[string]time.Time{"b": left, "a": ended} {
+		if _, d := lastLeft(t, r, id); d.LeftAt == nil || !d.LeftAt.Equal(end) {
+			t.Errorf("%s's leftAt %v, want %v", id, d.LeftAt, end)
 		}
 	}
 }

@@ -196,7 +196,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.manager.Run(ctx, polls, updates)
 	}()
 	w.log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms),
-		"discover_schedule", cfg.Poll.DiscoverSchedule, "tracking_bucket", n.TrackingBucket)
+		"discover_schedule", cfg.Poll.DiscoverSchedule, "reconcile_schedule", cfg.Poll.ReconcileSchedule,
+		"left_time_wait", cfg.Poll.LeftTimeWait.Duration, "tracking_bucket", n.TrackingBucket)
 	if len(cfg.Sessions)+len(cfg.Rooms) == 0 {
 		w.log.Warn("the config file tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
 	}
