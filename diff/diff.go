@@ -114,6 +114,11 @@ type State struct {
 	// Gone, so that the others can be reconciled. States from before reconciliation
 	// lack it.
 	Accounted bool `json:"accounted,omitempty"`
+	// Ending is when the session was first found ended, while session.ended waits
+	// for the list of all participants to be read (for up to wait).
+	Ending *time.Time `json:"ending,omitempty"`
+	// Saved is when the state was last saved, as the store says; not stored in it.
+	Saved time.Time `json:"-"`
 	// Outbox holds the changes that led to this state until the stream has
 	// acknowledged them. Compute ignores it and returns a state without one.
 	Outbox *Outbox `json:"outbox,omitempty"`
@@ -123,6 +128,9 @@ type State struct {
 type Pending struct {
 	Participant
 	Since time.Time `json:"since"` // when the stint was first found gone
+	// Reconciled: a stint no poll saw, found open in the list of all participants of
+	// a session that ended; its Joined went out, Reconciled, and so will its Left.
+	Reconciled bool `json:"reconciled,omitempty"`
 }
 
 // Outbox is a cycle's changes, kept with the state they lead to, so that changes
@@ -208,7 +216,7 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		accounted: prev.Accounted || !prev.Started,
 	}
 	if !c.accounted && next.Everyone != nil {
-		c.adopt()
+		c.adopt(prev.Saved)
 	}
 	if !prev.Started && next.Found {
 		c.changes = append(c.changes, Change{Kind: SessionStarted})
@@ -222,13 +230,13 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		i, seen := at[old.ID]
 		switch {
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && ended:
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), now)
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), now, false)
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
 			// Same stint; keep what the API says of it now (name and mode may change).
 		case seen:
-			c.rejoined(old, current[i], nil)
+			c.rejoined(old, current[i], nil, false)
 		case next.Complete || ended:
-			c.left(old, nil, now)
+			c.left(old, nil, now, false)
 		default:
 			c.state.Present = append(c.state.Present, old) // unproven absence: keep it
 		}
@@ -239,11 +247,11 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && !ended:
 			// Shown again: it never left. Present again, below.
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), old.Since)
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), old.Since, old.Reconciled)
 		case seen:
-			c.rejoined(old.Participant, current[i], &old.Since)
+			c.rejoined(old.Participant, current[i], &old.Since, old.Reconciled)
 		default:
-			c.left(old.Participant, nil, old.Since)
+			c.left(old.Participant, nil, old.Since, old.Reconciled)
 		}
 	}
 	for _, p := range current {
@@ -262,9 +270,18 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		c.reconcile()
 	}
 	c.state.Accounted = c.accounted && c.state.Started
-	if ended && len(c.state.Pending) == 0 {
+	if ended && next.Everyone == nil && c.accounted {
+		// The list of all participants could not be read: the stints no poll saw
+		// are in it alone. Read it on the next polls, for up to wait.
+		ending := cmp.Or(prev.Ending, &now)
+		if ending.Add(wait).After(now) {
+			c.state.Ending = ending
+		}
+	}
+	if ended && len(c.state.Pending) == 0 && c.state.Ending == nil {
 		// What is left of the session is that it ended. While lefts wait for their
-		// end, so does session.ended, which comes after them.
+		// end, or the list is still to be read, so does session.ended, which comes
+		// after every event of the session.
 		c.changes = append(c.changes, Change{Kind: SessionEnded})
 		c.state = State{RoomID: c.state.RoomID, Started: c.state.Started, Ended: true}
 	}
@@ -293,18 +310,20 @@ type computation struct {
 // until since+wait, and is then Left without an end; or, in a session that ended,
 // at the session's end if it was still there as far as anyone knew when the session
 // ended (found gone at or after the end).
-func (c *computation) left(p Participant, end *time.Time, since time.Time) {
+func (c *computation) left(p Participant, end *time.Time, since time.Time, reconciled bool) {
 	if end == nil {
 		end = endOf(c.everyone[p.ID].Timelog, p.JoinedAt)
 	}
-	ch := Change{Kind: Left, Participant: p, LeftAt: end}
+	ch := Change{Kind: Left, Participant: p, LeftAt: end, Reconciled: reconciled}
 	switch {
 	case end != nil:
 	case since.Add(c.wait).After(c.now):
-		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since})
+		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since, Reconciled: reconciled})
 		return
-	case c.ended && c.next.End != nil && !since.Before(*c.next.End):
+	case c.ended && c.next.End != nil && (reconciled || !since.Before(*c.next.End)):
 		ch.LeftAt = c.next.End
+	case reconciled:
+		ch.LeftAt = &since // it had ended when the session was found ended
 	}
 	if since.Before(c.now) {
 		ch.ObservedAt = &since
@@ -316,8 +335,8 @@ func (c *computation) left(p Participant, end *time.Time, since time.Time) {
 // rejoined publishes the end of old, shown by cur, the same participant in a later
 // stint: old's Left (at once: cur's Joined must follow it), the stints between the
 // two that no poll saw, and cur's Joined. since is when old was found gone, if it was.
-func (c *computation) rejoined(old, cur Participant, since *time.Time) {
-	ch := Change{Kind: Left, Participant: old, LeftAt: endOf(cur.Timelog, old.JoinedAt)}
+func (c *computation) rejoined(old, cur Participant, since *time.Time, reconciled bool) {
+	ch := Change{Kind: Left, Participant: old, LeftAt: endOf(cur.Timelog, old.JoinedAt), Reconciled: reconciled}
 	if ch.LeftAt == nil {
 		ch.LeftAt = endOf(c.everyone[old.ID].Timelog, old.JoinedAt)
 	}
@@ -335,7 +354,7 @@ func (c *computation) rejoined(old, cur Participant, since *time.Time) {
 func (c *computation) joined(p Participant) {
 	c.changes = append(c.changes, Change{Kind: Joined, Participant: p})
 	if c.ended {
-		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), c.now)
+		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), c.now, false)
 	}
 }
 
@@ -375,26 +394,40 @@ func (c *computation) reconcile() {
 			continue
 		}
 		busy[p.ID] = true // listed twice: the first counts
-		var until time.Time
+		var open *Entry
 		for _, e := range p.Timelog {
 			if e.End == nil {
-				until = e.Start
+				open = &e
 				break
 			}
 		}
-		c.missed(p, until)
+		if open == nil {
+			c.missed(p, time.Time{})
+			continue
+		}
+		c.missed(p, open.Start)
+		if last, ok := c.state.Gone[p.ID]; c.ended && (!ok || open.Start.After(last)) {
+			// The session is over, so this stint is too, though the list does not
+			// show its end yet: joined now, and its left waits for its end.
+			q := stored(p)
+			q.JoinedAt = open.Start
+			c.changes = append(c.changes, Change{Kind: Joined, Participant: q, Reconciled: true})
+			c.left(q, nil, c.now, true)
+		}
 	}
 }
 
-// adopt takes every stint that ended in the list of all participants as published:
-// a state from before reconciliation does not know which were.
-func (c *computation) adopt() {
+// adopt takes the stints that ended, in the list of all participants, before the
+// state was last saved (all, if that is not known) as published: a state from before
+// reconciliation does not know which were, and a stint that ended after the last save
+// was not (a rollcall that publishes a left saves its state after).
+func (c *computation) adopt(saved time.Time) {
 	if c.state.Gone == nil {
 		c.state.Gone = make(map[string]time.Time)
 	}
 	for _, p := range c.next.Everyone {
 		for _, e := range p.Timelog {
-			if e.End != nil && e.Start.After(c.state.Gone[p.ID]) {
+			if e.End != nil && (saved.IsZero() || !e.End.After(saved)) && e.Start.After(c.state.Gone[p.ID]) {
 				c.state.Gone[p.ID] = e.Start
 			}
 		}
@@ -495,8 +528,11 @@ func (s State) Equal(o State) bool {
 	return s.RoomID == o.RoomID && s.Started == o.Started && s.Ended == o.Ended && s.Accounted == o.Accounted &&
 		(s.Outbox == nil) == (o.Outbox == nil) &&
 		slices.EqualFunc(s.Present, o.Present, same) &&
-		slices.EqualFunc(s.Pending, o.Pending, func(a, b Pending) bool { return same(a.Participant, b.Participant) && a.Since.Equal(b.Since) }) &&
-		maps.EqualFunc(s.Gone, o.Gone, time.Time.Equal)
+		slices.EqualFunc(s.Pending, o.Pending, func(a, b Pending) bool {
+			return same(a.Participant, b.Participant) && a.Since.Equal(b.Since) && a.Reconciled == b.Reconciled
+		}) &&
+		maps.EqualFunc(s.Gone, o.Gone, time.Time.Equal) &&
+		(s.Ending == nil) == (o.Ending == nil) && (s.Ending == nil || s.Ending.Equal(*o.Ending))
 }
 
 // Absent reports whether a stint of s is missing from snap: the absence that a left

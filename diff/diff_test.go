@@ -349,6 +349,68 @@ func TestCompute(t *testing.T) {
 		wantChanges: []change{{Kind: "left", ID: "b", Start: 2, LeftAt: ptr(at(45)), ObservedAt: ptr(at(51))}, {Kind: "session.ended"}},
 		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
+		name:        "an ended session whose list shows a stint no poll saw still open: joined now, its left waits, and so does the end",
+		prev:        state(),
+		next:        endedWith(tl("v", [2]int{45, -1})),
+		now:         51,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "joined", ID: "v", Start: 45, Reconciled: true}},
+		wantState: func() diff.State {
+			s := state()
+			s.Present = []diff.Participant{}
+			s.Pending = []diff.Pending{{Participant: diff.Participant{ID: "v", Name: "name-v", JoinedAt: at(45)}, Since: at(51), Reconciled: true}}
+			return s
+		}(),
+	}, {
+		name: "then its end shows: its left, reconciled, then the end",
+		prev: func() diff.State {
+			s := state()
+			s.Pending = []diff.Pending{{Participant: diff.Participant{ID: "v", Name: "name-v", JoinedAt: at(45)}, Since: at(51), Reconciled: true}}
+			return s
+		}(),
+		next:        endedWith(tl("v", [2]int{45, 47})),
+		now:         55,
+		wait:        time.Minute,
+		wantChanges: []change{{Kind: "left", ID: "v", Start: 45, LeftAt: ptr(at(47)), Reconciled: true, ObservedAt: ptr(at(51))}, {Kind: "session.ended"}},
+		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name: "an ended session whose list could not be read: its end waits for it",
+		prev: state(p("a", 1)),
+		next: func() diff.Snapshot { s := endedWith(); s.Everyone = nil; return s }(),
+		now:  51,
+		wait: time.Minute,
+		wantState: func() diff.State {
+			s := pending(state(), 51, p("a", 1))
+			s.Present, s.Ending = []diff.Participant{}, ptr(at(51))
+			return s
+		}(),
+	}, {
+		name: "then the list is read: a's end, the stint no poll saw, then the end",
+		prev: func() diff.State {
+			s := pending(state(), 51, p("a", 1))
+			s.Ending = ptr(at(51))
+			return s
+		}(),
+		next: endedWith(tl("a", [2]int{1, 50}), tl("v", [2]int{20, 22})),
+		now:  55,
+		wait: time.Minute,
+		wantChanges: []change{
+			{Kind: "joined", ID: "v", Start: 20, Reconciled: true}, {Kind: "left", ID: "v", Start: 20, LeftAt: ptr(at(22)), Reconciled: true},
+			{Kind: "left", ID: "a", Start: 1, LeftAt: ptr(at(50)), ObservedAt: ptr(at(51))},
+			{Kind: "session.ended"},
+		},
+		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
+		name: "a state from before reconciliation, last saved at second 10: the stints that ended after are reconciled",
+		prev: func() diff.State {
+			s := diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1))}
+			s.Saved = at(10)
+			return s
+		}(),
+		next:        everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("c", [2]int{3, 4}), tl("d", [2]int{5, 9}, [2]int{11, 12})),
+		wantChanges: []change{{Kind: "joined", ID: "d", Start: 11, Reconciled: true}, {Kind: "left", ID: "d", Start: 11, LeftAt: ptr(at(12)), Reconciled: true}},
+		wantState:   gone(state(p("a", 1)), "c", 3, "d", 11),
+	}, {
 		name:      "a state from before reconciliation takes the list's ended stints as published",
 		prev:      diff.State{RoomID: "r1", Started: true, Present: stored(p("a", 1))},
 		next:      everyone(snap(true, p("a", 1)), tl("a", [2]int{1, -1}), tl("c", [2]int{3, 4})),

@@ -48,6 +48,7 @@ type Status struct {
 	Status  string    `json:"status"`
 	Last    time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
 	Present int       `json:"present"`               // a session's participants, as last polled
+	Waiting int       `json:"waiting,omitempty"`     // a session's lefts waiting for their end
 }
 
 // RoomLister lists a room's sessions; Client is one.
@@ -113,12 +114,13 @@ type loop struct {
 	status  string
 	last    time.Time
 	present int
+	waiting int
 }
 
-func (l *loop) set(status string, last time.Time, present int) {
+func (l *loop) set(status string, last time.Time, present, waiting int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.status, l.present = status, present
+	l.status, l.present, l.waiting = status, present, waiting
 	if !last.IsZero() {
 		l.last = last
 	}
@@ -359,7 +361,7 @@ func (m *Manager) status() []Status {
 				continue
 			}
 			l.mu.Lock()
-			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present}
+			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present, Waiting: l.waiting}
 			l.mu.Unlock()
 			switch {
 			case len(l.from) == 0:
@@ -419,7 +421,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 		}
 		began := time.Now()
 		res, err := m.poll(polls, log, l.id, nil, &cache, reading.mode(began))
-		reading.read(began, res.ListPages, every)
+		reading.read(log, began, res.ListPages, res.ListErr, every)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
@@ -453,7 +455,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			} else {
 				log.Debug("session still not found", "retry_in", notFound)
 			}
-			l.set(StatusNotFound, time.Time{}, 0)
+			l.set(StatusNotFound, time.Time{}, 0, 0)
 			next = later(next, now.Add(notFound))
 			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
 		case errors.Is(err, ErrUnauthorized):
@@ -464,7 +466,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			fail.note(log, now, err)
 		case res.Ended:
 			log.Info("session ended: no longer polled")
-			l.set(StatusEnded, now, 0) // everyone left with it; this was its last complete poll
+			l.set(StatusEnded, now, 0, 0) // everyone left with it; this was its last complete poll
 			return true
 		default:
 			fail.over(log)
@@ -478,7 +480,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			if res.Complete {
 				complete = now
 			}
-			l.set(StatusPolling, complete, res.Present)
+			l.set(StatusPolling, complete, res.Present, res.Waiting)
 		}
 	}
 }
@@ -538,6 +540,7 @@ type listing struct {
 	schedule  bool      // reconciliations are scheduled
 	due       time.Time // the next scheduled reconciliation
 	notBefore time.Time // the next reading allowed
+	failing   int       // readings failed in a row
 }
 
 // newListing returns the listing of session id, tracked from now: its first
@@ -562,15 +565,29 @@ func (l *listing) mode(now time.Time) List {
 }
 
 // read notes a poll that began at began and read pages pages of the list (none: it
-// did not read it).
-func (l *listing) read(began time.Time, pages int, every time.Duration) {
+// did not read it), or failed to with err. A reading that fails is tried again after
+// twice as long each time (a failed page costs its retries too), up to 32 times the
+// usual wait, and said once when it starts failing and once when it works again.
+func (l *listing) read(log *slog.Logger, began time.Time, pages int, err error, every time.Duration) {
 	if pages == 0 {
 		return
 	}
+	wait := time.Duration(pages) * every
+	switch {
+	case err != nil:
+		if l.failing == 0 {
+			log.Warn("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading, asked less often while it fails", "err", err)
+		}
+		l.failing++
+		wait <<= min(l.failing, 5)
+	case l.failing > 0:
+		log.Info("reading the list of all participants works again", "failures", l.failing)
+		l.failing = 0
+	}
 	// Half an interval early, so that a one-page list may be read on every poll
 	// whatever the jitter of their start.
-	l.notBefore = began.Add(time.Duration(pages)*every - every/2)
-	if l.schedule {
+	l.notBefore = began.Add(wait - every/2)
+	if l.schedule && err == nil {
 		l.due = l.ticks.after(began)
 	}
 }
@@ -615,7 +632,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 				log.Info("listing the room's sessions works again")
 			}
 			listed, failing = true, false
-			l.set(StatusFollowing, now, 0)
+			l.set(StatusFollowing, now, 0, 0)
 			found(list)
 		}
 		due = ticks.after(now)

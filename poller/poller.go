@@ -245,23 +245,24 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		}
 		snap = p.exclude(prev, snap)
 		if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
-			snap = p.confirm(ctx, log, sessionID, snap)
+			snap = p.exclude(prev, p.confirm(ctx, log, sessionID, snap))
 		}
 	}
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
 	}
+	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
 	var pages int
+	var listErr error
 	if wantsList(prev, snap, list) {
-		everyone, n, err := p.src.Everyone(ctx, log, sessionID)
-		pages = n
-		if err != nil {
-			log.Warn("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", err)
+		var everyone []diff.Participant
+		everyone, pages, listErr = p.src.Everyone(ctx, log, sessionID)
+		if listErr != nil {
+			log.Debug("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", listErr)
 		} else {
 			snap.Everyone = p.excludeFrom(prev, everyone)
 		}
 	}
-	now := p.now()
 	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
 	switch {
 	case len(changes) > 0:
@@ -291,20 +292,23 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages}, nil
+		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr}, nil
 }
 
-// wantsList reports whether a cycle reads the list of all participants: always for a
-// session that ended (its last chance), never when list forbids it, and otherwise
+// wantsList reports whether a cycle reads the list of all participants: for a session
+// that ended, the first time it is seen ended and then as the budget allows, until
+// nothing waits for it; for the others, never when list forbids it, and otherwise
 // when list asks for it, or the active list shows someone gone, or lefts wait.
 func wantsList(prev diff.State, snap diff.Snapshot, list List) bool {
 	switch {
 	case !snap.Found && !prev.Started:
 		return false // nothing to read it for
-	case snap.Status == diff.StatusEnded:
-		return true
+	case snap.Status == diff.StatusEnded && (list != ListNot || (len(prev.Pending) == 0 && prev.Ending == nil)):
+		return true // the first time it is seen ended, whatever the budget
 	case list == ListNot:
 		return false
+	case snap.Status == diff.StatusEnded:
+		return true
 	case list == ListNow:
 		return true
 	}
@@ -322,8 +326,10 @@ type Result struct {
 	Left     int    // left events it published
 	Waiting  int    // lefts waiting for their end after it
 	// ListPages is how many pages of the list of all participants it read: 0 if it
-	// did not read it.
+	// did not read it. ListErr is why the reading failed, if it did: the poll went
+	// on without it.
 	ListPages int
+	ListErr   error
 }
 
 // record counts a poll by outcome, with its duration.

@@ -425,6 +425,24 @@ func TestRecheckSeesWhoAShiftMoves(t *testing.T) {
 // TestPollExcludes: participants in an excluded mode or with an excluded sdkType yield
 // no events; one whose mode changes to an excluded one mid-stint is followed until it
 // leaves, so the change makes no false left.
+// TestPollExcludesAfterAConfirmingScan: b leaves a list of several pages, so the
+// cycle scans again, backward, to confirm it; the viewer is excluded from that scan's
+// participants too (outside testing found it joined there).
+func TestPollExcludesAfterAConfirmingScan(t *testing.T) {
+	w := newWorld(t, "a", "b", "c")
+	w.api.JoinWith(session, sim.Participant{ID: "viewer", Mode: "VIEWER"})
+	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithExclude([]string{"VIEWER"}, nil))
+	r.poll(t)
+	w.api.Leave(session, "b")
+	if d := cmp.Diff([]string{"participant.left b@2 until 3"}, r.poll(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+	if st, _, err := r.store.Load(context.Background(), session); err != nil || slices.ContainsFunc(st.Present, func(p diff.Participant) bool { return p.ID == "viewer" }) {
+		t.Errorf("state %+v, %v: the viewer is in it", st.Present, err)
+	}
+}
+
 func TestPollExcludes(t *testing.T) {
 	w := newWorld(t, "a")
 	w.api.JoinWith(session, sim.Participant{ID: "viewer", Mode: "VIEWER"})

@@ -222,6 +222,9 @@ func appendState(b []byte, st diff.State) []byte {
 			b = appendParticipant(b, p.Participant)
 			b = append(b[:len(b)-1], `,"since":`...)
 			b = appendTime(b, p.Since)
+			if p.Reconciled {
+				b = append(b, `,"reconciled":true`...)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -240,6 +243,10 @@ func appendState(b []byte, st diff.State) []byte {
 	}
 	if st.Accounted {
 		b = append(sep(b), `"accounted":true`...)
+	}
+	if st.Ending != nil {
+		b = append(sep(b), `"ending":`...)
+		b = appendTime(b, *st.Ending)
 	}
 	if o := st.Outbox; o != nil {
 		b = append(sep(b), `"outbox":{"session":{"sessionId":`...)

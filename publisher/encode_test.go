@@ -70,7 +70,8 @@ func TestEncodeStateReadsBack(t *testing.T) {
 				}},
 				diff.State{Outbox: &diff.Outbox{Session: diff.Snapshot{SessionID: s}}},
 				diff.State{RoomID: s, Started: true, Accounted: true, Present: []diff.Participant{{ID: "b"}},
-					Pending: []diff.Pending{{Participant: p, Since: at}, {Participant: diff.Participant{ID: "c"}, Since: end}},
+					Pending: []diff.Pending{{Participant: p, Since: at}, {Participant: diff.Participant{ID: "c"}, Since: end, Reconciled: true}},
+					Ending:  &end,
 					Gone:    map[string]time.Time{s: at, "b": end, "": at},
 					Outbox: &diff.Outbox{Session: diff.Snapshot{SessionID: s}, ObservedAt: at, Changes: []diff.Change{
 						{Kind: diff.Joined, Participant: p, Reconciled: true}, {Kind: diff.Left, Participant: p, LeftAt: &end, Reconciled: true},

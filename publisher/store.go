@@ -164,6 +164,7 @@ func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64,
 		return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
 	}
 	resolve(&st)
+	st.Saved = e.Created()
 	return st, e.Revision(), nil
 }
 

@@ -118,6 +118,9 @@ func feedLine(data []byte, at time.Time) string {
 				end = *d.LeftAt
 			}
 			stay = fmt.Sprintf("  (stayed %s)", end.Sub(*d.JoinedAt).Round(100*time.Millisecond))
+			if d.LeftAt == nil {
+				stay = fmt.Sprintf("  (stayed about %s: its end did not show in time)", end.Sub(*d.JoinedAt).Round(time.Second))
+			}
 		}
 		return fmt.Sprintf("%s  left     %-24s %s%s", stamp, who(d.Name, d.ParticipantID), where, stay)
 	case events.TypeSessionStarted:

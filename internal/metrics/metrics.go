@@ -53,6 +53,7 @@ type Metrics struct {
 	TrackedSessions *prometheus.GaugeVec // by status
 	TrackedRooms    prometheus.Gauge
 	Present         prometheus.Gauge // participants present in all tracked sessions
+	LeftsWaiting    prometheus.Gauge // lefts waiting for their end, in all tracked sessions
 	OldestPoll      prometheus.Gauge // age of the oldest last complete poll of a polling session
 	Ready           prometheus.Gauge // 1 when /readyz would answer 200
 }
@@ -130,6 +131,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		TrackedRooms: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rollcall_tracked_rooms", Help: "Tracked rooms.",
 		}),
+		LeftsWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_lefts_waiting", Help: "Lefts waiting for their end to show in the list of all participants (poll.left_time_wait), in all tracked sessions, as last polled.",
+		}),
 		Present: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rollcall_participants_present", Help: "Participants present, over every tracked session, as last polled.",
 		}),
@@ -159,7 +163,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.Events, m.PublishDuration, m.PublishDuplicate,
-			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.OldestPoll,
+			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
 			m.PublishFailures, m.Ready, m.StateLoads)
 	}
 	return m

@@ -65,7 +65,7 @@ func (w *Worker) status(ctx context.Context) ([]poller.Status, error) {
 func (w *Worker) gauge(list []poller.Status) {
 	now := time.Now()
 	counts := map[string]float64{poller.StatusPolling: 0, poller.StatusNotFound: 0, poller.StatusEnded: 0}
-	var rooms, present float64
+	var rooms, present, waiting float64
 	var oldest time.Duration
 	for _, s := range list {
 		if s.Kind == poller.KindRoom {
@@ -74,6 +74,7 @@ func (w *Worker) gauge(list []poller.Status) {
 		}
 		counts[s.Status]++
 		present += float64(s.Present)
+		waiting += float64(s.Waiting)
 		if s.Status == poller.StatusPolling {
 			last := s.Last
 			if last.IsZero() {
@@ -87,6 +88,7 @@ func (w *Worker) gauge(list []poller.Status) {
 	}
 	w.metrics.TrackedRooms.Set(rooms)
 	w.metrics.Present.Set(present)
+	w.metrics.LeftsWaiting.Set(waiting)
 	w.metrics.OldestPoll.Set(oldest.Seconds())
 }
 
