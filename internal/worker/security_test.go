@@ -64,14 +64,25 @@ func TestNATSSecurity(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			var logs testkit.Buffer
-			stop := runWorker(t, cfg, &logs)
-			defer stop()
 			auth, err := AuthOptions(cfg.NATS)
 			if err != nil {
 				t.Fatal(err)
 			}
 			js := natstest.JetStream(t, ns.ClientURL(), auth...)
+			// In operator mode the account's JetStream comes up a moment after the
+			// server: a worker started before would fail to create its stream.
+			eventually(t, "JetStream for the account", func() bool {
+				_, err := js.AccountInfo(context.Background())
+				return err == nil
+			})
+			var logs testkit.Buffer
+			stop := runWorker(t, cfg, &logs)
+			defer stop()
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("the worker's log:\n%s", logs.String())
+				}
+			})
 			eventually(t, "session.started and a joined in the stream", func() bool {
 				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
 			})
@@ -158,7 +169,10 @@ func runWorker(t *testing.T, cfg Config, logs *testkit.Buffer) (stop func()) {
 	go func() {
 		w, err := New(ctx, cfg, NewLogger(logs, Log{Level: "info", Format: "text"}))
 		if err != nil {
-			done <- err
+			if ctx.Err() == nil {
+				t.Errorf("worker.New: %v", err) // said now: the test may wait a while first
+			}
+			done <- nil
 			return
 		}
 		defer w.Close()
