@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/rollcall/rollcall/internal/metrics"
 )
 
 // Kinds of tracked IDs, as in the tracking bucket's keys.
@@ -49,6 +50,7 @@ type Status struct {
 	Last    time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
 	Present int       `json:"present"`               // a session's participants, as last polled
 	Waiting int       `json:"waiting,omitempty"`     // a session's lefts waiting for their end
+	Replica string    `json:"replica,omitempty"`     // the replica that polls or follows it, with leases
 }
 
 // RoomLister lists a room's sessions; Client is one.
@@ -80,6 +82,15 @@ type ManagerConfig struct {
 	// ended are published even though it ended while no one was looking.
 	Unfinished []string
 	Log        *slog.Logger
+	// Leases, when set, share the tracked sessions and rooms with the other replicas
+	// of rollcall: this one (named Replica) polls a session, or follows a room, only
+	// while it holds its lease, renewed every LeaseTTL/3 (default 15s). The sessions a
+	// room finds go with the room, unless tracked by ID too (then their own lease
+	// decides). Without Leases, everything tracked is polled here.
+	Leases   LeaseStore
+	Replica  string
+	LeaseTTL time.Duration
+	Metrics  *metrics.Metrics
 }
 
 // Manager owns one loop per tracked session and one per tracked room. It starts a
@@ -97,7 +108,12 @@ type Manager struct {
 	sessions   map[string]*loop
 	rooms      map[string]*loop
 	unfinished map[string]bool
+	origins    map[string]Update // what each origin tracks
+	owned      map[string]bool   // the lease keys this replica holds, with Leases
 	running    sync.WaitGroup
+
+	keeper *keeper       // nil without Leases
+	nudge  chan struct{} // a lease round now: the tracked set changed
 }
 
 // loop is one session's or room's goroutine, as the Run goroutine sees it.
@@ -148,6 +164,16 @@ func NewManager(cfg ManagerConfig) *Manager {
 	for _, id := range cfg.Unfinished {
 		m.unfinished[id] = true
 	}
+	m.origins = make(map[string]Update)
+	if cfg.Leases != nil {
+		if cfg.LeaseTTL <= 0 {
+			cfg.LeaseTTL = 15 * time.Second
+		}
+		m.cfg.LeaseTTL = cfg.LeaseTTL
+		m.keeper = newKeeper(cfg.Leases, cfg.Replica, cfg.LeaseTTL, cfg.Log, cfg.Metrics)
+		m.owned = map[string]bool{}
+		m.nudge = make(chan struct{}, 1)
+	}
 	return m
 }
 
@@ -155,19 +181,35 @@ func NewManager(cfg ManagerConfig) *Manager {
 // returns once they all have. ctx ending stops the waits between polls; a poll in
 // flight goes on until polls is done, so that the caller can give it a grace period.
 func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
-	origins := make(map[string]Update)
+	var keeping sync.WaitGroup
+	if m.keeper != nil {
+		keeping.Go(func() { m.keep(ctx, polls) })
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			m.running.Wait()
+			keeping.Wait()
+			if m.keeper != nil {
+				// The loops have returned: the others may take over at once.
+				leave, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+				m.keeper.leave(leave)
+				cancel()
+			}
 			return
 		case u, ok := <-updates:
 			if !ok {
 				updates = nil
 				continue
 			}
-			origins[u.Origin] = u
-			m.apply(ctx, polls, origins)
+			m.origins[u.Origin] = u
+			m.apply(ctx, polls)
+			if m.nudge != nil {
+				select {
+				case m.nudge <- struct{}{}: // newly tracked: claim it now, not next round
+				default:
+				}
+			}
 		case f := <-m.events:
 			f()
 		case q := <-m.queries:
@@ -195,9 +237,99 @@ func (m *Manager) send(ctx context.Context, f func()) {
 	}
 }
 
+// keep runs the lease rounds until ctx ends: the first at once, then every third of
+// the TTL, each followed by the loops brought in line with what this replica owns.
+func (m *Manager) keep(ctx, polls context.Context) {
+	every := m.cfg.LeaseTTL / 3
+	if w, ok := m.cfg.Leases.(interface {
+		WatchReleases(context.Context, func())
+	}); ok {
+		// A replica that stops gives its leases up: take them at once.
+		go w.WatchReleases(ctx, func() {
+			select {
+			case m.nudge <- struct{}{}:
+			default:
+			}
+		})
+	}
+	for {
+		wanted := make(chan []string, 1)
+		m.send(ctx, func() { wanted <- m.leaseKeys() })
+		var keys []string
+		select {
+		case keys = <-wanted:
+		case <-ctx.Done():
+			return
+		}
+		round, cancel := context.WithTimeout(ctx, every)
+		owned := m.keeper.round(round, keys)
+		cancel()
+		m.send(ctx, func() {
+			m.owned = owned
+			m.apply(ctx, polls)
+		})
+		select {
+		case <-time.After(every):
+		case <-m.nudge:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// leaseKeys lists the lease keys of what this replica tracks: every room, and every
+// session tracked by ID (a session only found by rooms goes with its room).
+func (m *Manager) leaseKeys() []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, u := range m.origins {
+		for _, id := range u.Sessions {
+			seen[leaseKey(KindSession, id)] = true
+		}
+		for _, id := range u.Rooms {
+			seen[leaseKey(KindRoom, id)] = true
+		}
+	}
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// underLease returns the context of one poll under the lease key: polls, ending at
+// the lease's deadline, so that a poll cannot outlive the lease; false if this
+// replica does not hold it now. Without leases, polls as it is.
+func (m *Manager) underLease(polls context.Context, key string) (context.Context, context.CancelFunc, bool) {
+	if m.keeper == nil {
+		return polls, func() {}, true
+	}
+	until, ok := m.keeper.deadline(key)
+	if !ok {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithDeadline(polls, until)
+	return ctx, cancel, true
+}
+
+// owns reports whether this replica may run the loop of a session or room tracked by
+// the origins from: without leases, always; a room, or a session tracked by ID, while
+// it holds the lease; a session only found by rooms, with them (their loops run here).
+func (m *Manager) owns(kind, id string, from map[string]bool) bool {
+	if m.keeper == nil {
+		return true
+	}
+	if kind == KindSession && !slices.ContainsFunc(slices.Collect(maps.Keys(from)), func(o string) bool { _, room := roomOrigin(o); return !room }) {
+		return true
+	}
+	return m.owned[leaseKey(kind, id)]
+}
+
 // apply brings the loops in line with what the origins track, and with the sessions
-// found by rooms (kept as origins "room <id>" on the sessions themselves).
-func (m *Manager) apply(ctx, polls context.Context, origins map[string]Update) {
+// found by rooms (kept as origins "room <id>" on the sessions themselves), as far as
+// this replica owns them.
+func (m *Manager) apply(ctx, polls context.Context) {
+	origins := m.origins
 	want := map[string]map[string]map[string]bool{KindSession: {}, KindRoom: {}}
 	add := func(kind, id, origin string) {
 		if want[kind][id] == nil {
@@ -215,22 +347,34 @@ func (m *Manager) apply(ctx, polls context.Context, origins map[string]Update) {
 	}
 	for id, l := range m.sessions {
 		for origin := range l.from {
-			if room, ok := roomOrigin(origin); ok && want[KindRoom][room] != nil {
-				add(KindSession, id, origin) // still found by a room still tracked
+			if room, ok := roomOrigin(origin); ok && want[KindRoom][room] != nil && m.owns(KindRoom, room, want[KindRoom][room]) {
+				add(KindSession, id, origin) // still found by a room still tracked, and followed here
 			}
 		}
 	}
-	m.sync(ctx, polls, m.rooms, KindRoom, want[KindRoom])
-	m.sync(ctx, polls, m.sessions, KindSession, want[KindSession])
+	elsewhere := map[string]bool{} // tracked, but another replica's
+	for _, kind := range []string{KindRoom, KindSession} {
+		for id, from := range want[kind] {
+			if !m.owns(kind, id, from) {
+				delete(want[kind], id)
+				elsewhere[kind+" "+id] = true
+			}
+		}
+	}
+	m.sync(ctx, polls, m.rooms, KindRoom, want[KindRoom], elsewhere)
+	m.sync(ctx, polls, m.sessions, KindSession, want[KindSession], elsewhere)
 }
 
 // sync starts a loop for each wanted id without one, and stops the loop of each id no
 // longer wanted. A loop stopping is kept until its goroutine returns, so that a
 // session tracked again meanwhile is never polled by two loops at once.
-func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind string, want map[string]map[string]bool) {
+func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind string, want map[string]map[string]bool, elsewhere map[string]bool) {
 	for id, l := range loops {
 		if want[id] == nil {
-			if l.from != nil {
+			switch {
+			case l.from != nil && elsewhere[kind+" "+id]:
+				m.cfg.Log.Info("no longer polled here: this replica does not hold its lease", "kind", kind, "id", id)
+			case l.from != nil:
 				m.cfg.Log.Info("no longer tracked: its state is kept, and no one is announced as gone", "kind", kind, "id", id)
 			}
 			l.from = nil
@@ -263,10 +407,17 @@ func (m *Manager) start(ctx, polls context.Context, l *loop) {
 	lctx, cancel := context.WithCancel(ctx)
 	l.cancel, l.done = cancel, false
 	room := "" // the room that found the session, if one did: for its log lines
+	direct := false
 	for origin := range l.from {
 		if r, ok := roomOrigin(origin); ok {
 			room = r
+		} else {
+			direct = true
 		}
+	}
+	lease := leaseKey(l.kind, l.id) // whose lease the loop runs under
+	if l.kind == KindSession && !direct && room != "" {
+		lease = leaseKey(KindRoom, room)
 	}
 	m.running.Add(1)
 	go func() {
@@ -277,7 +428,7 @@ func (m *Manager) start(ctx, polls context.Context, l *loop) {
 				m.send(ctx, func() { m.found(ctx, polls, l.id, list) })
 			})
 		} else {
-			ended = m.pollSession(lctx, polls, l, room)
+			ended = m.pollSession(lctx, polls, l, room, lease)
 		}
 		cancel()
 		m.send(ctx, func() { m.returned(ctx, polls, l, ended) })
@@ -323,6 +474,9 @@ func (m *Manager) found(ctx, polls context.Context, room string, list []SessionI
 	origin := "room " + room
 	for _, s := range list {
 		l := m.sessions[s.ID]
+		if l == nil && m.keeper != nil && m.byID(s.ID) && !m.owned[leaseKey(KindSession, s.ID)] {
+			continue // tracked by ID too, and polled by the replica that holds its lease
+		}
 		switch {
 		case l != nil && s.Ended():
 			select {
@@ -349,6 +503,16 @@ func (m *Manager) found(ctx, polls context.Context, room string, list []SessionI
 	}
 }
 
+// byID reports whether an origin tracks session id by its ID.
+func (m *Manager) byID(id string) bool {
+	for _, u := range m.origins {
+		if slices.Contains(u.Sessions, id) {
+			return true
+		}
+	}
+	return false
+}
+
 func roomOrigin(origin string) (string, bool) {
 	return strings.CutPrefix(origin, "room ")
 }
@@ -362,6 +526,9 @@ func (m *Manager) status() []Status {
 			}
 			l.mu.Lock()
 			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present, Waiting: l.waiting}
+			if m.keeper != nil {
+				s.Replica = m.cfg.Replica
+			}
 			l.mu.Unlock()
 			switch {
 			case len(l.from) == 0:
@@ -388,7 +555,7 @@ func (m *Manager) status() []Status {
 // each of the schedule's ticks shifted by the session's own offset (its fetch waits
 // for one of the Client's slots). It returns true once the session has ended, and false when
 // ctx ends (tracking stopped, or the worker is stopping).
-func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) (ended bool) {
+func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease string) (ended bool) {
 	log := m.cfg.Log.With("session_id", l.id)
 	roomKnown := room != ""
 	if roomKnown {
@@ -420,14 +587,24 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room string) 
 			listed = poked
 		}
 		began := time.Now()
-		res, err := m.poll(polls, log, l.id, nil, &cache, reading.mode(began))
+		pctx, done, ok := m.underLease(polls, lease)
+		if !ok {
+			// The lease is gone (a pause, a partition): not a request, not a write,
+			// and what this loop kept is stale. The lease round stops the loop.
+			log.Debug("lease gone: not polled here", "lease", lease)
+			cache.Drop()
+			next = ticks.after(began)
+			continue
+		}
+		res, err := m.poll(pctx, log, l.id, nil, &cache, reading.mode(began))
 		reading.read(log, began, res.ListPages, res.ListErr, every)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
 			cache.Drop()
-			res, err = m.poll(polls, log, l.id, listed, nil, ListNow)
+			res, err = m.poll(pctx, log, l.id, listed, nil, ListNow)
 		}
+		done()
 		now := time.Now()
 		if res.RoomID != "" && !roomKnown {
 			log, roomKnown = log.With("room_id", res.RoomID), true

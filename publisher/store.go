@@ -79,11 +79,11 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, repli
 		Replicas:       replicas,
 		LimitMarkerTTL: limitMarkerTTL,
 	}
-	kv, err := openBucket(ctx, js, cfg)
+	kv, err := openBucket(ctx, js, cfg, log)
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
 		log.Warn("the NATS server cannot expire keys (it needs 2.11 or later): tombstones of ended sessions are kept for good", "bucket", bucket)
 		cfg.LimitMarkerTTL, ttl = 0, 0
-		kv, err = openBucket(ctx, js, cfg)
+		kv, err = openBucket(ctx, js, cfg, log)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
@@ -106,17 +106,21 @@ func ReadStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Sto
 // openBucket opens a bucket, creating it as cfg says if it is missing. An existing one
 // without per-key TTLs gets them when cfg asks (a bucket of an older rollcall); its
 // other settings are left as they are.
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log *slog.Logger) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return js.CreateKeyValue(ctx, cfg)
 	}
-	if err != nil || cfg.LimitMarkerTTL == 0 {
+	if err != nil {
 		return kv, err
 	}
 	st, err := kv.Status(ctx)
 	if err != nil {
 		return nil, err
+	}
+	warnReplicas(log, "bucket", cfg.Bucket, st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas, cfg.Replicas)
+	if cfg.LimitMarkerTTL == 0 {
+		return kv, nil
 	}
 	if st.LimitMarkerTTL() == 0 {
 		s := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config

@@ -62,6 +62,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig,
 	if sc.Storage != jetstream.FileStorage {
 		log.Warn("the stream keeps events in memory: a server restart loses them", "stream", cfg.Name)
 	}
+	warnReplicas(log, "stream", cfg.Name, sc.Replicas, cfg.Replicas)
 	if sc.Description != description {
 		if sc.Duplicates < cfg.DuplicateWindow {
 			log.Warn("the stream's duplicate window is shorter than nats.duplicate_window: a republished event older than it is stored again",
@@ -116,4 +117,14 @@ func covers(filter, subject []string) bool {
 		}
 	}
 	return len(filter) == len(subject)
+}
+
+// warnReplicas warns when an existing stream or bucket has fewer replicas than
+// nats.replicas asks for: rollcall does not change them (moving a stream's data to
+// more servers is the operator's call: nats stream edit --replicas).
+func warnReplicas(log *slog.Logger, what, name string, have, want int) {
+	if have < want {
+		log.Warn("an existing "+what+" has fewer replicas than nats.replicas: losing a server can lose it or stop it",
+			what, name, "replicas", have, "nats.replicas", want)
+	}
 }

@@ -31,7 +31,7 @@ func OpenTracking(ctx context.Context, js jetstream.JetStream, bucket string, re
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-	})
+	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("open tracking bucket %s: %w", bucket, err)
 	}

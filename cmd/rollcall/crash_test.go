@@ -43,8 +43,8 @@ var crashSeed = flag.Uint64("crash.seed", 0, "TestCrashSafety: seed of the churn
 // state when the kills come.
 const (
 	crashKills    = 22
-	crashMinUp    = 300 * time.Millisecond
-	crashMaxUp    = 2500 * time.Millisecond
+	crashMinUp    = 900 * time.Millisecond // of which about 1 s to the first poll: connect, set up, a lease round
+	crashMaxUp    = 3100 * time.Millisecond
 	crashLatency  = 25 * time.Millisecond
 	crashInterval = 200 * time.Millisecond
 	crashCatchUp  = 30 * time.Second
@@ -239,10 +239,12 @@ func startRun(t *testing.T, bin, config, dir string, n int) *crashRun {
 	r.cmd = exec.Command(bin, "run", "-config", config)
 	r.cmd.Dir = dir
 	// Only the secret from the environment: a VIDEOSDK_TOKEN or NATS_URL of the
-	// caller's would override the file.
-	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret}
+	// caller's would override the file. Every run is the same replica, as a
+	// supervisor restarting one worker would have it: each takes back at once the
+	// leases the one killed before it held.
+	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret, "ROLLCALL_REPLICA=crash"}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VIDEOSDK_") && !strings.HasPrefix(kv, "NATS_URL=") {
+		if !strings.HasPrefix(kv, "VIDEOSDK_") && !strings.HasPrefix(kv, "NATS_URL=") && !strings.HasPrefix(kv, "ROLLCALL_REPLICA=") {
 			r.cmd.Env = append(r.cmd.Env, kv)
 		}
 	}

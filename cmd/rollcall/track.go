@@ -90,19 +90,44 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	return c, nil
 }
 
-// askWorker asks the running worker what it tracks.
+// askWorker asks the running workers what they track: every replica answers for the
+// sessions and rooms it polls and follows. It waits up to 3 s for a first answer, then
+// a moment for the others, and merges them.
 func askWorker(ctx context.Context, nc *nats.Conn, stream string) (*worker.StatusReply, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, worker.StatusSubject(stream), nil)
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
-	var r worker.StatusReply
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return nil, fmt.Errorf("the worker's answer: %w", err)
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(worker.StatusSubject(stream), inbox, nil); err != nil {
+		return nil, err
 	}
-	return &r, nil
+	var merged *worker.StatusReply
+	wait := 3 * time.Second
+	for {
+		msg, err := sub.NextMsg(wait)
+		if errors.Is(err, nats.ErrTimeout) && merged != nil {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var r worker.StatusReply
+		if err := json.Unmarshal(msg.Data, &r); err != nil {
+			return nil, fmt.Errorf("the worker's answer: %w", err)
+		}
+		if merged == nil {
+			merged, wait = &r, 300*time.Millisecond
+			continue
+		}
+		merged.StoreDir = cmp.Or(merged.StoreDir, r.StoreDir)
+		merged.Tracked = append(merged.Tracked, r.Tracked...)
+	}
+	slices.SortStableFunc(merged.Tracked, func(a, b poller.Status) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	return merged, nil
 }
 
 // find returns what the worker says of a tracked session or room, if it answered.
@@ -212,7 +237,8 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		fmt.Fprintln(stdout, "no rollcall worker answered: what is tracked, without status")
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL")
+	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL\tREPLICA")
+	leases := map[string]int{} // by replica
 	for _, s := range list {
 		last, present := "-", "-"
 		if !s.Last.IsZero() {
@@ -221,9 +247,18 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		if s.Kind == poller.KindSession && c.reply != nil {
 			present = strconv.Itoa(s.Present)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), present, last)
+		if s.Replica != "" && (s.Kind == poller.KindRoom || slices.ContainsFunc(s.From, func(o string) bool { return !strings.HasPrefix(o, "room ") })) {
+			leases[s.Replica]++ // a session found by a room goes with the room's lease
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), present, last, cmp.Or(s.Replica, "-"))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range slices.Sorted(maps.Keys(leases)) {
+		fmt.Fprintf(stdout, "replica %s holds %d leases\n", r, leases[r])
+	}
+	return nil
 }
 
 // configured lists what the config file and the bucket track, rooms first.

@@ -56,6 +56,10 @@ type Metrics struct {
 	LeftsWaiting    prometheus.Gauge // lefts waiting for their end, in all tracked sessions
 	OldestPoll      prometheus.Gauge // age of the oldest last complete poll of a polling session
 	Ready           prometheus.Gauge // 1 when /readyz would answer 200
+
+	LeasesHeld   prometheus.Gauge   // sessions and rooms this replica holds the lease of
+	LeaseLosses  prometheus.Counter // leases found taken or expired on renewal
+	ReplicasLive prometheus.Gauge   // replicas whose heartbeat is in the lease bucket
 }
 
 // New returns the instruments, registered with reg; nil registers them nowhere (for
@@ -128,6 +132,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		TrackedSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rollcall_tracked_sessions", Help: "Tracked sessions, by status (polling, not_found, ended).",
 		}, []string{"status"}),
+		LeasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_leases_held", Help: "Sessions and rooms whose lease this replica holds: those it polls or follows.",
+		}),
+		LeaseLosses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_lease_losses_total", Help: "Leases this replica found taken by another or expired when it renewed them (a pause or partition longer than nats.lease_ttl).",
+		}),
+		ReplicasLive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_replicas_live", Help: "Replicas of rollcall alive, by their heartbeats in the lease bucket, as of this replica's last lease round.",
+		}),
 		TrackedRooms: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rollcall_tracked_rooms", Help: "Tracked rooms.",
 		}),
@@ -164,7 +177,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
-			m.PublishFailures, m.Ready, m.StateLoads)
+			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive)
 	}
 	return m
 }

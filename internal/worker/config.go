@@ -82,6 +82,8 @@ type NATS struct {
 	SubjectPrefix   string   `toml:"subject_prefix"`
 	StateBucket     string   `toml:"state_bucket"`    // KV bucket of each session's last snapshot
 	TrackingBucket  string   `toml:"tracking_bucket"` // KV bucket of what is tracked at run time
+	LeaseBucket     string   `toml:"lease_bucket"`    // KV bucket of which replica polls what
+	LeaseTTL        Duration `toml:"lease_ttl"`       // a lease not renewed within it expires
 	Replicas        int      `toml:"replicas"`        // of the stream and the bucket
 	DuplicateWindow Duration `toml:"duplicate_window"`
 	MaxAge          Duration `toml:"max_age"`   // how long events stay in the stream
@@ -135,6 +137,8 @@ func Default() Config {
 			SubjectPrefix:   "videosdk",
 			StateBucket:     "ROLLCALL_STATE",
 			TrackingBucket:  "ROLLCALL_TRACKING",
+			LeaseBucket:     "ROLLCALL_LEASES",
+			LeaseTTL:        Duration{15 * time.Second},
 			Replicas:        1,
 			DuplicateWindow: Duration{10 * time.Minute},
 			MaxAge:          Duration{720 * time.Hour}, // 30 days
@@ -425,6 +429,15 @@ func (c Config) check(api bool) error {
 		bad("nats.tracking_bucket: must match [A-Za-z0-9_-]+")
 	case n.TrackingBucket == n.StateBucket:
 		bad("nats.tracking_bucket: must differ from nats.state_bucket")
+	}
+	switch {
+	case !natsName.MatchString(n.LeaseBucket):
+		bad("nats.lease_bucket: must match [A-Za-z0-9_-]+")
+	case n.LeaseBucket == n.StateBucket || n.LeaseBucket == n.TrackingBucket:
+		bad("nats.lease_bucket: must differ from nats.state_bucket and nats.tracking_bucket")
+	}
+	if n.LeaseTTL.Duration < 3*time.Second {
+		bad("nats.lease_ttl: must be at least 3s (leases are renewed every third of it)")
 	}
 	switch {
 	case n.Replicas < 1 || n.Replicas > 5:

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,12 +71,34 @@ type Worker struct {
 	http     *http.Server // nil if http.listen is ""
 	cause    *natsCause   // why NATS cannot be reached, if it cannot
 	wired    atomic.Bool  // New is done: the fields above are set, the handlers may use them
+	replica  string       // this replica's name in the lease bucket
 }
+
+// replicaName names this process among the replicas: $ROLLCALL_REPLICA, if set, which
+// must be unique among the live replicas and stable across restarts (a StatefulSet's
+// pod name, say) so that a replica restarted after a crash takes its leases back at
+// once; else its host and a random suffix, so that a restarted process is a new
+// replica, and its predecessor's leases expire after nats.lease_ttl.
+func replicaName() string {
+	if name := os.Getenv("ROLLCALL_REPLICA"); name != "" {
+		return name
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		host = "rollcall"
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+// Replica is this worker's name among the replicas sharing the lease bucket.
+func (w *Worker) Replica() string { return w.replica }
 
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
 // stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry()}
+	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry(), replica: replicaName()}
 	defer func() {
 		if err != nil {
 			w.Close()
@@ -124,6 +148,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if w.tracking, err = publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log); err != nil {
 		return nil, err
 	}
+	leases, err := publisher.OpenLeases(ctx, js, n.LeaseBucket, n.Replicas, n.LeaseTTL.Duration, log)
+	if err != nil {
+		return nil, err
+	}
 	sched, err := ParseSchedule(cfg.Poll.Schedule)
 	if err != nil {
 		return nil, err // validated already; kept for safety against a changed parser
@@ -147,6 +175,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: pl, Rooms: client, Schedule: sched, Discover: discover, Reconcile: reconcile,
 		Unfinished: unfinished, Log: log,
+		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Metrics: w.metrics,
 	})
 	w.wired.Store(true)
 	return w, nil

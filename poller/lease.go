@@ -1,0 +1,255 @@
+package poller
+
+import (
+	"cmp"
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rollcall/rollcall/events"
+	"github.com/rollcall/rollcall/internal/metrics"
+)
+
+// LeaseStore keeps the leases by which replicas share the tracked sessions and rooms;
+// publisher.Leases is one. Every key expires a TTL after its last write.
+type LeaseStore interface {
+	Heartbeat(ctx context.Context, replica string) error
+	Leave(ctx context.Context, replica string) error
+	// Live lists the replicas whose heartbeat has not expired.
+	Live(ctx context.Context) ([]string, error)
+	// Claim creates the lease of key for replica and returns its revision; 0 if
+	// someone holds it.
+	Claim(ctx context.Context, key, replica string) (uint64, error)
+	// Renew updates replica's lease of key at revision rev; 0 if it was lost.
+	Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error)
+	// Owners returns the holder of every lease, and the lease's revision, by key.
+	Owners(ctx context.Context) (owner map[string]string, rev map[string]uint64, err error)
+	// Release deletes the lease of key if it is still at revision rev.
+	Release(ctx context.Context, key string, rev uint64) error
+}
+
+// leaseKey is the lease key of a session or room (kind KindSession or KindRoom).
+func leaseKey(kind, id string) string { return kind + "." + events.EscapeToken(id) }
+
+// keeper holds one replica's leases: every round (a third of the TTL) it says the
+// replica is alive, renews what it holds with compare-and-set, gives up what is no
+// longer tracked or more than its fair share, and claims what no one holds while
+// it has less than its fair share (tracked ÷ live replicas, rounded up).
+//
+// A lease is good until its last renewal was sent plus the TTL, by this process's
+// clock: a replica paused past that (SIGSTOP, a long GC, a partition) finds its
+// leases past their deadline when it wakes, and its loops stop before polling, and a
+// poll under way is cancelled at the deadline. What a stale replica still does is
+// fenced by the stores: its state writes are compare-and-set on the revision it
+// read, and its events carry the ids the stream drops as duplicates.
+type keeper struct {
+	store   LeaseStore
+	replica string
+	ttl     time.Duration
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	mu       sync.Mutex
+	held     map[string]*held // by lease key
+	draining map[string]bool  // held, but no longer owned: released next round, once its loop has stopped
+	live     int
+}
+
+type held struct {
+	rev   uint64
+	until time.Time // the lease's deadline: when its last renewal was sent, plus the TTL
+}
+
+func newKeeper(store LeaseStore, replica string, ttl time.Duration, log *slog.Logger, m *metrics.Metrics) *keeper {
+	return &keeper{store: store, replica: replica, ttl: ttl, log: log.With("replica", replica), metrics: metrics.Or(m),
+		held: map[string]*held{}, draining: map[string]bool{}}
+}
+
+// deadline returns when the lease of key ends, and whether this replica owns it.
+func (k *keeper) deadline(key string) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	h := k.held[key]
+	if h == nil || k.draining[key] || !time.Now().Before(h.until) {
+		return time.Time{}, false
+	}
+	return h.until, true
+}
+
+// round runs one round over the keys wanted (tracked here) and returns those owned.
+func (k *keeper) round(ctx context.Context, wanted []string) map[string]bool {
+	began := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	// Leases given up last round, their loops stopped since.
+	for key := range k.draining {
+		k.release(ctx, key)
+	}
+	if err := k.store.Heartbeat(ctx, k.replica); err != nil {
+		k.log.Warn("lease round failed: leases not renewed, none claimed", "err", err)
+		return k.owned()
+	}
+	live, err := k.store.Live(ctx)
+	if err != nil {
+		k.log.Warn("lease round failed: leases not renewed, none claimed", "err", err)
+		return k.owned()
+	}
+	k.live = max(len(live), 1)
+	fair := (len(wanted) + k.live - 1) / k.live
+	want := make(map[string]bool, len(wanted))
+	for _, key := range wanted {
+		want[key] = true
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.held)) {
+		if !want[key] {
+			k.release(ctx, key)
+		}
+	}
+	renewed := k.each(slices.Collect(maps.Keys(k.held)), func(key string) (uint64, error) {
+		return k.store.Renew(ctx, key, k.replica, k.held[key].rev)
+	})
+	for key, r := range renewed {
+		h := k.held[key]
+		switch {
+		case r.err != nil:
+			k.log.Warn("renewing a lease failed: kept until its deadline", "lease", key, "err", r.err, "until", time.Until(h.until).Round(time.Millisecond))
+		case r.rev == 0:
+			k.log.Warn("lease lost: another replica took it, or it expired", "lease", key)
+			k.metrics.LeaseLosses.Inc()
+			delete(k.held, key)
+		default:
+			h.rev, h.until = r.rev, began.Add(k.ttl)
+		}
+	}
+	// Slowly down to the fair share, when a replica has joined: a tenth of it a round.
+	if excess := len(k.held) - fair; excess > 0 && k.live > 1 {
+		give := slices.Sorted(maps.Keys(k.held))
+		k.spread(give)
+		for _, key := range give[:min(excess, max(1, fair/10))] {
+			k.draining[key] = true
+		}
+	}
+	if len(k.held) < fair {
+		k.claim(ctx, wanted, fair, began)
+	}
+	k.metrics.LeasesHeld.Set(float64(len(k.held) - len(k.draining)))
+	k.metrics.ReplicasLive.Set(float64(k.live))
+	return k.owned()
+}
+
+// claim takes, up to the fair share, the leases of wanted that no one holds, and those
+// that name this replica (a previous run under the same name, killed before it gave
+// them up), each replica trying the free keys in an order of its own. k.mu must be
+// held.
+func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began time.Time) {
+	owner, revs, err := k.store.Owners(ctx)
+	if err != nil {
+		k.log.Warn("reading the leases failed: none claimed this round", "err", err)
+		return
+	}
+	var mine, free []string
+	for _, key := range wanted {
+		switch {
+		case k.held[key] != nil:
+		case owner[key] == k.replica:
+			mine = append(mine, key)
+		case owner[key] == "":
+			free = append(free, key)
+		}
+	}
+	k.spread(free)
+	free = free[:min(len(free), max(fair-len(k.held)-len(mine), 0))]
+	took := k.each(append(mine, free...), func(key string) (uint64, error) {
+		if owner[key] == k.replica {
+			return k.store.Renew(ctx, key, k.replica, revs[key])
+		}
+		return k.store.Claim(ctx, key, k.replica)
+	})
+	for key, r := range took {
+		switch {
+		case r.err != nil:
+			k.log.Warn("claiming a lease failed", "lease", key, "err", r.err)
+		case r.rev > 0:
+			k.held[key] = &held{rev: r.rev, until: began.Add(k.ttl)}
+		}
+	}
+}
+
+// result is the outcome of one lease operation.
+type result struct {
+	rev uint64
+	err error
+}
+
+// each runs op on every key, a few at once (each is a round trip to the server),
+// and returns their outcomes by key.
+func (k *keeper) each(keys []string, op func(key string) (uint64, error)) map[string]result {
+	out := make(map[string]result, len(keys))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 16)
+	for _, key := range keys {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			rev, err := op(key)
+			mu.Lock()
+			out[key] = result{rev, err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// spread orders keys by a hash of this replica and the key, so that replicas claiming
+// at once mostly try different keys, and give up different ones.
+func (k *keeper) spread(keys []string) {
+	hash := func(key string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(k.replica + "\x00" + key))
+		return h.Sum64()
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(hash(a), hash(b)) })
+}
+
+// owned lists the leases held and not being given up. k.mu must be held.
+func (k *keeper) owned() map[string]bool {
+	out := make(map[string]bool, len(k.held))
+	now := time.Now()
+	for key, h := range k.held {
+		if !k.draining[key] && now.Before(h.until) {
+			out[key] = true
+		}
+	}
+	return out
+}
+
+// release gives the lease of key up. k.mu must be held.
+func (k *keeper) release(ctx context.Context, key string) {
+	if h := k.held[key]; h != nil {
+		if err := k.store.Release(ctx, key, h.rev); err != nil {
+			k.log.Warn("releasing a lease failed: it expires on its own", "lease", key, "err", err)
+		}
+	}
+	delete(k.held, key)
+	delete(k.draining, key)
+}
+
+// leave gives every lease up and deletes the heartbeat, so that the other replicas
+// take over at once: the replica is stopping, its loops have returned.
+func (k *keeper) leave(ctx context.Context) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key := range k.held {
+		k.release(ctx, key)
+	}
+	if err := k.store.Leave(ctx, k.replica); err != nil {
+		k.log.Warn("deleting the heartbeat failed: it expires on its own", "err", err)
+	}
+	k.metrics.LeasesHeld.Set(0)
+}

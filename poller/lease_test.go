@@ -1,0 +1,157 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rollcall/rollcall/poller"
+	"github.com/rollcall/rollcall/publisher"
+)
+
+const leaseTTL = 3 * time.Second // rounds every second
+
+// replicas is a world of twelve sessions and a lease bucket that replicas share.
+type replicas struct {
+	*rig
+	ids    []string
+	leases *publisher.Leases
+}
+
+func newReplicas(t *testing.T) *replicas {
+	t.Helper()
+	w := newWorld(t)
+	var ids []string
+	for i := range 12 {
+		id := fmt.Sprintf("s%02d", i)
+		w.api.StartSession(id, room)
+		w.api.Join(id, "p-"+id, "name")
+		ids = append(ids, id)
+	}
+	r := newRig(t, w, true)
+	leases, err := publisher.OpenLeases(context.Background(), r.js, "ROLLCALL_LEASES", 1, leaseTTL, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replicas{rig: r, ids: ids, leases: leases}
+}
+
+// start runs a replica named name over store, with a request log of its own; it
+// tracks the twelve sessions.
+func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore) (*managed, *requestLog) {
+	t.Helper()
+	reqs := &requestLog{}
+	srv := httptest.NewServer(reqs.wrap(r.api))
+	t.Cleanup(srv.Close)
+	w := *r.world
+	w.url = srv.URL
+	p := r.with(w.client(2))
+	m := r.manage(t, func(c *poller.ManagerConfig) {
+		c.Poller, c.Rooms, c.Leases, c.Replica, c.LeaseTTL = p, w.client(2), store, name, leaseTTL
+	})
+	m.track("config", r.ids, nil)
+	return m, reqs
+}
+
+// polling returns the sessions m polls.
+func polling(t *testing.T, m *managed) []string {
+	t.Helper()
+	list, err := m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list {
+		if s.Kind == poller.KindSession {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// TestLeasesShareSessions: two replicas share twelve sessions, six each, none polled
+// by both, so that each session is polled about once an interval in all; when one
+// stops, it gives its leases up and the other takes every session at once.
+func TestLeasesShareSessions(t *testing.T) {
+	r := newReplicas(t)
+	a, reqsA := r.start(t, "a", r.leases)
+	b, reqsB := r.start(t, "b", r.leases)
+	eventually(t, "six sessions each, none polled by both", func() bool {
+		pa, pb := polling(t, a), polling(t, b)
+		return len(pa) == 6 && len(pb) == 6 && !slices.ContainsFunc(pa, func(id string) bool { return slices.Contains(pb, id) })
+	})
+	before := reqsA.count("/participants/active") + reqsB.count("/participants/active")
+	time.Sleep(time.Second)
+	polls := reqsA.count("/participants/active") + reqsB.count("/participants/active") - before
+	// Twelve sessions of one page, every 100 ms: 120 polls a second in all.
+	if polls > 150 {
+		t.Errorf("%d polls in a second for twelve sessions polled every 100 ms: some are polled by both replicas", polls)
+	}
+	b.stop()
+	began := time.Now()
+	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
+	t.Logf("a took b's six sessions %v after b stopped", time.Since(began).Round(10*time.Millisecond))
+}
+
+// cut is a lease store that a partition can cut off: while cut, every call fails as
+// a request to an unreachable server would.
+type cut struct {
+	poller.LeaseStore
+	off atomic.Bool
+}
+
+var errCut = errors.New("partitioned")
+
+func (c *cut) Heartbeat(ctx context.Context, replica string) error {
+	if c.off.Load() {
+		return errCut
+	}
+	return c.LeaseStore.Heartbeat(ctx, replica)
+}
+
+func (c *cut) Live(ctx context.Context) ([]string, error) {
+	if c.off.Load() {
+		return nil, errCut
+	}
+	return c.LeaseStore.Live(ctx)
+}
+
+func (c *cut) Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error) {
+	if c.off.Load() {
+		return 0, errCut
+	}
+	return c.LeaseStore.Renew(ctx, key, replica, rev)
+}
+
+// TestLeasesFenceAPartitionedReplica: replica p loses the lease bucket (a partition,
+// or a pause: its renewals fail) while its sessions go on. Once its leases are past
+// their deadline it polls none of them, before a's takeover, and a takes them when
+// they expire; back, p finds them taken, and the two share again, slowly.
+func TestLeasesFenceAPartitionedReplica(t *testing.T) {
+	r := newReplicas(t)
+	a, _ := r.start(t, "a", r.leases)
+	store := &cut{LeaseStore: r.leases}
+	p, reqsP := r.start(t, "p", store)
+	eventually(t, "six sessions each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
+
+	store.off.Store(true)
+	cutAt := time.Now()
+	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
+	t.Logf("a took p's sessions %v after p was cut off", time.Since(cutAt).Round(10*time.Millisecond))
+	// p's leases ended a TTL after their last renewal, at most a TTL after the cut:
+	// from then on, not one request of p's.
+	time.Sleep(time.Until(cutAt.Add(leaseTTL + 200*time.Millisecond)))
+	n := reqsP.count("/participants")
+	time.Sleep(time.Second)
+	if more := reqsP.count("/participants") - n; more > 0 {
+		t.Errorf("p made %d requests a TTL after it lost the lease bucket", more)
+	}
+
+	store.off.Store(false)
+	eventually(t, "the two share again, six each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
+}
