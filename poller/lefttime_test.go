@@ -150,3 +150,25 @@ func TestPollEndedSessionWaitsForEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerReadsBeforeTheWaitIsOver: the list of all participants fails for 3.3 s of
+// a 4.5 s left_time_wait, so its readings back off (at 0, 0.2, 0.6, 1.4 and 3 s, the
+// next 3.2 s later, past the wait); it works again before the wait is over, and is
+// read once more two intervals before it: the left goes out with its end, not without.
+func TestManagerReadsBeforeTheWaitIsOver(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithLeftTimeWait(4500*time.Millisecond))
+	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(100 * time.Millisecond) })
+	m.track("config", []string{session}, nil)
+	eventually(t, "the first poll", func() bool { return len(streamEvents(t, r.js)) == 3 })
+
+	w.api.InjectFault(sim.Fault{PathSuffix: "/participants", Status: 500, Times: 1 << 20})
+	w.api.Leave(session, "b")
+	time.Sleep(3300 * time.Millisecond)
+	w.api.ClearFaults()
+	eventually(t, "b's left", func() bool { return len(streamEvents(t, r.js)) == 4 })
+	if got := streamEvents(t, r.js)[3]; got != "participant.left b@2 until 2" {
+		t.Errorf("b's left: %q, want it with its end", got)
+	}
+}

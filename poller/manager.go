@@ -598,6 +598,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 		}
 		res, err := m.poll(pctx, log, l.id, nil, &cache, reading.mode(began))
 		reading.read(log, began, res.ListPages, res.ListErr, every)
+		reading.before(res.Deadline, every)
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
@@ -739,6 +740,14 @@ func (l *listing) mode(now time.Time) List {
 		return ListNow
 	}
 	return ListIfNeeded
+}
+
+// before lets the list be read again two intervals before deadline at the latest,
+// whatever the budget and the backoff: the last chances of what waits for it.
+func (l *listing) before(deadline time.Time, every time.Duration) {
+	if last := deadline.Add(-2 * every); !deadline.IsZero() && l.notBefore.After(last) {
+		l.notBefore = last
+	}
 }
 
 // read notes a poll that began at began and read pages pages of the list (none: it

@@ -292,7 +292,25 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr}, nil
+		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr, Deadline: p.deadline(next)}, nil
+}
+
+// deadline is when the first thing that waits for the list of all participants in
+// st gives up waiting: a left's end, or the session's end; zero if nothing waits.
+func (p *Poller) deadline(st diff.State) time.Time {
+	var first time.Time
+	note := func(since time.Time) {
+		if t := since.Add(p.leftTimeWait); first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	for _, q := range st.Pending {
+		note(q.Since)
+	}
+	if st.Ending != nil {
+		note(*st.Ending)
+	}
+	return first
 }
 
 // wantsList reports whether a cycle reads the list of all participants: for a session
@@ -330,6 +348,9 @@ type Result struct {
 	// on without it.
 	ListPages int
 	ListErr   error
+	// Deadline is when the first left waiting for its end, or a session's end waiting
+	// for the list, gives up; zero if none waits.
+	Deadline time.Time
 }
 
 // record counts a poll by outcome, with its duration.
