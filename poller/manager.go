@@ -598,7 +598,9 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 		}
 		res, err := m.poll(pctx, log, l.id, nil, &cache, reading.mode(began))
 		reading.read(log, began, res.ListPages, res.ListErr, every)
-		reading.before(res.Deadline, every)
+		if res.GivesUpIn > 0 {
+			reading.before(began.Add(res.GivesUpIn), every)
+		}
 		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 			// The active list no longer tells: the sessions list is the word on it.
 			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
@@ -745,7 +747,7 @@ func (l *listing) mode(now time.Time) List {
 // before lets the list be read again two intervals before deadline at the latest,
 // whatever the budget and the backoff: the last chances of what waits for it.
 func (l *listing) before(deadline time.Time, every time.Duration) {
-	if last := deadline.Add(-2 * every); !deadline.IsZero() && l.notBefore.After(last) {
+	if last := deadline.Add(-2 * every); l.notBefore.After(last) {
 		l.notBefore = last
 	}
 }

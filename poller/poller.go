@@ -292,16 +292,17 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr, Deadline: p.deadline(next)}, nil
+		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now)}, nil
 }
 
-// deadline is when the first thing that waits for the list of all participants in
-// st gives up waiting: a left's end, or the session's end; zero if nothing waits.
-func (p *Poller) deadline(st diff.State) time.Time {
-	var first time.Time
+// givesUpIn is how long after now the first thing that waits for the list of all
+// participants in st gives up waiting (a left's end, or the session's end); 0 if
+// nothing waits.
+func (p *Poller) givesUpIn(st diff.State, now time.Time) time.Duration {
+	var first time.Duration
 	note := func(since time.Time) {
-		if t := since.Add(p.leftTimeWait); first.IsZero() || t.Before(first) {
-			first = t
+		if d := max(since.Add(p.leftTimeWait).Sub(now), time.Nanosecond); first == 0 || d < first {
+			first = d
 		}
 	}
 	for _, q := range st.Pending {
@@ -348,9 +349,9 @@ type Result struct {
 	// on without it.
 	ListPages int
 	ListErr   error
-	// Deadline is when the first left waiting for its end, or a session's end waiting
-	// for the list, gives up; zero if none waits.
-	Deadline time.Time
+	// GivesUpIn is how long after the poll the first left waiting for its end, or a
+	// session's end waiting for the list, gives up; 0 if none waits.
+	GivesUpIn time.Duration
 }
 
 // record counts a poll by outcome, with its duration.
