@@ -235,6 +235,12 @@ type crashRun struct {
 // runs.
 func startRun(t *testing.T, bin, config, dir string, n int) *crashRun {
 	t.Helper()
+	return startReplica(t, bin, config, dir, n, "crash")
+}
+
+// startReplica is startRun for the replica named replica.
+func startReplica(t *testing.T, bin, config, dir string, n int, replica string) *crashRun {
+	t.Helper()
 	r := &crashRun{n: n, done: make(chan error, 1)}
 	r.cmd = exec.Command(bin, "run", "-config", config)
 	r.cmd.Dir = dir
@@ -242,7 +248,7 @@ func startRun(t *testing.T, bin, config, dir string, n int) *crashRun {
 	// caller's would override the file. Every run is the same replica, as a
 	// supervisor restarting one worker would have it: each takes back at once the
 	// leases the one killed before it held.
-	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret, "ROLLCALL_REPLICA=crash"}
+	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret, "ROLLCALL_REPLICA=" + replica}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VIDEOSDK_") && !strings.HasPrefix(kv, "NATS_URL=") && !strings.HasPrefix(kv, "ROLLCALL_REPLICA=") {
 			r.cmd.Env = append(r.cmd.Env, kv)

@@ -4,6 +4,10 @@ package natstest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,4 +149,116 @@ func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStrea
 		t.Fatal(err)
 	}
 	return js
+}
+
+// Cluster is n nats-servers with JetStream, routed to each other, for tests of
+// replicated streams and buckets. Node i can be stopped and started again on the
+// same ports and storage.
+type Cluster struct {
+	t     testing.TB
+	opts  []*server.Options
+	nodes []*server.Server
+}
+
+// StartCluster starts a cluster of n nodes on free ports, and shuts them down when the
+// test ends. It returns once JetStream has a meta leader and takes an R n stream.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	ports := freePorts(t, 2*n) // client ports, then cluster ports
+	var routes []*url.URL
+	for i := range n {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[n+i])})
+	}
+	for i := range n {
+		c.opts = append(c.opts, &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: ports[i],
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "rollcall-test", Host: "127.0.0.1", Port: ports[n+i]},
+			Routes:  routes,
+		})
+		c.nodes = append(c.nodes, nil)
+		c.Start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.Stop(i)
+		}
+	})
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stream right after boot may fail until the cluster has elected its leaders.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: n})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster takes no R%d stream after 30s: %v", n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	_ = js.DeleteStream(context.Background(), "PROBE")
+	return c
+}
+
+// Start starts node i, stopped or never started.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	ns, err := server.NewServer(c.opts[i])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		c.t.Fatalf("node %d not ready after 10s", i+1)
+	}
+	c.nodes[i] = ns
+}
+
+// Stop shuts node i down.
+func (c *Cluster) Stop(i int) {
+	if ns := c.nodes[i]; ns != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		c.nodes[i] = nil
+	}
+}
+
+// URLs is the client URLs of every node, comma-separated.
+func (c *Cluster) URLs() string {
+	var urls []string
+	for _, o := range c.opts {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// freePorts returns n ports free now.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
 }

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
+	"github.com/rollcall/rollcall/sim"
+)
+
+// pollTimes records when each session's active list was asked for its first page:
+// one poll, whoever made it.
+type pollTimes struct {
+	mu    sync.Mutex
+	polls map[string][]time.Time
+}
+
+func (p *pollTimes) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v2/sessions/"), "/participants/active"); ok && r.URL.Query().Get("page") == "1" {
+			p.mu.Lock()
+			p.polls[id] = append(p.polls[id], time.Now())
+			p.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// longestGap is the longest time a session went unpolled between from and to.
+func (p *pollTimes) longestGap(ids []string, from, to time.Time) (string, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var worst string
+	var gap time.Duration
+	for _, id := range ids {
+		last := from
+		for _, at := range append(slices.Clone(p.polls[id]), to) {
+			if at.Before(from) || at.After(to) {
+				continue
+			}
+			if d := at.Sub(last); d > gap {
+				worst, gap = id, d
+			}
+			last = at
+		}
+	}
+	return worst, gap
+}
+
+// count is how many polls each session had between from and to, in all.
+func (p *pollTimes) count(from, to time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, times := range p.polls {
+		for _, at := range times {
+			if !at.Before(from) && !at.After(to) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestClusterReplicas runs three workers (the real binary) on a three-node JetStream
+// cluster (R3 stream and buckets), sharing twelve churning sessions. While the world
+// churns, one worker is killed with SIGKILL and started again, one is paused with
+// SIGSTOP for longer than lease_ttl and then continued, and a NATS node is restarted.
+// At the end the stream must match the world exactly (every stint once, every left
+// with its end, nothing twice); no session may go unpolled for longer than lease_ttl
+// and two intervals (with a second of slack for this shared machine); and while
+// calm, the sessions are polled about once an interval in all, not once per replica.
+func TestClusterReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node cluster and three workers for a minute")
+	}
+	const (
+		interval = time.Second
+		leaseTTL = 3 * time.Second
+		nodes    = 3
+	)
+	bin := buildRollcall(t)
+	cluster := natstest.StartCluster(t, nodes)
+
+	sessions := map[string]string{}
+	var ids []string
+	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
+	for i := range 12 {
+		id := fmt.Sprintf("cl-%02d", i)
+		sessions[id], ids = fmt.Sprintf("room-%02d", i), append(ids, id)
+		api.StartSession(id, sessions[id])
+		for j := range 3 {
+			api.Join(id, fmt.Sprintf("%s-p%d", id, j), "name")
+		}
+	}
+	polls := &pollTimes{polls: map[string][]time.Time{}}
+	srv := httptest.NewServer(polls.wrap(api))
+	t.Cleanup(srv.Close)
+
+	dir := t.TempDir()
+	config := writeConfig(t, dir, srv.URL, cluster.URLs(), 0, ids, nil)
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), `duplicate_window = "1h"`, `duplicate_window = "1h"
+replicas = 3
+lease_ttl = "3s"`, 1))
+	if err := os.WriteFile(config, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var runs []*crashRun
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveRunLogs(t, runs)
+		}
+	})
+	start := func(name string) *crashRun {
+		r := startReplica(t, bin, config, dir, len(runs), name)
+		runs = append(runs, r)
+		return r
+	}
+	w1, w2, w3 := start("w1"), start("w2"), start("w3")
+	began := time.Now()
+	nc, err := nats.Connect(cluster.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := natstest.CountPublishes(t, nc, "videosdk.>")
+	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
+	testkit.Eventually(t, 30*time.Second, "every session started", func() bool {
+		n := 0
+		for _, e := range tail.read(t) {
+			if e.Type == "live.videosdk.session.started" {
+				n++
+			}
+		}
+		return n == len(ids)
+	})
+	settled := time.Now()
+	t.Logf("every session polled %v after the workers started", settled.Sub(began).Round(time.Millisecond))
+
+	// Calm: polls in three intervals, in all (before the churn: no rescans).
+	time.Sleep(4 * interval)
+	calm := polls.count(settled.Add(interval), settled.Add(4*interval))
+	t.Logf("polls in three intervals while calm, all replicas together: %d for %d sessions", calm, len(ids))
+	if calm > 3*len(ids)*3/2 {
+		t.Errorf("%d polls in three intervals for %d sessions: sessions are polled by several replicas", calm, len(ids))
+	}
+
+	churnCtx, stopChurn := context.WithCancel(context.Background())
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		api.Churn(churnCtx, sim.ChurnConfig{Rooms: len(ids), MaxParticipants: 6, Interval: 300 * time.Millisecond, Seed: 12})
+	}()
+	t.Cleanup(func() { stopChurn(); <-churned })
+	time.Sleep(2 * interval)
+
+	faults := time.Now()
+	w1.kill(t) // its leases expire after lease_ttl
+	time.Sleep(2 * leaseTTL)
+	w1 = start("w1") // back under its name: takes its share again, slowly
+	if err := w2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * leaseTTL) // paused past its leases' end
+	if err := w2.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(leaseTTL)
+	if !strings.Contains(w2.logs.String(), "lease lost") {
+		t.Errorf("w2, paused past its leases' end, does not say it lost them:\n%s", lastLines(w2.logs.String(), 40))
+	}
+	cluster.Stop(2) // a NATS node goes away, and comes back on the same storage
+	time.Sleep(leaseTTL)
+	cluster.Start(2)
+	time.Sleep(2 * leaseTTL)
+	worst, gap := polls.longestGap(ids, faults, time.Now())
+	t.Logf("longest time a session went unpolled through the faults: %v (%s)", gap.Round(time.Millisecond), worst)
+	if limit := leaseTTL + 2*interval + time.Second; gap > limit {
+		t.Errorf("session %s went unpolled for %v, want at most lease_ttl + two intervals (+1 s): %v", worst, gap.Round(time.Millisecond), limit)
+	}
+
+	// The world stands still; the stream must catch up with it exactly.
+	stopChurn()
+	<-churned
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c := checkCrash(sessions, nil, groundTruth(api, sessions), tail.read(t))
+		if len(c.problems) == 0 {
+			t.Logf("%d events in the stream; %d stints, %d of them reconciled; %d events published more than once, dropped by the stream as duplicates",
+				len(tail.evs), c.seen, c.reconciled, len(published.Republished()))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream did not catch up with the world within 60s:\n%s", c.report())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, w := range []*crashRun{w1, w2, w3} {
+		w.term(t)
+	}
+}
+
+// TestRollingDeploy: a second worker starts before the first stops, on one NATS server,
+// as a rolling deploy does. Neither logs an error (two workers on one broker used to
+// log "state changed since it was loaded" every few seconds), the first gives its
+// sessions to the second when it stops, and the stream matches the world.
+func TestRollingDeploy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two workers for several seconds")
+	}
+	bin := buildRollcall(t)
+	ns := natstest.Start(t)
+	sessions := map[string]string{"rd-1": "room-1", "rd-2": "room-2", "rd-3": "room-3", "rd-4": "room-4"}
+	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
+	var ids []string
+	for _, id := range slices.Sorted(maps.Keys(sessions)) {
+		api.StartSession(id, sessions[id])
+		api.Join(id, id+"-a", "a")
+		ids = append(ids, id)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	config := writeConfig(t, dir, srv.URL, ns.ClientURL(), 0, ids, nil)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
+	var runs []*crashRun
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveRunLogs(t, runs)
+		}
+	})
+	old := startReplica(t, bin, config, dir, 0, "old")
+	runs = append(runs, old)
+	settle := func(step string) {
+		t.Helper()
+		testkit.Eventually(t, 20*time.Second, step, func() bool {
+			return len(checkCrash(sessions, nil, groundTruth(api, sessions), tail.read(t)).problems) == 0
+		})
+	}
+	settle("the old worker's first polls")
+	next := startReplica(t, bin, config, dir, 1, "new")
+	runs = append(runs, next)
+	for i, id := range ids { // the world goes on through the deploy
+		api.Join(id, fmt.Sprintf("%s-b%d", id, i), "b")
+		time.Sleep(500 * time.Millisecond)
+	}
+	old.term(t)
+	for _, id := range ids {
+		api.Leave(id, id+"-a")
+	}
+	settle("after the old worker stopped")
+	time.Sleep(2 * time.Second) // the new one's polls go on, and nothing more comes
+	settle("two intervals later")
+	next.term(t)
+	for _, r := range runs {
+		for _, line := range strings.Split(r.logs.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") || strings.Contains(line, "state changed since it was loaded") {
+				t.Errorf("run %d logged: %s", r.n, line)
+			}
+		}
+	}
+}
