@@ -9,10 +9,16 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// TestComposeConfig: docker-compose.yml's config is valid, and follows the
-// simulator's demo rooms.
+// TestComposeConfig: docker-compose.yml's configs, the single worker's and the
+// cluster profile's, are valid, and follow the simulator's demo rooms.
 func TestComposeConfig(t *testing.T) {
-	got, err := worker.Load(filepath.Join("..", "..", "deploy", "compose.toml"), func(k string) string {
+	for _, name := range []string{"compose.toml", "compose-cluster.toml"} {
+		t.Run(name, func(t *testing.T) { composeConfig(t, name) })
+	}
+}
+
+func composeConfig(t *testing.T, name string) {
+	got, err := worker.Load(filepath.Join("..", "..", "deploy", name), func(k string) string {
 		return map[string]string{
 			"VIDEOSDK_API_KEY": "key",
 			"VIDEOSDK_SECRET":  "secret",

@@ -1,0 +1,87 @@
+package poller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/publisher"
+)
+
+// counting counts the writes a lease store makes.
+type counting struct {
+	LeaseStore
+	writes atomic.Int64
+}
+
+func (c *counting) Heartbeat(ctx context.Context, replica string) error {
+	c.writes.Add(1)
+	return c.LeaseStore.Heartbeat(ctx, replica)
+}
+
+func (c *counting) Claim(ctx context.Context, key, replica string) (uint64, error) {
+	c.writes.Add(1)
+	return c.LeaseStore.Claim(ctx, key, replica)
+}
+
+func (c *counting) Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error) {
+	c.writes.Add(1)
+	return c.LeaseStore.Renew(ctx, key, replica, rev)
+}
+
+// TestLeaseWritesAt1000Sessions measures what leases cost the KV bucket at 1,000
+// sessions and two replicas: once the sessions are shared (the first to come takes
+// all, and gives the other its share a tenth a round), each round writes one
+// heartbeat per replica and renews each lease, nothing else; at the default 15 s TTL,
+// rounds come every 5 s.
+func TestLeaseWritesAt1000Sessions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("claims 1,000 leases")
+	}
+	ctx := context.Background()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, 15*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i := range 1000 {
+		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%04d", i)))
+	}
+	stores := []*counting{{LeaseStore: leases}, {LeaseStore: leases}}
+	keepers := []*keeper{
+		newKeeper(stores[0], "a", 15*time.Second, slog.New(slog.DiscardHandler), nil),
+		newKeeper(stores[1], "b", 15*time.Second, slog.New(slog.DiscardHandler), nil),
+	}
+	// a takes all 1,000 while alone, then gives b its share a tenth (50) a round.
+	rounds := 0
+	for ; rounds < 30; rounds++ {
+		oa, ob := keepers[0].round(ctx, keys), keepers[1].round(ctx, keys)
+		if len(oa) == 500 && len(ob) == 500 {
+			break
+		}
+	}
+	if rounds == 30 {
+		t.Fatal("the replicas do not share the 1,000 sessions evenly after 30 rounds")
+	}
+	t.Logf("shared evenly after %d rounds", rounds+1)
+	before := stores[0].writes.Load() + stores[1].writes.Load()
+	began := time.Now()
+	for _, k := range keepers {
+		k.round(ctx, keys)
+	}
+	took := time.Since(began)
+	writes := stores[0].writes.Load() + stores[1].writes.Load() - before
+	t.Logf("one round of both replicas: %d KV writes in %v; every 5 s (lease_ttl 15s): %.0f writes/s", writes, took.Round(time.Millisecond), float64(writes)/5)
+	if writes != 1000+2 {
+		t.Errorf("%d writes in a round, want 1002: a renewal per lease and a heartbeat per replica", writes)
+	}
+}
