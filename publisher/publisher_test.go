@@ -435,3 +435,38 @@ func TestStoreValuesMatchSchema(t *testing.T) {
 	}
 	check("ended." + events.EscapeToken(snap.SessionID))
 }
+
+// TestFewerReplicasWarned: a stream and buckets made with one replica, opened with
+// nats.replicas = 3, are left as they are, each with a warning that names it.
+func TestFewerReplicasWarned(t *testing.T) {
+	ctx := context.Background()
+	js, err := publisher.NewJetStream(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(replicas int, log *slog.Logger) {
+		t.Helper()
+		cfg := streamCfg
+		cfg.Replicas = replicas
+		if err := publisher.EnsureStream(ctx, js, cfg, log); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", replicas, time.Hour, log, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := publisher.OpenTracking(ctx, js, "ROLLCALL_TRACKING", replicas, log); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", replicas, 15*time.Second, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(1, quiet())
+	var logs testkit.Buffer
+	open(3, slog.New(slog.NewTextHandler(&logs, nil)))
+	for _, name := range []string{"stream=ROLLCALL", "bucket=ROLLCALL_STATE", "bucket=ROLLCALL_TRACKING", "bucket=ROLLCALL_LEASES"} {
+		if !strings.Contains(logs.String(), name+" replicas=1 nats.replicas=3") {
+			t.Errorf("no warning naming %s:\n%s", name, logs.String())
+		}
+	}
+}
