@@ -134,21 +134,32 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	}
 	w.js = js
 	n := cfg.NATS
-	err = publisher.EnsureStream(ctx, js, publisher.StreamConfig{
-		Name: n.Stream, Prefix: n.SubjectPrefix, Replicas: n.Replicas,
-		DuplicateWindow: n.DuplicateWindow.Duration, MaxAge: n.MaxAge.Duration,
-	}, log)
-	if err != nil {
-		return nil, err
-	}
-	store, err := publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log, w.metrics)
-	if err != nil {
-		return nil, err
-	}
-	if w.tracking, err = publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log); err != nil {
-		return nil, err
-	}
-	leases, err := publisher.OpenLeases(ctx, js, n.LeaseBucket, n.Replicas, n.LeaseTTL.Duration, log)
+	var store *publisher.Store
+	var leases poller.LeaseStore
+	err = retrySetup(ctx, log, func() error {
+		err := publisher.EnsureStream(ctx, js, publisher.StreamConfig{
+			Name: n.Stream, Prefix: n.SubjectPrefix, Replicas: n.Replicas,
+			DuplicateWindow: n.DuplicateWindow.Duration, MaxAge: n.MaxAge.Duration,
+		}, log)
+		if err != nil {
+			return err
+		}
+		if store, err = publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log, w.metrics); err != nil {
+			return err
+		}
+		if w.tracking, err = publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log); err != nil {
+			return err
+		}
+		// The embedded server is this process's own: no other replica can share
+		// its store, so a worker on it polls everything, as one always did, without
+		// leases.
+		if w.ns == nil {
+			if leases, err = publisher.OpenLeases(ctx, js, n.LeaseBucket, n.Replicas, n.LeaseTTL.Duration, log); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +190,29 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	})
 	w.wired.Store(true)
 	return w, nil
+}
+
+// retrySetup runs setup (the stream and buckets) until it succeeds, an error other
+// than a timeout comes, or ctx ends: a cluster just started, or electing leaders,
+// answers JetStream requests late for a while, and a worker that gave up at once
+// would need its supervisor to start it again.
+func retrySetup(ctx context.Context, log *slog.Logger, setup func() error) error {
+	wait := 200 * time.Millisecond
+	for said := false; ; said = true {
+		err := setup()
+		if err == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) || ctx.Err() != nil {
+			return err
+		}
+		if !said {
+			log.Warn("setting up the stream and buckets timed out: trying again until the server answers", "err", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return err
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
