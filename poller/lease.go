@@ -38,7 +38,7 @@ func leaseKey(kind, id string) string { return kind + "." + events.EscapeToken(i
 // keeper holds one replica's leases: every round (a third of the TTL) it says the
 // replica is alive, renews what it holds with compare-and-set, gives up what is no
 // longer tracked or more than its fair share, and claims what no one holds while
-// it has less than its fair share (tracked ÷ live replicas, rounded up).
+// it has less than its fair share (see share).
 //
 // A lease is good until its last renewal was sent plus the TTL, by this process's
 // clock: a replica paused past that (SIGSTOP, a long GC, a partition) finds its
@@ -80,8 +80,10 @@ func (k *keeper) deadline(key string) (time.Time, bool) {
 	return h.until, true
 }
 
-// round runs one round over the keys wanted (tracked here) and returns those owned.
-func (k *keeper) round(ctx context.Context, wanted []string) map[string]bool {
+// round runs one round over the keys wanted (tracked here) and returns those owned;
+// scheduled is false for a round that comes early (a release, a change of what is
+// tracked), which gives nothing up.
+func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map[string]bool {
 	began := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -99,7 +101,7 @@ func (k *keeper) round(ctx context.Context, wanted []string) map[string]bool {
 		return k.owned()
 	}
 	k.live = max(len(live), 1)
-	fair := (len(wanted) + k.live - 1) / k.live
+	fair := share(len(wanted), live, k.replica)
 	want := make(map[string]bool, len(wanted))
 	for _, key := range wanted {
 		want[key] = true
@@ -125,16 +127,23 @@ func (k *keeper) round(ctx context.Context, wanted []string) map[string]bool {
 			h.rev, h.until = r.rev, began.Add(k.ttl)
 		}
 	}
-	// Slowly down to the fair share, when a replica has joined: a tenth of it a round.
-	if excess := len(k.held) - fair; excess > 0 && k.live > 1 {
-		give := slices.Sorted(maps.Keys(k.held))
-		k.spread(give)
-		for _, key := range give[:min(excess, max(1, fair/10))] {
+	// Slowly down to the share, when a replica has joined: a tenth of it, in
+	// scheduled rounds only (rounds also come at once on a release, which must not
+	// cascade).
+	have := len(k.held) - len(k.draining)
+	if give := min(have-fair, max(1, fair/10)); give > 0 && scheduled {
+		keys := slices.DeleteFunc(slices.Sorted(maps.Keys(k.held)), func(key string) bool { return k.draining[key] })
+		k.spread(keys)
+		for _, key := range keys[:give] {
 			k.draining[key] = true
 		}
 	}
 	if len(k.held) < fair {
-		k.claim(ctx, wanted, fair, began)
+		if owner, revs, err := k.store.Owners(ctx); err != nil {
+			k.log.Warn("reading the leases failed: none claimed this round", "err", err)
+		} else {
+			k.claim(ctx, wanted, fair, began, owner, revs)
+		}
 	}
 	k.metrics.LeasesHeld.Set(float64(len(k.held) - len(k.draining)))
 	k.metrics.ReplicasLive.Set(float64(k.live))
@@ -145,12 +154,7 @@ func (k *keeper) round(ctx context.Context, wanted []string) map[string]bool {
 // that name this replica (a previous run under the same name, killed before it gave
 // them up), each replica trying the free keys in an order of its own. k.mu must be
 // held.
-func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began time.Time) {
-	owner, revs, err := k.store.Owners(ctx)
-	if err != nil {
-		k.log.Warn("reading the leases failed: none claimed this round", "err", err)
-		return
-	}
+func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began time.Time, owner map[string]string, revs map[string]uint64) {
 	var mine, free []string
 	for _, key := range wanted {
 		switch {
@@ -206,6 +210,21 @@ func (k *keeper) each(keys []string, op func(key string) (uint64, error)) map[st
 	return out
 }
 
+// share is replica's fair share of n leases among the live replicas: n ÷ live,
+// and one more for the first n mod live of them by name, so that the shares add up
+// to n exactly (4 rooms on 3 replicas are 2, 1, 1, never 2, 2, 0).
+func share(n int, live []string, replica string) int {
+	if !slices.Contains(live, replica) {
+		live = append(slices.Clone(live), replica) // its heartbeat not seen yet: it is alive
+	}
+	live = slices.Sorted(slices.Values(live))
+	s := n / len(live)
+	if slices.Index(live, replica) < n%len(live) {
+		s++
+	}
+	return s
+}
+
 // spread orders keys by a hash of this replica and the key, so that replicas claiming
 // at once mostly try different keys, and give up different ones.
 func (k *keeper) spread(keys []string) {
@@ -245,11 +264,13 @@ func (k *keeper) release(ctx context.Context, key string) {
 func (k *keeper) leave(ctx context.Context) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for key := range k.held {
-		k.release(ctx, key)
-	}
+	// The heartbeat first: the others, woken by the releases, must count this
+	// replica gone, or their fair share leaves its leases unclaimed for a round.
 	if err := k.store.Leave(ctx, k.replica); err != nil {
 		k.log.Warn("deleting the heartbeat failed: it expires on its own", "err", err)
+	}
+	for key := range k.held {
+		k.release(ctx, key)
 	}
 	k.metrics.LeasesHeld.Set(0)
 }

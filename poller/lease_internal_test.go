@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 	// a takes all 1,000 while alone, then gives b its share a tenth (50) a round.
 	rounds := 0
 	for ; rounds < 30; rounds++ {
-		oa, ob := keepers[0].round(ctx, keys), keepers[1].round(ctx, keys)
+		oa, ob := keepers[0].round(ctx, keys, true), keepers[1].round(ctx, keys, true)
 		if len(oa) == 500 && len(ob) == 500 {
 			break
 		}
@@ -76,12 +77,36 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 	before := stores[0].writes.Load() + stores[1].writes.Load()
 	began := time.Now()
 	for _, k := range keepers {
-		k.round(ctx, keys)
+		k.round(ctx, keys, true)
 	}
 	took := time.Since(began)
 	writes := stores[0].writes.Load() + stores[1].writes.Load() - before
 	t.Logf("one round of both replicas: %d KV writes in %v; every 5 s (lease_ttl 15s): %.0f writes/s", writes, took.Round(time.Millisecond), float64(writes)/5)
 	if writes != 1000+2 {
 		t.Errorf("%d writes in a round, want 1002: a renewal per lease and a heartbeat per replica", writes)
+	}
+}
+
+// TestLeaseShares: the shares of n leases add up to n, and differ by one at most,
+// whoever asks; 4 rooms on 3 replicas are 2, 1, 1.
+func TestLeaseShares(t *testing.T) {
+	live := []string{"c", "a", "b"}
+	for _, n := range []int{0, 1, 4, 12, 1000} {
+		var shares []int
+		sum := 0
+		for _, r := range live {
+			s := share(n, live, r)
+			shares = append(shares, s)
+			sum += s
+		}
+		if sum != n || slices.Max(shares)-slices.Min(shares) > 1 {
+			t.Errorf("%d leases on %v: shares %v", n, live, shares)
+		}
+	}
+	if got := []int{share(4, live, "a"), share(4, live, "b"), share(4, live, "c")}; !slices.Equal(got, []int{2, 1, 1}) {
+		t.Errorf("4 leases on a, b, c: %v, want 2, 1, 1", got)
+	}
+	if share(4, []string{"a"}, "b") != 2 {
+		t.Error("a replica whose heartbeat is not in the list yet counts itself in")
 	}
 }

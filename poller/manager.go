@@ -241,6 +241,7 @@ func (m *Manager) send(ctx context.Context, f func()) {
 // the TTL, each followed by the loops brought in line with what this replica owns.
 func (m *Manager) keep(ctx, polls context.Context) {
 	every := m.cfg.LeaseTTL / 3
+	scheduled := true
 	if w, ok := m.cfg.Leases.(interface {
 		WatchReleases(context.Context, func())
 	}); ok {
@@ -262,7 +263,7 @@ func (m *Manager) keep(ctx, polls context.Context) {
 			return
 		}
 		round, cancel := context.WithTimeout(ctx, every)
-		owned := m.keeper.round(round, keys)
+		owned := m.keeper.round(round, keys, scheduled)
 		cancel()
 		m.send(ctx, func() {
 			m.owned = owned
@@ -270,7 +271,9 @@ func (m *Manager) keep(ctx, polls context.Context) {
 		})
 		select {
 		case <-time.After(every):
+			scheduled = true
 		case <-m.nudge:
+			scheduled = false
 		case <-ctx.Done():
 			return
 		}
@@ -607,7 +610,16 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 			cache.Drop()
 			res, err = m.poll(pctx, log, l.id, listed, nil, ListNow)
 		}
+		cut := pctx.Err() != nil && polls.Err() == nil // the lease's deadline came first
 		done()
+		if err != nil && cut {
+			// Paused or cut off past the lease: not a failure of the API's, nor a
+			// late poll. The lease round stops the loop.
+			log.Info("poll cut short: its lease ended", "lease", lease)
+			cache.Drop()
+			next = ticks.after(time.Now())
+			continue
+		}
 		now := time.Now()
 		if res.RoomID != "" && !roomKnown {
 			log, roomKnown = log.With("room_id", res.RoomID), true

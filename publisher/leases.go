@@ -49,8 +49,14 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, bucket string, repl
 	return &Leases{kv: kv}, nil
 }
 
-// LeaseKey is the key of a session's or room's lease (kind "session" or "room").
-func LeaseKey(kind, id string) string { return kind + "." + events.EscapeToken(id) }
+// ReadLeases opens an existing lease bucket as it is, for commands that only read it.
+func ReadLeases(ctx context.Context, js jetstream.JetStream, bucket string) (*Leases, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open lease bucket %s: %w", bucket, err)
+	}
+	return &Leases{kv: kv}, nil
+}
 
 func replicaKey(replica string) string { return "replica." + events.EscapeToken(replica) }
 

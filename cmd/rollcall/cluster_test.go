@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -158,6 +159,25 @@ lease_ttl = "3s"`, 1))
 	})
 	settled := time.Now()
 	t.Logf("every session polled %v after the workers started", settled.Sub(began).Round(time.Millisecond))
+
+	// rollcall tracked asks every replica: who polls what, and how many leases each holds.
+	tracked := exec.Command(bin, "tracked", "-config", config)
+	tracked.Env = append(os.Environ(), "VIDEOSDK_SECRET="+testSecret)
+	out, err := tracked.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rollcall tracked: %v\n%s", err, out)
+	}
+	held := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		var name string
+		var n int
+		if _, err := fmt.Sscanf(line, "replica %s holds %d leases", &name, &n); err == nil {
+			held += n
+		}
+	}
+	if held != len(ids) || strings.Count(string(out), "session  cl-") != len(ids) {
+		t.Errorf("rollcall tracked shows %d leases held, want %d, one line per session:\n%s", held, len(ids), out)
+	}
 
 	// Calm: polls in three intervals, in all (before the churn: no rescans).
 	time.Sleep(4 * interval)

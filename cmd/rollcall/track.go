@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -30,6 +31,7 @@ var errNoWorker = errors.New("no rollcall worker is running")
 // describes, with its tracking bucket, and the worker's answer if one came.
 type workerConn struct {
 	nc       *nats.Conn
+	js       jetstream.JetStream
 	tracking *publisher.Tracking
 	reply    *worker.StatusReply // nil: no worker answered (only with an external server)
 }
@@ -81,6 +83,7 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	}
 	js, err := publisher.NewJetStream(nc)
 	if err == nil {
+		c.js = js
 		c.tracking, err = publisher.OpenTracking(ctx, js, cfg.NATS.TrackingBucket, cfg.NATS.Replicas, slog.New(slog.DiscardHandler))
 	}
 	if err != nil {
@@ -228,6 +231,21 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 	var list []poller.Status
 	if c.reply != nil {
 		list = c.reply.Tracked
+		// What is tracked and polled by no replica now (a lease not claimed yet, or
+		// waiting out a crashed replica's): from the config file and the bucket.
+		sessions, rooms, err := c.tracking.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range configured(cfg, sessions, rooms) {
+			if !slices.ContainsFunc(list, func(r poller.Status) bool { return r.Kind == s.Kind && r.ID == s.ID }) {
+				s.Status = "no replica"
+				list = append(list, s)
+			}
+		}
+		slices.SortStableFunc(list, func(a, b poller.Status) int {
+			return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+		})
 	} else {
 		sessions, rooms, err := c.tracking.List(ctx)
 		if err != nil {
@@ -239,6 +257,9 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL\tREPLICA")
 	leases := map[string]int{} // by replica
+	for _, r := range c.liveReplicas(ctx, cfg) {
+		leases[r] = 0 // said even when it holds none
+	}
 	for _, s := range list {
 		last, present := "-", "-"
 		if !s.Last.IsZero() {
@@ -259,6 +280,17 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		fmt.Fprintf(stdout, "replica %s holds %d leases\n", r, leases[r])
 	}
 	return nil
+}
+
+// liveReplicas lists the replicas whose heartbeat is in the lease bucket; none if
+// there is no such bucket (an embedded server's worker uses none).
+func (c *workerConn) liveReplicas(ctx context.Context, cfg worker.Config) []string {
+	leases, err := publisher.ReadLeases(ctx, c.js, cfg.NATS.LeaseBucket)
+	if err != nil {
+		return nil
+	}
+	live, _ := leases.Live(ctx)
+	return live
 }
 
 // configured lists what the config file and the bucket track, rooms first.
