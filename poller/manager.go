@@ -610,16 +610,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 			cache.Drop()
 			res, err = m.poll(pctx, log, l.id, listed, nil, ListNow)
 		}
-		cut := pctx.Err() != nil && polls.Err() == nil // the lease's deadline came first
 		done()
-		if err != nil && cut {
-			// Paused or cut off past the lease: not a failure of the API's, nor a
-			// late poll. The lease round stops the loop.
-			log.Info("poll cut short: its lease ended", "lease", lease)
-			cache.Drop()
-			next = ticks.after(time.Now())
-			continue
-		}
 		now := time.Now()
 		if res.RoomID != "" && !roomKnown {
 			log, roomKnown = log.With("room_id", res.RoomID), true
