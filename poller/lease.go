@@ -92,12 +92,12 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 		k.release(ctx, key)
 	}
 	if err := k.store.Heartbeat(ctx, k.replica); err != nil {
-		k.log.Warn("lease round failed: leases not renewed, none claimed", "err", err)
+		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
 		return k.owned()
 	}
 	live, err := k.store.Live(ctx)
 	if err != nil {
-		k.log.Warn("lease round failed: leases not renewed, none claimed", "err", err)
+		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
 		return k.owned()
 	}
 	k.live = max(len(live), 1)
@@ -118,7 +118,7 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 		h := k.held[key]
 		switch {
 		case r.err != nil:
-			k.log.Warn("renewing a lease failed: kept until its deadline", "lease", key, "err", r.err, "until", time.Until(h.until).Round(time.Millisecond))
+			k.warn(ctx, "renewing a lease failed: kept until its deadline", "lease", key, "err", r.err, "until", time.Until(h.until).Round(time.Millisecond))
 		case r.rev == 0:
 			k.log.Warn("lease lost: another replica took it, or it expired", "lease", key)
 			k.metrics.LeaseLosses.Inc()
@@ -140,7 +140,7 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 	}
 	if len(k.held) < fair {
 		if owner, revs, err := k.store.Owners(ctx); err != nil {
-			k.log.Warn("reading the leases failed: none claimed this round", "err", err)
+			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
 		} else {
 			k.claim(ctx, wanted, fair, began, owner, revs)
 		}
@@ -176,7 +176,7 @@ func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began tim
 	for key, r := range took {
 		switch {
 		case r.err != nil:
-			k.log.Warn("claiming a lease failed", "lease", key, "err", r.err)
+			k.warn(ctx, "claiming a lease failed", "lease", key, "err", r.err)
 		case r.rev > 0:
 			k.held[key] = &held{rev: r.rev, until: began.Add(k.ttl)}
 		}
@@ -208,6 +208,14 @@ func (k *keeper) each(keys []string, op func(key string) (uint64, error)) map[st
 	}
 	wg.Wait()
 	return out
+}
+
+// warn logs a failed lease operation, unless the round was cancelled: the replica is
+// stopping, and its leases go with it.
+func (k *keeper) warn(ctx context.Context, msg string, args ...any) {
+	if ctx.Err() == nil {
+		k.log.Warn(msg, args...)
+	}
 }
 
 // share is replica's fair share of n leases among the live replicas: n ÷ live,

@@ -120,7 +120,9 @@ func (l *Leases) WatchReleases(ctx context.Context, released func()) {
 // revision; 0 if someone does.
 func (l *Leases) Claim(ctx context.Context, key, replica string) (uint64, error) {
 	rev, err := l.kv.Create(ctx, key, leaseValueOf(replica))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	// Another replica's create came first; on a replicated bucket the server may say
+	// so as a wrong last sequence.
+	if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
 		return 0, nil
 	}
 	return rev, err

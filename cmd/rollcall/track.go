@@ -256,20 +256,14 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL\tREPLICA")
-	leases := map[string]int{} // by replica
-	for _, r := range c.liveReplicas(ctx, cfg) {
-		leases[r] = 0 // said even when it holds none
-	}
+	live, leases := c.leases(ctx, cfg)
 	for _, s := range list {
 		last, present := "-", "-"
 		if !s.Last.IsZero() {
 			last = s.Last.UTC().Format(time.RFC3339)
 		}
-		if s.Kind == poller.KindSession && c.reply != nil {
+		if s.Kind == poller.KindSession && c.reply != nil && s.Status != "no replica" {
 			present = strconv.Itoa(s.Present)
-		}
-		if s.Replica != "" && (s.Kind == poller.KindRoom || slices.ContainsFunc(s.From, func(o string) bool { return !strings.HasPrefix(o, "room ") })) {
-			leases[s.Replica]++ // a session found by a room goes with the room's lease
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), present, last, cmp.Or(s.Replica, "-"))
 	}
@@ -277,20 +271,33 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		return err
 	}
 	for _, r := range slices.Sorted(maps.Keys(leases)) {
-		fmt.Fprintf(stdout, "replica %s holds %d leases\n", r, leases[r])
+		note := ""
+		if !slices.Contains(live, r) {
+			note = " (not alive: they expire within nats.lease_ttl of its last renewal)"
+		}
+		fmt.Fprintf(stdout, "replica %s holds %d leases%s\n", r, leases[r], note)
 	}
 	return nil
 }
 
-// liveReplicas lists the replicas whose heartbeat is in the lease bucket; none if
+// leases reads the lease bucket: the replicas whose heartbeat is in it, and how many
+// leases each replica holds, alive or not (every live one, 0 included); nothing if
 // there is no such bucket (an embedded server's worker uses none).
-func (c *workerConn) liveReplicas(ctx context.Context, cfg worker.Config) []string {
+func (c *workerConn) leases(ctx context.Context, cfg worker.Config) (live []string, held map[string]int) {
+	held = map[string]int{}
 	leases, err := publisher.ReadLeases(ctx, c.js, cfg.NATS.LeaseBucket)
 	if err != nil {
-		return nil
+		return nil, held
 	}
-	live, _ := leases.Live(ctx)
-	return live
+	live, _ = leases.Live(ctx)
+	for _, r := range live {
+		held[r] = 0
+	}
+	owner, _, _ := leases.Owners(ctx)
+	for _, r := range owner {
+		held[r]++
+	}
+	return live, held
 }
 
 // configured lists what the config file and the bucket track, rooms first.
