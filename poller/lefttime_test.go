@@ -34,17 +34,25 @@ func lastLeft(t *testing.T, r *rig, id string) (events.Event, events.Participant
 	return events.Event{}, events.ParticipantData{}
 }
 
+// waitingRig is a session of a and b, polled once, whose lefts wait a minute for
+// their end; the list of all participants shows ends lag late.
+func waitingRig(t *testing.T, lag time.Duration) (*world, *rig) {
+	t.Helper()
+	w := newWorld(t, "a", "b")
+	w.api.SetListLag(lag)
+	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
+	r.poll(t)
+	r.newEvents(t)
+	return w, r
+}
+
 // TestPollLeftWaitsForItsEnd: the list of all participants shows b's end only ten
 // seconds after b left. The left waits, in the state (each Poll reads it from the
 // store), and goes out once the end shows, with that end, observed when b was first
 // found gone.
 func TestPollLeftWaitsForItsEnd(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	w.api.SetListLag(10 * time.Second)
-	r := newRig(t, w, true)
-	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
-	r.poll(t)
-	r.newEvents(t)
+	w, r := waitingRig(t, 10*time.Second)
 
 	w.clock.Add(5 * time.Second) // 7
 	w.api.Leave(session, "b")
@@ -73,11 +81,7 @@ func TestPollLeftWaitsForItsEnd(t *testing.T) {
 // time its observedAt, when b was found gone; once the list works again, nothing is
 // published again, with or without an end.
 func TestPollLeftWithoutItsEnd(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	r := newRig(t, w, true)
-	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
-	r.poll(t)
-	r.newEvents(t)
+	w, r := waitingRig(t, 0)
 
 	w.api.InjectFault(sim.Fault{PathSuffix: "/participants", Status: 500, Times: 1000})
 	w.clock.Add(5 * time.Second) // 7
@@ -119,12 +123,7 @@ func TestPollLeftWithoutItsEnd(t *testing.T) {
 // b's left waits for its own end, and session.ended waits for it; a, there when the
 // session ended, leaves at its own end too once it shows.
 func TestPollEndedSessionWaitsForEnds(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	w.api.SetListLag(10 * time.Second)
-	r := newRig(t, w, true)
-	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
-	r.poll(t)
-	r.newEvents(t)
+	w, r := waitingRig(t, 10*time.Second)
 
 	w.clock.Add(5 * time.Second) // 7
 	w.api.Leave(session, "b")
