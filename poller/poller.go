@@ -254,7 +254,9 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
 	var pages int
 	var listErr error
-	if wantsList(prev, snap, list) {
+	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
+	if wantsList(prev, snap, list, changes, next) {
+		// Compute again with the list: it is pure, and this is the rare poll.
 		var everyone []diff.Participant
 		everyone, pages, listErr = p.src.Everyone(ctx, log, sessionID)
 		if listErr != nil {
@@ -262,8 +264,8 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		} else {
 			snap.Everyone = p.excludeFrom(prev, everyone)
 		}
+		changes, next = diff.Compute(prev, snap, now, p.leftTimeWait)
 	}
-	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
 	switch {
 	case len(changes) > 0:
 		meta := snap
@@ -317,8 +319,9 @@ func (p *Poller) givesUpIn(st diff.State, now time.Time) time.Duration {
 // wantsList reports whether a cycle reads the list of all participants: for a session
 // that ended, the first time it is seen ended and then as the budget allows, until
 // nothing waits for it; for the others, never when list forbids it, and otherwise
-// when list asks for it, or the active list shows someone gone, or lefts wait.
-func wantsList(prev diff.State, snap diff.Snapshot, list List) bool {
+// when list asks for it, or the changes computed without it have a left without its
+// end, or lefts wait.
+func wantsList(prev diff.State, snap diff.Snapshot, list List, changes []diff.Change, next diff.State) bool {
 	switch {
 	case !snap.Found && !prev.Started:
 		return false // nothing to read it for
@@ -331,7 +334,8 @@ func wantsList(prev diff.State, snap diff.Snapshot, list List) bool {
 	case list == ListNow:
 		return true
 	}
-	return len(prev.Pending) > 0 || (snap.Complete && prev.Absent(snap))
+	return len(prev.Pending) > 0 || len(next.Pending) > 0 ||
+		slices.ContainsFunc(changes, func(c diff.Change) bool { return c.Kind == diff.Left && c.LeftAt == nil })
 }
 
 // Result is how a poll went.
