@@ -65,8 +65,12 @@ func newWorld(t *testing.T, participants ...string) *world {
 }
 
 func (w *world) client(perPage int) *poller.Client {
+	return w.clientTimeout(perPage, 2*time.Second)
+}
+
+func (w *world) clientTimeout(perPage int, requestTimeout time.Duration) *poller.Client {
 	return poller.NewClient(poller.ClientConfig{
-		BaseURL: w.url, Tokens: w.tokens, PerPage: perPage, RequestTimeout: 2 * time.Second,
+		BaseURL: w.url, Tokens: w.tokens, PerPage: perPage, RequestTimeout: requestTimeout,
 		Attempts: 3, Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 	})
 }
@@ -137,10 +141,11 @@ func TestSnapshotRetries(t *testing.T) {
 	tests := []struct {
 		name         string
 		faults       []sim.Fault
-		wantErr      error  // nil: the snapshot must succeed
-		wantErrText  string // and contain this
-		wantRequests int    // in the whole scan of two pages
-		wantDropped  int    // tokens dropped after a 401
+		wantErr      error         // nil: the snapshot must succeed
+		wantErrText  string        // and contain this
+		wantRequests int           // in the whole scan of two pages
+		wantDropped  int           // tokens dropped after a 401
+		timeout      time.Duration // request_timeout; default 2s
 	}{
 		{name: "429 with Retry-After", faults: []sim.Fault{{Status: 429, Header: retryAfter("1")}}, wantRequests: 3},
 		{name: "429 with an HTTP-date Retry-After in the past", faults: []sim.Fault{{Status: 429, Header: retryAfter("Mon, 24 Jul 2023 08:28:09 GMT")}}, wantRequests: 3},
@@ -156,7 +161,7 @@ func TestSnapshotRetries(t *testing.T) {
 		{name: "400 is not retried", faults: []sim.Fault{{Status: 400}}, wantErrText: "http 400", wantRequests: 1},
 		{name: "200 with a truncated body", faults: []sim.Fault{{Status: 200, Body: `{"pageInfo":{"currentPage":1,`}}, wantErr: poller.ErrMalformed, wantRequests: 1},
 		{name: "200 with an HTML body", faults: []sim.Fault{{Status: 200, Body: "<html>maintenance</html>"}}, wantErr: poller.ErrMalformed, wantRequests: 1},
-		{name: "200 with a body over the cap", faults: []sim.Fault{{Status: 200, Body: `{"data":"` + strings.Repeat("x", poller.MaxBody) + `"}`}}, wantErr: poller.ErrTooLarge, wantRequests: 1},
+		{name: "200 with a body over the cap", faults: []sim.Fault{{Status: 200, Body: `{"data":"` + strings.Repeat("x", poller.MaxBody) + `"}`}}, timeout: 10 * time.Second, wantErr: poller.ErrTooLarge, wantRequests: 1},
 		{name: "a failure on the last page fails the whole scan", faults: []sim.Fault{{Page: 2, Status: 500, Times: 3}}, wantErrText: "http 500", wantRequests: 4},
 	}
 	for _, tt := range tests {
@@ -165,7 +170,11 @@ func TestSnapshotRetries(t *testing.T) {
 			for _, f := range tt.faults {
 				w.api.InjectFault(f)
 			}
-			got, err := w.client(2).Snapshot(context.Background(), nil, session)
+			c := w.client(2)
+			if tt.timeout != 0 {
+				c = w.clientTimeout(2, tt.timeout)
+			}
+			got, err := c.Snapshot(context.Background(), nil, session)
 			switch {
 			case tt.wantErr == nil && tt.wantErrText == "":
 				if err != nil {

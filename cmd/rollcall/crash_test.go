@@ -116,14 +116,26 @@ func TestCrashSafety(t *testing.T) {
 	// saves its outbox (seen here as the KV put goes by), when the cycle is about to
 	// publish, publishing, or about to clear the outbox. Those moments last a few
 	// round trips out of a cycle of a second, and random kills alone seldom hit them.
-	outboxSaved := make(chan struct{}, 1)
+	// One in four is aimed, the same way, just after a state with lefts waiting for
+	// their end is saved: on a loaded machine the runs are slow, and random kills may
+	// all come before any left waits.
+	outboxSaved, pendingSaved := make(chan struct{}, 1), make(chan struct{}, 1)
+	signal := func(c chan struct{}) {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
 	if _, err := nc.Subscribe("$KV.ROLLCALL_STATE.>", func(m *nats.Msg) {
 		var st diff.State
-		if json.Unmarshal(m.Data, &st) == nil && st.Outbox != nil {
-			select {
-			case outboxSaved <- struct{}{}:
-			default:
-			}
+		if json.Unmarshal(m.Data, &st) != nil {
+			return
+		}
+		if st.Outbox != nil {
+			signal(outboxSaved)
+		}
+		if len(st.Pending) > 0 {
+			signal(pendingSaved)
 		}
 	}); err != nil {
 		t.Fatal(err)
@@ -135,26 +147,33 @@ func TestCrashSafety(t *testing.T) {
 	for i := range crashKills {
 		up := crashMinUp + time.Duration(rng.Int64N(int64(crashMaxUp-crashMinUp)))
 		after := time.Duration(rng.Int64N(int64(6 * crashLatency)))
-		select {
-		case <-outboxSaved: // by the previous run
-		default:
+		for _, c := range []chan struct{}{outboxSaved, pendingSaved} {
+			select {
+			case <-c: // by the previous run
+			default:
+			}
 		}
 		r := startRun(t, bin, config, dir, len(runs))
 		runs = append(runs, r)
 		how := "after " + up.Round(time.Millisecond).String()
+		aim := func(saved chan struct{}, what string) {
+			select {
+			case <-saved:
+				time.Sleep(after)
+				aimed++
+				how = fmt.Sprintf("%v after %s was saved", after.Round(time.Millisecond), what)
+			case <-time.After(up):
+			}
+		}
 		switch {
 		case i == crashKills/3:
 			time.Sleep(up / 2)
 			api.EndSession(ending)
 			time.Sleep(up - up/2)
 		case i%2 == 1:
-			select {
-			case <-outboxSaved:
-				time.Sleep(after)
-				aimed++
-				how = fmt.Sprintf("%v after an outbox was saved", after.Round(time.Millisecond))
-			case <-time.After(up):
-			}
+			aim(outboxSaved, "an outbox")
+		case i%4 == 2:
+			aim(pendingSaved, "a state with lefts waiting")
 		default:
 			time.Sleep(up)
 		}
@@ -165,7 +184,7 @@ func TestCrashSafety(t *testing.T) {
 			t.Logf("kill %d %s: %s", i+1, how, note)
 		}
 	}
-	t.Logf("%d kills (%d aimed after an outbox save) in %v; at %d of them a cycle was between saving its outbox and clearing it: %s; %d found lefts waiting for their end (%d in all)",
+	t.Logf("%d kills (%d aimed after a save) in %v; at %d of them a cycle was between saving its outbox and clearing it: %s; %d found lefts waiting for their end (%d in all)",
 		crashKills, aimed, time.Since(start).Round(time.Millisecond), outboxes.kills, outboxes.summary(), outboxes.waitingKills, outboxes.waiting)
 	if outboxes.waiting == 0 {
 		t.Error("no kill found a left waiting for its end: the test did not try what it is for")
@@ -369,20 +388,39 @@ type streamTail struct {
 	ids      map[string]bool
 }
 
-// read returns every event in the stream so far, in stream order.
+// read returns every event in the stream so far, in stream order. A cluster that is
+// still electing the stream's leader (as it starts, or as a node comes back) answers
+// nothing for a while: such a read is tried again, for up to half a minute. No message
+// is skipped, since next only moves past a message once it has been read.
 func (s *streamTail) read(t *testing.T) []crashEvent {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.readOnce(t)
+		if err == nil {
+			return s.evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		t.Logf("reading the stream: %v; trying again", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (s *streamTail) readOnce(t *testing.T) error {
 	t.Helper()
 	ctx := t.Context()
 	str, err := s.js.Stream(ctx, "ROLLCALL")
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return s.evs
+		return nil
 	}
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	info, err := str.Info(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if s.ids == nil {
 		s.ids = map[string]bool{}
@@ -393,7 +431,7 @@ func (s *streamTail) read(t *testing.T) []crashEvent {
 			continue
 		}
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := s.contract.Check(m.Data); err != nil { // every event keeps the contract
 			t.Fatalf("stream message #%d on %s: %v\n%s", m.Sequence, m.Subject, err, m.Data)
@@ -406,7 +444,7 @@ func (s *streamTail) read(t *testing.T) []crashEvent {
 		s.evs = append(s.evs, ev)
 		s.ids[ev.ID] = true
 	}
-	return s.evs
+	return nil
 }
 
 // outboxStats counts where the kills found cycles that had saved an outbox: the events
