@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -96,8 +97,25 @@ func (r *rig) newEventsPeek(t *testing.T) []string {
 
 func streamEvents(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
+	return eventLines(t, js, "")
+}
+
+// sessionEvents is session id's events, in stream order: the order that holds, since
+// sessions are independent of each other.
+func sessionEvents(t *testing.T, js jetstream.JetStream, id string) []string {
+	t.Helper()
+	return eventLines(t, js, id)
+}
+
+// eventLines is the events in the stream, of session id alone unless it is "", one
+// line each.
+func eventLines(t *testing.T, js jetstream.JetStream, id string) []string {
+	t.Helper()
 	var out []string
 	for _, m := range natstest.Messages(t, js, "ROLLCALL") {
+		if id != "" && !strings.HasSuffix(m.Subject, "."+events.EscapeToken(id)) {
+			continue
+		}
 		var e struct {
 			Type string `json:"type"`
 			Data struct {
