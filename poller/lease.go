@@ -52,10 +52,14 @@ type keeper struct {
 	ttl     time.Duration
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	// vanished reports whether a replica, alive by its heartbeat, is certainly gone
+	// (see ManagerConfig.Vanished); nil: never.
+	vanished func(ctx context.Context, replica string) bool
 
 	mu       sync.Mutex
-	held     map[string]*held // by lease key
-	draining map[string]bool  // held, but no longer owned: released next round, once its loop has stopped
+	held     map[string]*held     // by lease key
+	draining map[string]bool      // held, but no longer owned: released next round, once its loop has stopped
+	gone     map[string]time.Time // replicas found vanished, and when: their leases are taken over until they expire
 	live     int
 }
 
@@ -66,7 +70,7 @@ type held struct {
 
 func newKeeper(store LeaseStore, replica string, ttl time.Duration, log *slog.Logger, m *metrics.Metrics) *keeper {
 	return &keeper{store: store, replica: replica, ttl: ttl, log: log.With("replica", replica), metrics: metrics.Or(m),
-		held: map[string]*held{}, draining: map[string]bool{}}
+		held: map[string]*held{}, draining: map[string]bool{}, gone: map[string]time.Time{}}
 }
 
 // deadline returns when the lease of key ends, and whether this replica owns it.
@@ -100,6 +104,13 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
 		return k.owned()
 	}
+	for r, at := range k.gone {
+		if time.Since(at) > k.ttl {
+			delete(k.gone, r)
+		}
+	}
+	k.buryVanished(ctx, live, live)
+	live = slices.DeleteFunc(live, func(r string) bool { _, gone := k.gone[r]; return gone })
 	k.live = max(len(live), 1)
 	fair := share(len(wanted), live, k.replica)
 	want := make(map[string]bool, len(wanted))
@@ -138,10 +149,19 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 			k.draining[key] = true
 		}
 	}
-	if len(k.held) < fair {
+	if len(k.held) < fair || len(k.gone) > 0 {
 		if owner, revs, err := k.store.Owners(ctx); err != nil {
 			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
 		} else {
+			// Leases of a replica killed before its heartbeat was written, or
+			// after it was deleted (a predecessor buried by one killed since).
+			var strays []string
+			for _, key := range wanted {
+				if o := owner[key]; o != "" && !slices.Contains(live, o) && !slices.Contains(strays, o) {
+					strays = append(strays, o)
+				}
+			}
+			k.buryVanished(ctx, strays, live)
 			k.claim(ctx, wanted, fair, began, owner, revs)
 		}
 	}
@@ -150,16 +170,38 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map
 	return k.owned()
 }
 
+// buryVanished notes in k.gone, for as long as their leases may last, the replicas
+// among candidates that vanished, and deletes the heartbeat of those among live.
+// k.mu must be held.
+func (k *keeper) buryVanished(ctx context.Context, candidates, live []string) {
+	if k.vanished == nil {
+		return
+	}
+	for _, r := range candidates {
+		if _, known := k.gone[r]; known || r == k.replica || !k.vanished(ctx, r) {
+			continue
+		}
+		k.log.Info("taking over the leases of a replica that is gone", "gone", r)
+		if slices.Contains(live, r) {
+			if err := k.store.Leave(ctx, r); err != nil {
+				k.warn(ctx, "deleting a gone replica's heartbeat failed: it expires on its own", "gone", r, "err", err)
+			}
+		}
+		k.gone[r] = time.Now()
+	}
+}
+
 // claim takes, up to the fair share, the leases of wanted that no one holds, and those
 // that name this replica (a previous run under the same name, killed before it gave
-// them up), each replica trying the free keys in an order of its own. k.mu must be
-// held.
+// them up) or a replica that is gone, each replica trying the free keys in an order
+// of its own. k.mu must be held.
 func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began time.Time, owner map[string]string, revs map[string]uint64) {
+	gone := func(r string) bool { _, ok := k.gone[r]; return ok }
 	var mine, free []string
 	for _, key := range wanted {
 		switch {
 		case k.held[key] != nil:
-		case owner[key] == k.replica:
+		case owner[key] == k.replica || gone(owner[key]):
 			mine = append(mine, key)
 		case owner[key] == "":
 			free = append(free, key)
@@ -168,7 +210,9 @@ func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began tim
 	k.spread(free)
 	free = free[:min(len(free), max(fair-len(k.held)-len(mine), 0))]
 	took := k.each(append(mine, free...), func(key string) (uint64, error) {
-		if owner[key] == k.replica {
+		if owner[key] == k.replica || gone(owner[key]) {
+			// Compare-and-set at the revision read: a lease that moved since is left
+			// to whoever took it.
 			return k.store.Renew(ctx, key, k.replica, revs[key])
 		}
 		return k.store.Claim(ctx, key, k.replica)

@@ -43,7 +43,7 @@ func newReplicas(t *testing.T) *replicas {
 
 // start runs a replica named name over store, with a request log of its own; it
 // tracks the twelve sessions.
-func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore) (*managed, *requestLog) {
+func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore, opts ...func(*poller.ManagerConfig)) (*managed, *requestLog) {
 	t.Helper()
 	reqs := &requestLog{}
 	srv := httptest.NewServer(reqs.wrap(r.api))
@@ -53,6 +53,9 @@ func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore) (*m
 	p := r.with(w.client(2))
 	m := r.manage(t, func(c *poller.ManagerConfig) {
 		c.Poller, c.Rooms, c.Leases, c.Replica, c.LeaseTTL = p, w.client(2), store, name, leaseTTL
+		for _, o := range opts {
+			o(c)
+		}
 	})
 	m.track("config", r.ids, nil)
 	return m, reqs
@@ -154,4 +157,63 @@ func TestLeasesFenceAPartitionedReplica(t *testing.T) {
 
 	store.off.Store(false)
 	eventually(t, "the two share again, six each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
+}
+
+// killed is a lease store whose replica dies as kill -9 does: it gives nothing up.
+type killed struct{ poller.LeaseStore }
+
+func (killed) Leave(context.Context, string) error           { return nil }
+func (killed) Release(context.Context, string, uint64) error { return nil }
+
+// TestLeasesTakenOverFromAVanishedReplica: replica old dies holding every lease, in a
+// bucket whose keys live a minute. Its successor, told that old has vanished, takes
+// them over at once, by compare-and-set, and polls every session; told nothing, it
+// leaves them to expire.
+func TestLeasesTakenOverFromAVanishedReplica(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		vanished bool
+	}{
+		{name: "vanished: taken over at once", vanished: true},
+		{name: "maybe alive: left to expire", vanished: false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReplicas(t)
+			leases, err := publisher.OpenLeases(context.Background(), r.js, "LONG_LEASES", 1, time.Minute, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, _ := r.start(t, "old", killed{leases})
+			eventually(t, "old polls all twelve", func() bool { return len(polling(t, old)) == 12 })
+			old.stop()
+
+			var asked atomic.Int32
+			next, _ := r.start(t, "next", leases, func(c *poller.ManagerConfig) {
+				c.Vanished = func(_ context.Context, replica string) bool {
+					asked.Add(1)
+					return replica == "old" && tt.vanished
+				}
+			})
+			if tt.vanished {
+				eventually(t, "next polls all twelve", func() bool { return len(polling(t, next)) == 12 })
+				owner, _, err := leases.Owners(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for key, o := range owner {
+					if o != "next" {
+						t.Errorf("lease %s held by %s, want next", key, o)
+					}
+				}
+				if live, err := leases.Live(context.Background()); err != nil || !slices.Equal(live, []string{"next"}) {
+					t.Errorf("live replicas %v (%v), want next alone: old's heartbeat deleted", live, err)
+				}
+				return
+			}
+			eventually(t, "two rounds asked about old", func() bool { return asked.Load() >= 2 })
+			if n := len(polling(t, next)); n != 0 {
+				t.Errorf("next polls %d sessions whose leases a replica that may be alive holds", n)
+			}
+		})
+	}
 }

@@ -90,6 +90,13 @@ type ManagerConfig struct {
 	Leases   LeaseStore
 	Replica  string
 	LeaseTTL time.Duration
+	// Vanished, when set, reports whether a replica that is alive by its heartbeat
+	// is certainly gone: killed before it gave its leases up, and not waiting for
+	// them to expire. This one then takes its leases over at once (compare-and-set
+	// on the revision it read), instead of a TTL later. It must answer false when in
+	// doubt: what a replica wrongly taken over still does is fenced, but it polls
+	// for up to its lease's deadline beside the new holder.
+	Vanished func(ctx context.Context, replica string) bool
 	Metrics  *metrics.Metrics
 }
 
@@ -171,6 +178,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 		}
 		m.cfg.LeaseTTL = cfg.LeaseTTL
 		m.keeper = newKeeper(cfg.Leases, cfg.Replica, cfg.LeaseTTL, cfg.Log, cfg.Metrics)
+		m.keeper.vanished = cfg.Vanished
 		m.owned = map[string]bool{}
 		m.nudge = make(chan struct{}, 1)
 	}

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
+	"github.com/rollcall/rollcall/publisher"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -305,4 +307,97 @@ func TestRollingDeploy(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKilledWorkerRestartsAtOnce: a single worker on an external server, under its
+// default replica name, killed with SIGKILL and started again, as a supervisor does:
+// the new process is another replica, and its predecessor's leases would last
+// lease_ttl (a minute here). It finds its predecessor on its host gone, takes them
+// over, and publishes what happened meanwhile well before they would expire. A
+// worker beside it on the same host, alive, keeps its own.
+func TestKilledWorkerRestartsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary three times")
+	}
+	bin := buildRollcall(t)
+	ns := natstest.Start(t)
+	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
+	ids := []string{"k-1", "k-2", "k-3", "k-4"}
+	for _, id := range ids {
+		api.StartSession(id, "room-"+id)
+		api.Join(id, id+"-a", "a")
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	config := writeConfig(t, dir, srv.URL, ns.ClientURL(), 0, ids, nil)
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), `duplicate_window = "1h"`, `duplicate_window = "1h"
+lease_ttl = "1m"`, 1))
+	if err := os.WriteFile(config, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Connect(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
+	var runs []*crashRun
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveRunLogs(t, runs)
+		}
+	})
+	joined := func(id string) bool {
+		return slices.ContainsFunc(tail.read(t), func(e crashEvent) bool {
+			return e.Type == "live.videosdk.participant.joined" && e.Data.ParticipantID == id
+		})
+	}
+	first := startRun(t, bin, config, dir, 0)
+	runs = append(runs, first)
+	testkit.Eventually(t, 20*time.Second, "the first run's joins", func() bool { return joined("k-4-a") && joined("k-1-a") })
+	first.kill(t)
+	killed := time.Now()
+	for _, id := range ids {
+		api.Join(id, id+"-b", "b")
+	}
+	second := startRun(t, bin, config, dir, 1)
+	runs = append(runs, second)
+	testkit.Eventually(t, 20*time.Second, "the second run's joins", func() bool {
+		return !slices.ContainsFunc(ids, func(id string) bool { return !joined(id + "-b") })
+	})
+	t.Logf("every session polled again %v after the kill, with lease_ttl 1m", time.Since(killed).Round(10*time.Millisecond))
+	if !strings.Contains(second.logs.String(), "taking over the leases of a replica that is gone") {
+		t.Errorf("the second run does not say it took its predecessor's leases over:\n%s", lastLines(second.logs.String(), 40))
+	}
+
+	// A third beside it, on the same host: the second is alive, and keeps its leases.
+	leases, err := publisher.ReadLeases(t.Context(), js, "ROLLCALL_LEASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := func() map[string]string {
+		owner, _, err := leases.Owners(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return owner
+	}
+	before := owners()
+	third := startRun(t, bin, config, dir, 2)
+	runs = append(runs, third)
+	testkit.Eventually(t, 20*time.Second, "the third's heartbeat", func() bool {
+		live, err := leases.Live(t.Context())
+		return err == nil && len(live) == 2
+	})
+	time.Sleep(2 * time.Second) // the rest of its first round, which would take over
+	if d := cmp.Diff(before, owners()); d != "" || strings.Contains(third.logs.String(), "taking over") {
+		t.Errorf("the third run took leases from the second, alive (-before +after):\n%s\n%s", d, lastLines(third.logs.String(), 40))
+	}
+	third.term(t)
+	second.term(t)
 }

@@ -250,24 +250,27 @@ type crashRun struct {
 	done chan error // its exit
 }
 
-// startRun starts the binary on config in dir; the test's end kills it if it still
-// runs.
+// startRun starts the binary on config in dir, under its default replica name (this
+// host and a random suffix), as a supervisor restarting one worker would; the test's
+// end kills it if it still runs.
 func startRun(t *testing.T, bin, config, dir string, n int) *crashRun {
 	t.Helper()
-	return startReplica(t, bin, config, dir, n, "crash")
+	return startReplica(t, bin, config, dir, n, "")
 }
 
-// startReplica is startRun for the replica named replica.
+// startReplica is startRun for the replica named replica ($ROLLCALL_REPLICA), unless
+// it is "".
 func startReplica(t *testing.T, bin, config, dir string, n int, replica string) *crashRun {
 	t.Helper()
 	r := &crashRun{n: n, done: make(chan error, 1)}
 	r.cmd = exec.Command(bin, "run", "-config", config)
 	r.cmd.Dir = dir
 	// Only the secret from the environment: a VIDEOSDK_TOKEN or NATS_URL of the
-	// caller's would override the file. Every run is the same replica, as a
-	// supervisor restarting one worker would have it: each takes back at once the
-	// leases the one killed before it held.
-	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret, "ROLLCALL_REPLICA=" + replica}
+	// caller's would override the file.
+	r.cmd.Env = []string{"VIDEOSDK_SECRET=" + testSecret}
+	if replica != "" {
+		r.cmd.Env = append(r.cmd.Env, "ROLLCALL_REPLICA="+replica)
+	}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VIDEOSDK_") && !strings.HasPrefix(kv, "NATS_URL=") && !strings.HasPrefix(kv, "ROLLCALL_REPLICA=") {
 			r.cmd.Env = append(r.cmd.Env, kv)

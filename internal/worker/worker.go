@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/robfig/cron/v3"
+	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -72,24 +73,54 @@ type Worker struct {
 	cause    *natsCause   // why NATS cannot be reached, if it cannot
 	wired    atomic.Bool  // New is done: the fields above are set, the handlers may use them
 	replica  string       // this replica's name in the lease bucket
+	host     string       // the host in replica, a default name; "" for $ROLLCALL_REPLICA
 }
 
 // replicaName names this process among the replicas: $ROLLCALL_REPLICA, if set, which
 // must be unique among the live replicas and stable across restarts (a StatefulSet's
 // pod name, say) so that a replica restarted after a crash takes its leases back at
-// once; else its host and a random suffix, so that a restarted process is a new
-// replica, and its predecessor's leases expire after nats.lease_ttl.
-func replicaName() string {
+// once; else its host and a random suffix, so that two processes on one host are two
+// replicas, and a restarted process takes over from its predecessor on the host once
+// that one no longer answers (see vanished). host is "" for a name from the
+// environment.
+func replicaName() (name, host string) {
 	if name := os.Getenv("ROLLCALL_REPLICA"); name != "" {
-		return name
+		return name, ""
 	}
 	host, err := os.Hostname()
 	if err != nil {
 		host = "rollcall"
 	}
-	b := make([]byte, 3)
+	b := make([]byte, suffixBytes)
 	_, _ = rand.Read(b)
-	return host + "-" + hex.EncodeToString(b)
+	return host + "-" + hex.EncodeToString(b), host
+}
+
+const suffixBytes = 3 // of a default replica name, after its host
+
+// vanished reports whether replica is a predecessor of this worker on its host (a
+// default name, of this host, another suffix) that no longer listens on its
+// ReplicaSubject: a worker killed without giving its leases up, restarted here
+// under a new name. Any other replica, or one that may only be slow to answer, is
+// not gone: its leases expire on their own.
+func (w *Worker) vanished(ctx context.Context, replica string) bool {
+	suffix, ok := strings.CutPrefix(replica, w.host+"-")
+	if w.host == "" || !ok || replica == w.replica || len(suffix) != 2*suffixBytes {
+		return false
+	}
+	if _, err := hex.DecodeString(suffix); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := w.nc.RequestWithContext(ctx, ReplicaSubject(w.cfg.NATS.Stream, replica), nil)
+	return errors.Is(err, nats.ErrNoResponders)
+}
+
+// ReplicaSubject is where replica answers while it runs, so that its successor on
+// its host can tell it is gone.
+func ReplicaSubject(stream, replica string) string {
+	return "_rollcall." + stream + ".replica." + events.EscapeToken(replica)
 }
 
 // Replica is this worker's name among the replicas sharing the lease bucket.
@@ -98,7 +129,8 @@ func (w *Worker) Replica() string { return w.replica }
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
 // stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry(), replica: replicaName()}
+	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry()}
+	w.replica, w.host = replicaName()
 	defer func() {
 		if err != nil {
 			w.Close()
@@ -186,7 +218,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: pl, Rooms: client, Schedule: sched, Discover: discover, Reconcile: reconcile,
 		Unfinished: unfinished, Log: log,
-		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Metrics: w.metrics,
+		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Vanished: w.vanished, Metrics: w.metrics,
 	})
 	w.wired.Store(true)
 	return w, nil
@@ -237,6 +269,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Unsubscribe()
+	// Before any lease is taken, and until the last is given up.
+	alive, err := w.nc.Subscribe(ReplicaSubject(n.Stream, w.replica), func(msg *nats.Msg) { _ = msg.Respond(nil) })
+	if err != nil {
+		return fmt.Errorf("answer on %s: %w", ReplicaSubject(n.Stream, w.replica), err)
+	}
+	defer alive.Unsubscribe()
 
 	updates := make(chan poller.Update)
 	send := func(u poller.Update) {
