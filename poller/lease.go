@@ -86,14 +86,18 @@ func (k *keeper) deadline(key string) (time.Time, bool) {
 
 // round runs one round over the keys wanted (tracked here) and returns those owned;
 // scheduled is false for a round that comes early (a release, a change of what is
-// tracked), which gives nothing up.
-func (k *keeper) round(ctx context.Context, wanted []string, scheduled bool) map[string]bool {
+// tracked), which gives nothing up; settled says that every loop stopped has
+// returned.
+func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled bool) map[string]bool {
 	began := time.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	// Leases given up last round, their loops stopped since.
-	for key := range k.draining {
-		k.release(ctx, key)
+	// Leases given up in an earlier round, once their loops have returned: a poll
+	// still under way would save its state after the next holder loaded it.
+	if settled {
+		for key := range k.draining {
+			k.release(ctx, key)
+		}
 	}
 	if err := k.store.Heartbeat(ctx, k.replica); err != nil {
 		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)

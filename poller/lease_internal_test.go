@@ -65,7 +65,7 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 	// a takes all 1,000 while alone, then gives b its share a tenth (50) a round.
 	rounds := 0
 	for ; rounds < 30; rounds++ {
-		oa, ob := keepers[0].round(ctx, keys, true), keepers[1].round(ctx, keys, true)
+		oa, ob := keepers[0].round(ctx, keys, true, true), keepers[1].round(ctx, keys, true, true)
 		if len(oa) == 500 && len(ob) == 500 {
 			break
 		}
@@ -77,7 +77,7 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 	before := stores[0].writes.Load() + stores[1].writes.Load()
 	began := time.Now()
 	for _, k := range keepers {
-		k.round(ctx, keys, true)
+		k.round(ctx, keys, true, true)
 	}
 	took := time.Since(began)
 	writes := stores[0].writes.Load() + stores[1].writes.Load() - before

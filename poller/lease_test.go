@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 )
@@ -21,6 +25,8 @@ type replicas struct {
 	*rig
 	ids    []string
 	leases *publisher.Leases
+	// wrap, when set, serves each replica's requests: name's, through h.
+	wrap func(name string, h http.Handler) http.Handler
 }
 
 func newReplicas(t *testing.T) *replicas {
@@ -46,7 +52,11 @@ func newReplicas(t *testing.T) *replicas {
 func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore, opts ...func(*poller.ManagerConfig)) (*managed, *requestLog) {
 	t.Helper()
 	reqs := &requestLog{}
-	srv := httptest.NewServer(reqs.wrap(r.api))
+	h := reqs.wrap(r.api)
+	if r.wrap != nil {
+		h = r.wrap(name, h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	w := *r.world
 	w.url = srv.URL
@@ -215,5 +225,57 @@ func TestLeasesTakenOverFromAVanishedReplica(t *testing.T) {
 				t.Errorf("next polls %d sessions whose leases a replica that may be alive holds", n)
 			}
 		})
+	}
+}
+
+// overlaps watches the requests of several replicas for a session asked by two at once.
+type overlaps struct {
+	mu       sync.Mutex
+	inFlight map[string]map[string]int // session → replica → requests under way
+	found    []string
+}
+
+func (o *overlaps) wrap(name string, h http.Handler, delay time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/sessions/"), "/")
+		o.mu.Lock()
+		for other, n := range o.inFlight[id] {
+			if other != name && n > 0 {
+				o.found = append(o.found, fmt.Sprintf("%s asked for %s while %s's request was under way", name, id, other))
+			}
+		}
+		if o.inFlight[id] == nil {
+			o.inFlight[id] = map[string]int{}
+		}
+		o.inFlight[id][name]++
+		o.mu.Unlock()
+		defer func() {
+			o.mu.Lock()
+			o.inFlight[id][name]--
+			o.mu.Unlock()
+		}()
+		time.Sleep(delay)
+		h.ServeHTTP(w, req)
+	})
+}
+
+// TestLeasesMoveOnceTheirPollsReturn: when a replica joins and the first gives sessions
+// up, a session moves only once the poll under way on the first has returned: never
+// are two replicas' requests for one session under way at once (the old holder's
+// poll would save its state after the new one loaded it, and fail).
+func TestLeasesMoveOnceTheirPollsReturn(t *testing.T) {
+	r := newReplicas(t)
+	o := &overlaps{inFlight: map[string]map[string]int{}}
+	r.wrap = func(name string, h http.Handler) http.Handler {
+		return o.wrap(name, h, 150*time.Millisecond) // a poll is under way most of the time
+	}
+	a, _ := r.start(t, "a", r.leases)
+	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
+	b, _ := r.start(t, "b", r.leases)
+	testkit.Eventually(t, 30*time.Second, "six sessions each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, b)) == 6 })
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, f := range o.found {
+		t.Error(f)
 	}
 }

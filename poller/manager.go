@@ -262,16 +262,20 @@ func (m *Manager) keep(ctx, polls context.Context) {
 		})
 	}
 	for {
-		wanted := make(chan []string, 1)
-		m.send(ctx, func() { wanted <- m.leaseKeys() })
-		var keys []string
+		type wants struct {
+			keys    []string
+			settled bool // no loop is stopping
+		}
+		wanted := make(chan wants, 1)
+		m.send(ctx, func() { wanted <- wants{m.leaseKeys(), m.settled()} })
+		var w wants
 		select {
-		case keys = <-wanted:
+		case w = <-wanted:
 		case <-ctx.Done():
 			return
 		}
 		round, cancel := context.WithTimeout(ctx, every)
-		owned := m.keeper.round(round, keys, scheduled)
+		owned := m.keeper.round(round, w.keys, scheduled, w.settled)
 		cancel()
 		m.send(ctx, func() {
 			m.owned = owned
@@ -286,6 +290,19 @@ func (m *Manager) keep(ctx, polls context.Context) {
 			return
 		}
 	}
+}
+
+// settled reports whether every loop stopped has returned: until then, a poll of a
+// lease given up may still be under way, and the lease is not released.
+func (m *Manager) settled() bool {
+	for _, loops := range []map[string]*loop{m.sessions, m.rooms} {
+		for _, l := range loops {
+			if l.from == nil && !l.done {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // leaseKeys lists the lease keys of what this replica tracks: every room, and every
