@@ -17,7 +17,8 @@ import (
 // LeaseStore keeps the leases by which replicas share the tracked sessions and rooms;
 // publisher.Leases is one. Every key expires a TTL after its last write.
 type LeaseStore interface {
-	Heartbeat(ctx context.Context, replica string) error
+	// Heartbeat says replica is alive, and returns the revision written.
+	Heartbeat(ctx context.Context, replica string) (uint64, error)
 	Leave(ctx context.Context, replica string) error
 	// Live lists the replicas whose heartbeat has not expired.
 	Live(ctx context.Context) ([]string, error)
@@ -61,6 +62,7 @@ type keeper struct {
 	draining map[string]bool      // held, but no longer owned: released next round, once its loop has stopped
 	gone     map[string]time.Time // replicas found vanished, and when: their leases are taken over until they expire
 	live     int
+	born     uint64 // the revision of this replica's first heartbeat
 }
 
 type held struct {
@@ -99,9 +101,13 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 			k.release(ctx, key)
 		}
 	}
-	if err := k.store.Heartbeat(ctx, k.replica); err != nil {
+	rev, err := k.store.Heartbeat(ctx, k.replica)
+	if err != nil {
 		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
 		return k.owned()
+	}
+	if k.born == 0 {
+		k.born = rev
 	}
 	live, err := k.store.Live(ctx)
 	if err != nil {
@@ -113,7 +119,6 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 			delete(k.gone, r)
 		}
 	}
-	k.buryVanished(ctx, live, live)
 	live = slices.DeleteFunc(live, func(r string) bool { _, gone := k.gone[r]; return gone })
 	k.live = max(len(live), 1)
 	fair := share(len(wanted), live, k.replica)
@@ -157,15 +162,7 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 		if owner, revs, err := k.store.Owners(ctx); err != nil {
 			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
 		} else {
-			// Leases of a replica killed before its heartbeat was written, or
-			// after it was deleted (a predecessor buried by one killed since).
-			var strays []string
-			for _, key := range wanted {
-				if o := owner[key]; o != "" && !slices.Contains(live, o) && !slices.Contains(strays, o) {
-					strays = append(strays, o)
-				}
-			}
-			k.buryVanished(ctx, strays, live)
+			k.buryVanished(ctx, wanted, owner, revs, live)
 			k.claim(ctx, wanted, fair, began, owner, revs)
 		}
 	}
@@ -174,15 +171,24 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 	return k.owned()
 }
 
-// buryVanished notes in k.gone, for as long as their leases may last, the replicas
-// among candidates that vanished, and deletes the heartbeat of those among live.
-// k.mu must be held.
-func (k *keeper) buryVanished(ctx context.Context, candidates, live []string) {
+// buryVanished notes in k.gone, for as long as their leases may last, the holders of
+// leases of wanted that vanished, and deletes their heartbeats. A holder counts only
+// if it wrote none of its leases since this replica's first heartbeat: a replica
+// that renews them runs, though it may be cut off from NATS for a moment, and no
+// one answering for it then proves nothing. So only a predecessor is taken over: a
+// process killed before this one started. k.mu must be held.
+func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[string]string, revs map[string]uint64, live []string) {
 	if k.vanished == nil {
 		return
 	}
-	for _, r := range candidates {
-		if _, known := k.gone[r]; known || r == k.replica || !k.vanished(ctx, r) {
+	last := map[string]uint64{} // by holder: the revision of its latest lease
+	for _, key := range wanted {
+		if o := owner[key]; o != "" && o != k.replica {
+			last[o] = max(last[o], revs[key])
+		}
+	}
+	for _, r := range slices.Sorted(maps.Keys(last)) {
+		if _, known := k.gone[r]; known || last[r] > k.born || !k.vanished(ctx, r) {
 			continue
 		}
 		k.log.Info("taking over the leases of a replica that is gone", "gone", r)

@@ -20,7 +20,7 @@ type counting struct {
 	writes atomic.Int64
 }
 
-func (c *counting) Heartbeat(ctx context.Context, replica string) error {
+func (c *counting) Heartbeat(ctx context.Context, replica string) (uint64, error) {
 	c.writes.Add(1)
 	return c.LeaseStore.Heartbeat(ctx, replica)
 }

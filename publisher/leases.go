@@ -70,12 +70,13 @@ func leaseValueOf(replica string) []byte {
 	return b
 }
 
-// Heartbeat says replica is alive, for another TTL.
-func (l *Leases) Heartbeat(ctx context.Context, replica string) error {
-	if _, err := l.kv.Put(ctx, replicaKey(replica), leaseValueOf(replica)); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+// Heartbeat says replica is alive, for another TTL, and returns the revision written.
+func (l *Leases) Heartbeat(ctx context.Context, replica string) (uint64, error) {
+	rev, err := l.kv.Put(ctx, replicaKey(replica), leaseValueOf(replica))
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
 	}
-	return nil
+	return rev, nil
 }
 
 // Leave deletes replica's heartbeat: it is going.

@@ -299,6 +299,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("polling", "schedule", cfg.Poll.Schedule, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms),
 		"discover_schedule", cfg.Poll.DiscoverSchedule, "reconcile_schedule", cfg.Poll.ReconcileSchedule,
 		"left_time_wait", cfg.Poll.LeftTimeWait.Duration, "tracking_bucket", n.TrackingBucket)
+	if w.ns == nil {
+		w.log.Info("sharing the sessions with the other replicas", "replica", w.replica, "lease_bucket", n.LeaseBucket, "lease_ttl", n.LeaseTTL.Duration)
+	}
 	if len(cfg.Sessions)+len(cfg.Rooms) == 0 {
 		w.log.Warn("the config file tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
 	}
