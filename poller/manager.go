@@ -473,6 +473,13 @@ func (m *Manager) returned(ctx, polls context.Context, l *loop, ended bool) {
 		loops = m.rooms
 	}
 	l.cancel, l.done, l.ended = nil, true, ended
+	if l.from == nil && m.nudge != nil && m.settled() {
+		// The leases given up can go now, rather than at the next round.
+		select {
+		case m.nudge <- struct{}{}:
+		default:
+		}
+	}
 	if !ended && l.seen {
 		m.unfinished[l.id] = true // its room's listing may show it ended, if tracked again
 	}
