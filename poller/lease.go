@@ -63,6 +63,7 @@ type keeper struct {
 	gone     map[string]time.Time // replicas found vanished, and when: their leases are taken over until they expire
 	live     int
 	born     uint64 // the revision of this replica's first heartbeat
+	asked    bool   // predecessors have been looked for: once, at start
 }
 
 type held struct {
@@ -172,15 +173,17 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 }
 
 // buryVanished notes in k.gone, for as long as their leases may last, the holders of
-// leases of wanted that vanished, and deletes their heartbeats. A holder counts only
-// if it wrote none of its leases since this replica's first heartbeat: a replica
-// that renews them runs, though it may be cut off from NATS for a moment, and no
-// one answering for it then proves nothing. So only a predecessor is taken over: a
-// process killed before this one started. k.mu must be held.
+// leases of wanted that vanished, and deletes their heartbeats. It looks once, in
+// the first round that reads the leases wanted, for predecessors: processes killed
+// before this one started. A holder counts only if it wrote none of its leases since
+// this replica's first heartbeat: a replica that renews them runs. Later, no one
+// answering for a replica proves nothing: it may be cut off from NATS for a moment,
+// and its leases expire on their own if it is gone. k.mu must be held.
 func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[string]string, revs map[string]uint64, live []string) {
-	if k.vanished == nil {
+	if k.vanished == nil || k.asked || len(wanted) == 0 {
 		return
 	}
+	k.asked = true
 	last := map[string]uint64{} // by holder: the revision of its latest lease
 	for _, key := range wanted {
 		if o := owner[key]; o != "" && o != k.replica {
