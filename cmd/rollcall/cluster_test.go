@@ -115,16 +115,7 @@ func TestClusterReplicas(t *testing.T) {
 
 	dir := t.TempDir()
 	config := writeConfig(t, dir, srv.URL, cluster.URLs(), 0, ids, nil)
-	b, err := os.ReadFile(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = []byte(strings.Replace(string(b), `duplicate_window = "1h"`, `duplicate_window = "1h"
-replicas = 3
-lease_ttl = "3s"`, 1))
-	if err := os.WriteFile(config, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	addToNATS(t, config, "replicas = 3\nlease_ttl = \"3s\"")
 
 	var runs []*crashRun
 	t.Cleanup(func() {
@@ -331,15 +322,7 @@ func TestKilledWorkerRestartsAtOnce(t *testing.T) {
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	config := writeConfig(t, dir, srv.URL, ns.ClientURL(), 0, ids, nil)
-	b, err := os.ReadFile(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = []byte(strings.Replace(string(b), `duplicate_window = "1h"`, `duplicate_window = "1h"
-lease_ttl = "1m"`, 1))
-	if err := os.WriteFile(config, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	addToNATS(t, config, `lease_ttl = "1m"`)
 	nc := natstest.Connect(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -400,4 +383,18 @@ lease_ttl = "1m"`, 1))
 	}
 	third.term(t)
 	second.term(t)
+}
+
+// addToNATS adds lines to the [nats] table of the config file that writeConfig wrote.
+func addToNATS(t *testing.T, config, lines string) {
+	t.Helper()
+	b, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = `duplicate_window = "1h"`
+	b = []byte(strings.Replace(string(b), anchor, anchor+"\n"+lines, 1))
+	if err := os.WriteFile(config, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
