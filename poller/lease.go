@@ -53,13 +53,13 @@ type keeper struct {
 	ttl     time.Duration
 	log     *slog.Logger
 	metrics *metrics.Metrics
-	// vanished reports whether a replica, alive by its heartbeat, is certainly gone
-	// (see ManagerConfig.Vanished); nil: never.
+	// vanished reports whether a replica holding leases is certainly gone (see
+	// ManagerConfig.Vanished); nil: never.
 	vanished func(ctx context.Context, replica string) bool
 
 	mu       sync.Mutex
 	held     map[string]*held     // by lease key
-	draining map[string]bool      // held, but no longer owned: released next round, once its loop has stopped
+	draining map[string]bool      // held, but no longer owned: released once every stopped loop has returned
 	gone     map[string]time.Time // replicas found vanished, and when: their leases are taken over until they expire
 	live     int
 	born     uint64 // the revision of this replica's first heartbeat

@@ -90,10 +90,11 @@ type ManagerConfig struct {
 	Leases   LeaseStore
 	Replica  string
 	LeaseTTL time.Duration
-	// Vanished, when set, reports whether a replica that is alive by its heartbeat
-	// is certainly gone: killed before it gave its leases up, and not waiting for
-	// them to expire. This one then takes its leases over at once (compare-and-set
-	// on the revision it read), instead of a TTL later. It must answer false when in
+	// Vanished, when set, reports whether a replica holding leases is certainly
+	// gone: killed before it gave them up. It is asked once, in the first lease
+	// round, about holders that wrote none of their leases since this replica
+	// started, and this one then takes their leases over at once (compare-and-set on
+	// the revision it read) instead of a TTL later. It must answer false when in
 	// doubt: what a replica wrongly taken over still does is fenced, but it polls
 	// for up to its lease's deadline beside the new holder.
 	Vanished func(ctx context.Context, replica string) bool
