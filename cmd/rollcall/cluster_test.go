@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
@@ -118,11 +117,7 @@ func TestClusterReplicas(t *testing.T) {
 	addToNATS(t, config, "replicas = 3\nlease_ttl = \"3s\"")
 
 	var runs []*crashRun
-	t.Cleanup(func() {
-		if t.Failed() {
-			saveRunLogs(t, runs)
-		}
-	})
+	keepLogsOnFailure(t, &runs)
 	start := func(name string) *crashRun {
 		r := startReplica(t, bin, config, dir, len(runs), name)
 		runs = append(runs, r)
@@ -130,16 +125,8 @@ func TestClusterReplicas(t *testing.T) {
 	}
 	w1, w2, w3 := start("w1"), start("w2"), start("w3")
 	began := time.Now()
-	nc, err := nats.Connect(cluster.URLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	published := natstest.CountPublishes(t, nc, "videosdk.>")
+	js := natstest.JetStream(t, cluster.URLs())
+	published := natstest.CountPublishes(t, js.Conn(), "videosdk.>")
 	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
 	testkit.Eventually(t, 30*time.Second, "every session started", func() bool {
 		n := 0
@@ -263,11 +250,7 @@ func TestRollingDeploy(t *testing.T) {
 	}
 	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
 	var runs []*crashRun
-	t.Cleanup(func() {
-		if t.Failed() {
-			saveRunLogs(t, runs)
-		}
-	})
+	keepLogsOnFailure(t, &runs)
 	old := startReplica(t, bin, config, dir, 0, "old")
 	runs = append(runs, old)
 	settle := func(step string) {
@@ -323,18 +306,10 @@ func TestKilledWorkerRestartsAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	config := writeConfig(t, dir, srv.URL, ns.ClientURL(), 0, ids, nil)
 	addToNATS(t, config, `lease_ttl = "1m"`)
-	nc := natstest.Connect(t, ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, ns.ClientURL())
 	tail := &streamTail{js: js, contract: testkit.NewContract(t)}
 	var runs []*crashRun
-	t.Cleanup(func() {
-		if t.Failed() {
-			saveRunLogs(t, runs)
-		}
-	})
+	keepLogsOnFailure(t, &runs)
 	joined := func(id string) bool {
 		return slices.ContainsFunc(tail.read(t), func(e crashEvent) bool {
 			return e.Type == "live.videosdk.participant.joined" && e.Data.ParticipantID == id

@@ -107,11 +107,7 @@ func TestCrashSafety(t *testing.T) {
 	t.Cleanup(stopChurn)
 
 	var runs []*crashRun
-	t.Cleanup(func() {
-		if t.Failed() {
-			saveRunLogs(t, runs)
-		}
-	})
+	keepLogsOnFailure(t, &runs)
 	// Every other kill is aimed: it lands at a random moment shortly after a cycle
 	// saves its outbox (seen here as the KV put goes by), when the cycle is about to
 	// publish, publishing, or about to clear the outbox. Those moments last a few
@@ -361,6 +357,16 @@ func (r *crashRun) waitCycles(t *testing.T, n int) {
 }
 
 // saveRunLogs writes every run's log to the test's artifact directory.
+// keepLogsOnFailure saves the logs of the runs in *runs, as they are when the test
+// ends, if it failed.
+func keepLogsOnFailure(t *testing.T, runs *[]*crashRun) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveRunLogs(t, *runs)
+		}
+	})
+}
+
 func saveRunLogs(t *testing.T, runs []*crashRun) {
 	dir := t.ArtifactDir()
 	for _, r := range runs {
