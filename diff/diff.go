@@ -96,6 +96,10 @@ type Snapshot struct {
 	// Everyone is the session's list of all participants, present or gone, each with
 	// its whole timelog, when the cycle read it after the scan; nil when it did not.
 	Everyone []Participant `json:"-"`
+	// SetAside are the records of the active list that could not be used. One whose
+	// ID is known keeps what the state says of it: its absence from Participants
+	// proves nothing.
+	SetAside []SetAside `json:"-"`
 }
 
 // State is what rollcall remembers of a session between cycles.
@@ -131,6 +135,10 @@ type Pending struct {
 	// Reconciled: a stint no poll saw, found open in the list of all participants of
 	// a session that ended; its Joined went out, Reconciled, and so will its Left.
 	Reconciled bool `json:"reconciled,omitempty"`
+	// Open: the list of all participants, when last read after the wait was over,
+	// showed the stint still open. The two lists disagree, and the left waits for
+	// its end there however long that takes, until the session's end settles it.
+	Open bool `json:"open,omitempty"`
 }
 
 // Outbox is a cycle's changes, kept with the state they lead to, so that changes
@@ -205,6 +213,10 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 			return nil, prev // an answer older than the state: it proves nothing
 		}
 	}
+	unreadable := make(map[string]bool, len(next.SetAside)) // listed, but set aside
+	for _, a := range next.SetAside {
+		unreadable[a.ID] = a.ID != ""
+	}
 	ended := next.Status == StatusEnded
 	c := computation{
 		next: next, now: now, wait: wait, ended: ended,
@@ -230,13 +242,13 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		i, seen := at[old.ID]
 		switch {
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && ended:
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), now, false)
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), now, false, false)
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
 			// Same stint; keep what the API says of it now (name and mode may change).
 		case seen:
 			c.rejoined(old, current[i], nil, false)
-		case next.Complete || ended:
-			c.left(old, nil, now, false)
+		case ended || (next.Complete && !unreadable[old.ID]):
+			c.left(old, nil, now, false, false)
 		default:
 			c.state.Present = append(c.state.Present, old) // unproven absence: keep it
 		}
@@ -247,16 +259,24 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt) && !ended:
 			// Shown again: it never left. Present again, below.
 		case seen && current[i].JoinedAt.Equal(old.JoinedAt):
-			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), old.Since, old.Reconciled)
+			c.left(stored(current[i]), endOf(current[i].Timelog, old.JoinedAt), old.Since, old.Reconciled, old.Open)
 		case seen:
 			c.rejoined(old.Participant, current[i], &old.Since, old.Reconciled)
+		case unreadable[old.ID] && !ended:
+			c.state.Pending = append(c.state.Pending, old) // nothing new is known of it
 		default:
-			c.left(old.Participant, nil, old.Since, old.Reconciled)
+			c.left(old.Participant, nil, old.Since, old.Reconciled, old.Open)
 		}
 	}
 	for _, p := range current {
 		if last, ok := c.state.Gone[p.ID]; ok && !known[p.ID] && !p.JoinedAt.After(last) {
-			continue // a stint already left: an answer that lags behind the list's
+			if p.JoinedAt.Equal(last) && !ended && c.open(p) {
+				// Its left went out without its end, and both lists show it open: it
+				// never left. Present again, without a second joined (a stint has
+				// one), and its real leave publishes nothing more (see left).
+				c.state.Present = append(c.state.Present, stored(p))
+			}
+			continue // else a stint already left: an answer that lags behind the list's
 		}
 		if !known[p.ID] {
 			c.missed(p, p.JoinedAt)
@@ -307,12 +327,22 @@ type computation struct {
 
 // left publishes the end of stint p, found gone at since: at end if known, or at its
 // end in the list of all participants. A stint without either waits in the state
-// until since+wait, and is then Left without an end; or, in a session that ended,
-// at the session's end if it was still there as far as anyone knew when the session
-// ended (found gone at or after the end).
-func (c *computation) left(p Participant, end *time.Time, since time.Time, reconciled bool) {
+// until since+wait; then for as long as the list shows it open (wasOpen: it did when
+// last read), since the two lists then disagree and the active list may be the one
+// that is wrong; else it is Left without an end. In a session that ended, it
+// takes the session's end if it was still there as far as anyone knew when the
+// session ended (open in the list, or found gone at or after the end). A stint
+// whose Left went out already is not Left again.
+func (c *computation) left(p Participant, end *time.Time, since time.Time, reconciled, wasOpen bool) {
+	if last, ok := c.state.Gone[p.ID]; ok && !p.JoinedAt.After(last) {
+		return
+	}
 	if end == nil {
 		end = endOf(c.everyone[p.ID].Timelog, p.JoinedAt)
+	}
+	open := wasOpen
+	if c.next.Everyone != nil {
+		open = c.open(p)
 	}
 	ch := Change{Kind: Left, Participant: p, LeftAt: end, Reconciled: reconciled}
 	switch {
@@ -320,7 +350,13 @@ func (c *computation) left(p Participant, end *time.Time, since time.Time, recon
 	case since.Add(c.wait).After(c.now):
 		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since, Reconciled: reconciled})
 		return
-	case c.ended && c.next.End != nil && (reconciled || !since.Before(*c.next.End)):
+	case open && !c.ended:
+		// Past its wait, and the lists still disagree: not a list that lags, one
+		// of them is wrong, and a left is never published on the active list's word
+		// alone.
+		c.state.Pending = append(c.state.Pending, Pending{Participant: p, Since: since, Reconciled: reconciled, Open: true})
+		return
+	case c.ended && c.next.End != nil && (reconciled || open || !since.Before(*c.next.End)):
 		ch.LeftAt = c.next.End
 	case reconciled:
 		ch.LeftAt = &since // it had ended when the session was found ended
@@ -330,6 +366,17 @@ func (c *computation) left(p Participant, end *time.Time, since time.Time, recon
 	}
 	c.changes = append(c.changes, ch)
 	c.gone(p.ID, p.JoinedAt)
+}
+
+// open reports whether the list of all participants, read in this computation,
+// shows p's stint open.
+func (c *computation) open(p Participant) bool {
+	for _, e := range c.everyone[p.ID].Timelog {
+		if e.Start.Equal(p.JoinedAt) {
+			return e.End == nil
+		}
+	}
+	return false
 }
 
 // rejoined publishes the end of old, shown by cur, the same participant in a later
@@ -354,7 +401,7 @@ func (c *computation) rejoined(old, cur Participant, since *time.Time, reconcile
 func (c *computation) joined(p Participant) {
 	c.changes = append(c.changes, Change{Kind: Joined, Participant: p})
 	if c.ended {
-		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), c.now, false)
+		c.left(stored(p), endOf(p.Timelog, p.JoinedAt), c.now, false, false)
 	}
 }
 
@@ -412,7 +459,7 @@ func (c *computation) reconcile() {
 			q := stored(p)
 			q.JoinedAt = open.Start
 			c.changes = append(c.changes, Change{Kind: Joined, Participant: q, Reconciled: true})
-			c.left(q, nil, c.now, true)
+			c.left(q, nil, c.now, true, false)
 		}
 	}
 }
@@ -529,7 +576,7 @@ func (s State) Equal(o State) bool {
 		(s.Outbox == nil) == (o.Outbox == nil) &&
 		slices.EqualFunc(s.Present, o.Present, same) &&
 		slices.EqualFunc(s.Pending, o.Pending, func(a, b Pending) bool {
-			return same(a.Participant, b.Participant) && a.Since.Equal(b.Since) && a.Reconciled == b.Reconciled
+			return same(a.Participant, b.Participant) && a.Since.Equal(b.Since) && a.Reconciled == b.Reconciled && a.Open == b.Open
 		}) &&
 		maps.EqualFunc(s.Gone, o.Gone, time.Time.Equal) &&
 		(s.Ending == nil) == (o.Ending == nil) && (s.Ending == nil || s.Ending.Equal(*o.Ending))

@@ -24,10 +24,11 @@ func TestEveryone(t *testing.T) {
 	w.api.Leave(session, "p3")
 	w.clock.Add(time.Second)
 	w.api.Join(session, "p3", "name-p3")
-	list, _, err := w.client(2).Everyone(context.Background(), nil, session)
+	all, err := w.client(2).Everyone(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
+	list := all.Participants
 	var got []sim.Stint
 	var order []string
 	for _, p := range list {
@@ -54,10 +55,11 @@ func TestEveryoneGrowsMidScan(t *testing.T) {
 		w.api.Join(session, "p5", "late")
 	}})
 	before := w.api.Requests()
-	list, pages, err := w.client(2).Everyone(context.Background(), nil, session)
+	all, err := w.client(2).Everyone(context.Background(), nil, session)
 	if err != nil {
 		t.Fatal(err)
 	}
+	list, pages := all.Participants, all.Pages
 	if want := []string{"p1", "p2", "p3", "p4", "p5"}; !slices.Equal(idsOf(list), want) {
 		t.Errorf("list %v, want %v", idsOf(list), want)
 	}
@@ -70,20 +72,20 @@ func TestEveryoneFaults(t *testing.T) {
 	t.Run("a 500 is retried", func(t *testing.T) {
 		w := newWorld(t, "p1", "p2", "p3")
 		w.api.InjectFault(sim.Fault{PathContains: "/participants", Page: 2, Status: 500})
-		if list, _, err := w.client(2).Everyone(context.Background(), nil, session); err != nil || len(list) != 3 {
-			t.Errorf("%v, %v", idsOf(list), err)
+		if all, err := w.client(2).Everyone(context.Background(), nil, session); err != nil || len(all.Participants) != 3 {
+			t.Errorf("%v, %v", idsOf(all.Participants), err)
 		}
 	})
 	t.Run("a malformed page fails the list", func(t *testing.T) {
 		w := newWorld(t, "p1", "p2", "p3")
 		w.api.InjectFault(sim.Fault{PathContains: "/participants", Page: 2, Status: 200, Body: `{"data":`})
-		if _, _, err := w.client(2).Everyone(context.Background(), nil, session); !errors.Is(err, poller.ErrMalformed) {
+		if _, err := w.client(2).Everyone(context.Background(), nil, session); !errors.Is(err, poller.ErrMalformed) {
 			t.Errorf("%v, want ErrMalformed", err)
 		}
 	})
 	t.Run("an unknown session", func(t *testing.T) {
 		w := newWorld(t, "p1")
-		if _, _, err := w.client(2).Everyone(context.Background(), nil, "nope"); !errors.Is(err, poller.ErrNotFound) {
+		if _, err := w.client(2).Everyone(context.Background(), nil, "nope"); !errors.Is(err, poller.ErrNotFound) {
 			t.Errorf("%v, want ErrNotFound", err)
 		}
 	})
@@ -92,7 +94,8 @@ func TestEveryoneFaults(t *testing.T) {
 		page2 := `{"pageInfo":{"currentPage":2,"perPage":2,"lastPage":2,"total":3},"data":{"_id":"` + session +
 			`","participants":[{"participantId":"p2","name":"again","timelog":[{"start":"2023-07-24T08:28:11.000Z","end":"2023-07-24T08:28:30.000Z"}]}]}}`
 		w.api.InjectFault(sim.Fault{PathSuffix: "/participants", Page: 2, Status: 200, Body: page2})
-		list, _, err := w.client(2).Everyone(context.Background(), nil, session)
+		all, err := w.client(2).Everyone(context.Background(), nil, session)
+		list := all.Participants
 		if err != nil || !slices.Equal(idsOf(list), []string{"p1", "p2"}) || list[1].Name != "again" || list[1].Timelog[0].End == nil {
 			t.Errorf("%v (p2 %+v), %v; want p1 and p2 as page 2 shows it", idsOf(list), list, err)
 		}

@@ -67,8 +67,12 @@ func FuzzDecodePage(f *testing.F) {
 			}
 			seen[p.ID] = true
 		}
-		if page.Paged && len(snap.Participants) != page.Total {
-			t.Fatalf("complete snapshot of %d participants over %d pages, total says %d", len(snap.Participants), snap.Pages, page.Total)
+		kept := 0
+		for _, s := range page.Sessions {
+			kept += len(s.Participants)
+		}
+		if page.Paged && (page.Listed != page.Total || len(snap.Participants) != kept) {
+			t.Fatalf("complete snapshot of %d participants (%d listed, %d kept) over %d pages, total says %d", len(snap.Participants), page.Listed, kept, snap.Pages, page.Total)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/metrics"
 )
 
@@ -51,11 +52,16 @@ type Status struct {
 	Present int       `json:"present"`               // a session's participants, as last polled
 	Waiting int       `json:"waiting,omitempty"`     // a session's lefts waiting for their end
 	Replica string    `json:"replica,omitempty"`     // the replica that polls or follows it, with leases
+	// SetAside counts the records of its last answer that could not be used, and
+	// Problem says why its polls or listings fail, while they do.
+	SetAside int    `json:"setAside,omitempty"`
+	Problem  string `json:"problem,omitempty"`
 }
 
 // RoomLister lists a room's sessions; Client is one.
 type RoomLister interface {
-	RoomSessions(ctx context.Context, roomID string, all bool) ([]SessionInfo, error)
+	// RoomSessions lists a room's sessions, and the entries set aside.
+	RoomSessions(ctx context.Context, roomID string, all bool) ([]SessionInfo, []diff.SetAside, error)
 }
 
 // ManagerConfig configures a Manager. Zero durations take the defaults given.
@@ -134,11 +140,21 @@ type loop struct {
 	ended    bool
 	seen     bool // a poll found the session: it has a state
 
-	mu      sync.Mutex // status, written by the goroutine
-	status  string
-	last    time.Time
-	present int
-	waiting int
+	mu       sync.Mutex // status, written by the goroutine
+	status   string
+	last     time.Time
+	present  int
+	waiting  int
+	setAside int
+	problem  string
+}
+
+// trouble notes what is wrong with the loop's answers: records set aside, and why
+// its polls fail ("" while they work).
+func (l *loop) trouble(setAside int, problem string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setAside, l.problem = setAside, problem
 }
 
 func (l *loop) set(status string, last time.Time, present, waiting int) {
@@ -561,7 +577,8 @@ func (m *Manager) status() []Status {
 				continue
 			}
 			l.mu.Lock()
-			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present, Waiting: l.waiting}
+			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present, Waiting: l.waiting,
+				SetAside: l.setAside, Problem: l.problem}
 			if m.keeper != nil {
 				s.Replica = m.cfg.Replica
 			}
@@ -598,6 +615,7 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 		log = log.With("room_id", room)
 	}
 	var fail failures
+	var aside setAside
 	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
 	var cache Cache            // the session's state between polls
 	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
@@ -660,6 +678,11 @@ func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease s
 			m.late.note(m.cfg.Log, now, l.id, now.Sub(due), every)
 		}
 		next = ticks.after(now)
+		if err != nil {
+			l.trouble(0, err.Error())
+		} else {
+			l.trouble(aside.note(log, res.SetAside), "")
+		}
 		switch {
 		case err != nil && polls.Err() != nil:
 			log.Info("cycle abandoned", "err", err)
@@ -825,6 +848,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 	ticks := newTicks(m.cfg.Discover, m.anchor, "room "+l.id)
 	every := interval(m.cfg.Discover, m.anchor)
 	listed, failing := false, false
+	var aside setAside
 	due := time.Now()
 	for {
 		if _, ok := wait(ctx, due, nil); !ok {
@@ -838,7 +862,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 		late := time.AfterFunc(time.Until(since.Add(every)), func() {
 			log.Warn("room discovery is behind schedule: the room's listing is not done", "behind", time.Since(since).Round(time.Second))
 		})
-		list, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
+		list, bad, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
 		if !late.Stop() {
 			log.Warn("room discovery was behind schedule", "behind", time.Since(due).Round(time.Second))
 		}
@@ -851,11 +875,13 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 				log.Error("listing the room's sessions failed; its sessions stay as they were", "err", err)
 			}
 			failing = true
+			l.trouble(0, err.Error())
 		default:
 			if failing {
 				log.Info("listing the room's sessions works again")
 			}
 			listed, failing = true, false
+			l.trouble(aside.note(log, bad), "")
 			l.set(StatusFollowing, now, 0, 0)
 			found(list)
 		}

@@ -34,10 +34,14 @@ type Page struct {
 	Paged                                 bool
 	CurrentPage, PerPage, LastPage, Total int
 	Sessions                              []diff.Snapshot // one per element of data; usually one
-	// Skipped lists participants listed without a usable stint (no timelog start):
-	// they cannot be told apart from one poll to the next, so the snapshot that holds
-	// them is incomplete.
-	Skipped []string
+	// SetAside are the participants (and session times) that could not be used,
+	// over every session document; each document's own are in its Snapshot too.
+	SetAside []diff.SetAside
+	// Listed counts the participants listed, set aside or not, as total does.
+	Listed int
+	// Nameless counts participants listed without a participantId: they could be
+	// anyone, so no one's absence from the snapshot that holds them counts.
+	Nameless int
 }
 
 type pageInfo struct {
@@ -51,8 +55,8 @@ type sessionDoc struct {
 	ID           string           `json:"_id"`
 	AltID        string           `json:"id"`
 	RoomID       string           `json:"roomId"`
-	Start        *time.Time       `json:"start"`
-	End          *time.Time       `json:"end"`
+	Start        wireTime         `json:"start"`
+	End          wireTime         `json:"end"`
 	Status       string           `json:"status"`
 	Participants []participantDoc `json:"participants"`
 }
@@ -60,11 +64,40 @@ type sessionDoc struct {
 type participantDoc struct {
 	ParticipantID string          `json:"participantId"`
 	Name          string          `json:"name"`
-	Timelog       []diff.Entry    `json:"timelog"`
+	Timelog       []wireEntry     `json:"timelog"`
 	Mode          string          `json:"mode"`
 	DeviceInfo    json.RawMessage `json:"deviceInfo"`
 	GeoLocation   json.RawMessage `json:"geoLocation"`
 	SDKType       string          `json:"-"` // deviceInfo.sdkType
+}
+
+// wireTime is a time as the API writes it: an RFC 3339 string, or null. One that
+// does not parse is kept as written, in Bad, so that the record holding it is set
+// aside alone, not the whole page.
+type wireTime struct {
+	T   time.Time
+	Set bool   // T was given
+	Bad string // the value, when it is not a time
+}
+
+// UnmarshalJSON reads any JSON value: only a syntax error fails it.
+func (w *wireTime) UnmarshalJSON(b []byte) error {
+	*w = wireTime{}
+	if string(b) == "null" {
+		return nil
+	}
+	if err := w.T.UnmarshalJSON(b); err != nil {
+		*w = wireTime{Bad: string(b)}
+		return nil
+	}
+	w.Set = true
+	return nil
+}
+
+// wireEntry is a timelog entry as the API writes it.
+type wireEntry struct {
+	Start wireTime `json:"start"`
+	End   wireTime `json:"end"`
 }
 
 // DecodePage decodes a body of GET /v2/sessions/{id}/participants/active, in either the
@@ -128,7 +161,10 @@ func unmarshalPage(body []byte) (*pageInfo, []sessionDoc, error) {
 	return raw.PageInfo, docs, nil
 }
 
-// newPage checks the decoded documents and makes a Page of them.
+// newPage checks the decoded documents and makes a Page of them. Every value is
+// checked here, once, by the rules of package diff: a participant that breaks one
+// is set aside alone, and so is a session's time; an ID that cannot name the
+// session or its room makes the page unusable.
 func newPage(pi *pageInfo, docs []sessionDoc) (Page, error) {
 	p := Page{Sessions: make([]diff.Snapshot, 0, len(docs))}
 	if pi != nil {
@@ -138,32 +174,66 @@ func newPage(pi *pageInfo, docs []sessionDoc) (Page, error) {
 		}
 	}
 	for _, doc := range docs {
-		s := diff.Snapshot{SessionID: cmp.Or(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status, End: msPtr(doc.End)}
-		if s.SessionID == "" {
-			return Page{}, fmt.Errorf("%w: session document without _id", ErrMalformed)
+		s := diff.Snapshot{SessionID: cmp.Or(doc.ID, doc.AltID), RoomID: doc.RoomID, Status: doc.Status}
+		if err := diff.CheckID(s.SessionID); err != nil {
+			return Page{}, fmt.Errorf("%w: session document _id: %w", ErrMalformed, err)
 		}
-		if doc.Start != nil {
-			s.Start = ms(*doc.Start)
+		if err := diff.CheckID(s.RoomID); s.RoomID != "" && err != nil {
+			return Page{}, fmt.Errorf("%w: session document roomId: %w", ErrMalformed, err)
 		}
+		if start := sessionTime(&s, "start", doc.Start); start != nil {
+			s.Start = *start
+		}
+		s.End = sessionTime(&s, "end", doc.End)
 		if n := len(doc.Participants); n > 0 {
 			s.Participants = make([]diff.Participant, 0, n)
 		}
+		p.Listed += len(doc.Participants)
 		for i, pd := range doc.Participants {
 			if pd.ParticipantID == "" {
-				return Page{}, fmt.Errorf("%w: participant %d has no participantId", ErrMalformed, i)
+				p.Nameless++
+				s.SetAside = append(s.SetAside, diff.SetAside{Reason: diff.ReasonID, Detail: fmt.Sprintf("participant %d has no participantId", i)})
+				continue
 			}
-			if part, ok := participant(pd); ok {
-				s.Participants = append(s.Participants, part)
+			if part, bad := participant(pd); bad != nil {
+				s.SetAside = append(s.SetAside, *bad)
 			} else {
-				p.Skipped = append(p.Skipped, pd.ParticipantID)
+				s.Participants = append(s.Participants, part)
 			}
 		}
 		if len(s.Participants) == 0 {
 			s.Participants = nil // as when none was listed
 		}
+		p.SetAside = append(p.SetAside, s.SetAside...)
 		p.Sessions = append(p.Sessions, s)
 	}
 	return p, nil
+}
+
+// sessionTime is a session document's start or end, to the millisecond; one that
+// is not a time in range is set aside in s and taken as unknown.
+func sessionTime(s *diff.Snapshot, field string, t wireTime) *time.Time {
+	m, err := apiTime(t)
+	if err != nil {
+		s.SetAside = append(s.SetAside, diff.SetAside{Reason: diff.ReasonTime, Detail: "session " + field + ": " + err.Error()})
+	}
+	return m
+}
+
+// apiTime is a time from the API to the millisecond, nil if there is none; one that
+// is not a time, or is out of range, is an error, and nil.
+func apiTime(t wireTime) (*time.Time, error) {
+	switch {
+	case t.Bad != "":
+		return nil, fmt.Errorf("%.40s is not an RFC 3339 time", t.Bad)
+	case !t.Set:
+		return nil, nil
+	}
+	m := ms(t.T)
+	if err := diff.CheckTime(m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // object keeps raw JSON only if it is an object, as the API documents deviceInfo and
@@ -185,18 +255,52 @@ func msPtr(t *time.Time) *time.Time {
 	return &m
 }
 
-// participant reads a participant in its current stint; ok is false when the timelog
-// gives no stint start.
-func participant(pd participantDoc) (p diff.Participant, ok bool) {
-	p = diff.Participant{
-		ID: pd.ParticipantID, Name: pd.Name, Mode: pd.Mode, SDKType: pd.SDKType,
-		DeviceInfo: object(pd.DeviceInfo), GeoLocation: object(pd.GeoLocation), Timelog: pd.Timelog,
+// participant reads a participant in its current stint, or says why it is set
+// aside: an ID, a time or a text that breaks the rules of package diff, or no
+// timelog entry to take as its stint.
+func participant(pd participantDoc) (diff.Participant, *diff.SetAside) {
+	aside := func(id, reason string, err error) (diff.Participant, *diff.SetAside) {
+		return diff.Participant{}, &diff.SetAside{ID: id, Reason: reason, Detail: err.Error()}
 	}
-	for i := range p.Timelog {
-		p.Timelog[i].Start, p.Timelog[i].End = ms(p.Timelog[i].Start), msPtr(p.Timelog[i].End)
+	if err := diff.CheckID(pd.ParticipantID); err != nil {
+		return aside("", diff.ReasonID, fmt.Errorf("participantId %.32q…: %w", pd.ParticipantID, err))
 	}
-	// The stint is the open timelog entry. The API lists only present participants,
-	// so when none is open (a late write), the last entry stands for it.
+	id := pd.ParticipantID
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"name", len(pd.Name)}, {"mode", len(pd.Mode)}, {"sdkType", len(pd.SDKType)}, {"deviceInfo", len(pd.DeviceInfo)}, {"geoLocation", len(pd.GeoLocation)}} {
+		if f.n > diff.MaxTextLen {
+			return aside(id, diff.ReasonSize, fmt.Errorf("%s is %d bytes, more than %d", f.name, f.n, diff.MaxTextLen))
+		}
+	}
+	p := diff.Participant{
+		ID: id, Name: pd.Name, Mode: pd.Mode, SDKType: pd.SDKType,
+		DeviceInfo: object(pd.DeviceInfo), GeoLocation: object(pd.GeoLocation), Timelog: make([]diff.Entry, len(pd.Timelog)),
+	}
+	for i, e := range pd.Timelog {
+		for _, t := range []struct {
+			field string
+			w     wireTime
+		}{{"start", e.Start}, {"end", e.End}} {
+			if t.w.Bad != "" {
+				return aside(id, diff.ReasonTime, fmt.Errorf("timelog[%d].%s: %.40s is not an RFC 3339 time", i, t.field, t.w.Bad))
+			}
+		}
+		p.Timelog[i].Start = ms(e.Start.T)
+		if e.End.Set {
+			end := ms(e.End.T)
+			p.Timelog[i].End = &end
+		}
+	}
+	if reason, err := diff.CheckTimelog(p.Timelog); err != nil {
+		return aside(id, reason, err)
+	}
+	// In order of start, whatever order the API lists them in: the stint is the
+	// latest open entry.
+	slices.SortStableFunc(p.Timelog, func(a, b diff.Entry) int { return a.Start.Compare(b.Start) })
+	// The API lists only present participants, so when none is open (a late
+	// write), the last entry stands for it.
 	if n := len(p.Timelog); n > 0 {
 		p.JoinedAt = p.Timelog[n-1].Start
 	}
@@ -206,7 +310,10 @@ func participant(pd participantDoc) (p diff.Participant, ok bool) {
 			break
 		}
 	}
-	return p, !p.JoinedAt.IsZero()
+	if p.JoinedAt.IsZero() {
+		return aside(id, diff.ReasonTimelog, errors.New("no timelog entry"))
+	}
+	return p, nil
 }
 
 // Snapshot scans every page of a session's active participants, from the first. A
@@ -265,7 +372,7 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
 	snap = diff.Snapshot{SessionID: sessionID}
 	var first Page
-	var skipped []string
+	nameless := 0
 	listed := 0
 	seen := make(map[string]bool)
 	n := max(last, 1)
@@ -292,8 +399,8 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 			why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(last, 1), first.Total, first.LastPage)
 		}
 		listedBefore := listed
-		skipped = append(skipped, page.Skipped...)
-		listed += len(page.Skipped)
+		listed += page.Listed
+		nameless += page.Nameless
 		for _, s := range page.Sessions {
 			if s.SessionID != sessionID {
 				return snap, "", fmt.Errorf("page %d: %w: it is for session %q", n, ErrMalformed, s.SessionID)
@@ -309,8 +416,8 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 			if s.End != nil {
 				snap.End = s.End
 			}
+			snap.SetAside = append(snap.SetAside, s.SetAside...)
 			for _, p := range s.Participants {
-				listed++
 				if seen[p.ID] {
 					why = fmt.Sprintf("participant %s listed twice", p.ID)
 					continue
@@ -342,8 +449,8 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 	switch {
 	case !snap.Found:
 		log.Warn("no session document in the answer: no participant's absence counts this cycle")
-	case len(skipped) > 0:
-		log.Warn("participants listed without a timelog start: no participant's absence counts this cycle", "participants", skipped)
+	case nameless > 0:
+		// They are in SetAside, for the loop to say.
 	default:
 		snap.Complete = true
 	}

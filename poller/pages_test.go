@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/sim"
 )
@@ -159,7 +161,7 @@ func TestDecodePageEdges(t *testing.T) {
 	tests := []struct {
 		file         string
 		wantJoinedAt []time.Time
-		wantSkipped  []string
+		wantSetAside []diff.SetAside
 		wantSessions int
 	}{
 		{
@@ -169,7 +171,12 @@ func TestDecodePageEdges(t *testing.T) {
 			wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z"), joined("2023-07-24T08:28:27.185Z")},
 			wantSessions: 1,
 		},
-		{file: "participant-without-timelog.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z")}, wantSkipped: []string{"mxavzgb5"}, wantSessions: 1},
+		{file: "participant-without-timelog.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z")},
+			wantSetAside: []diff.SetAside{{ID: "mxavzgb5", Reason: diff.ReasonTimelog}}, wantSessions: 1},
+		{file: "time-not-rfc3339.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:27.185Z")},
+			wantSetAside: []diff.SetAside{{ID: "iqpq5uen", Reason: diff.ReasonTime}}, wantSessions: 1},
+		{file: "participant-without-id.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z")},
+			wantSetAside: []diff.SetAside{{Reason: diff.ReasonID}}, wantSessions: 1},
 		{file: "empty-data.json"},
 	}
 	for _, tt := range tests {
@@ -187,8 +194,8 @@ func TestDecodePageEdges(t *testing.T) {
 			if d := cmp.Diff(tt.wantJoinedAt, got); d != "" || len(page.Sessions) != tt.wantSessions {
 				t.Errorf("%d sessions, want %d; joinedAt (-want +got):\n%s", len(page.Sessions), tt.wantSessions, d)
 			}
-			if d := cmp.Diff(tt.wantSkipped, page.Skipped); d != "" {
-				t.Errorf("skipped (-want +got):\n%s", d)
+			if d := cmp.Diff(tt.wantSetAside, page.SetAside, cmpopts.IgnoreFields(diff.SetAside{}, "Detail")); d != "" {
+				t.Errorf("set aside (-want +got):\n%s", d)
 			}
 		})
 	}
@@ -204,7 +211,7 @@ func TestSnapshotIncomplete(t *testing.T) {
 		want  []string
 	}{
 		{"no session document: data is an empty array", body("empty-data.json"), nil},
-		{"a participant without a timelog", body("participant-without-timelog.json"), []string{"iqpq5uen"}},
+		{"a participant without a participantId: it could be anyone", body("participant-without-id.json"), []string{"iqpq5uen"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

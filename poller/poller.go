@@ -63,8 +63,9 @@ type Source interface {
 	// Recheck scans a session of pages pages, last to first.
 	Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error)
 	// Everyone reads the list of all participants, present or gone, with their whole
-	// timelogs; pages is how many pages it read, even when it failed.
-	Everyone(ctx context.Context, log *slog.Logger, sessionID string) (list []diff.Participant, pages int, err error)
+	// timelogs, as all.Participants; all.Pages is how many pages it read, even when
+	// it failed.
+	Everyone(ctx context.Context, log *slog.Logger, sessionID string) (all diff.Snapshot, err error)
 }
 
 // List says whether a poll may read the session's list of all participants.
@@ -251,21 +252,21 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	if snap.RoomID == "" {
 		snap.RoomID = prev.RoomID
 	}
-	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
-	var pages int
+	now := p.now()        // when the poll saw what it saw: the list, read next, may be slow
+	var all diff.Snapshot // the list of all participants, if read
 	var listErr error
 	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
 	if wantsList(prev, snap, list, changes, next) {
 		// Compute again with the list: it is pure, and this is the rare poll.
-		var everyone []diff.Participant
-		everyone, pages, listErr = p.src.Everyone(ctx, log, sessionID)
-		if listErr != nil {
+		if all, listErr = p.src.Everyone(ctx, log, sessionID); listErr != nil {
 			log.Debug("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", listErr)
 		} else {
-			snap.Everyone = p.excludeFrom(prev, everyone)
+			snap.Everyone = p.excludeFrom(prev, all.Participants)
 		}
 		changes, next = diff.Compute(prev, snap, now, p.leftTimeWait)
 	}
+	setAside := slices.Concat(snap.SetAside, all.SetAside)
+	p.conflicts(log, prev, next)
 	switch {
 	case len(changes) > 0:
 		meta := snap
@@ -293,8 +294,12 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		*cache = Cache{state: next, rev: rev, ok: true}
 	}
 	joined, left := p.count(changes)
+	for _, a := range setAside {
+		p.metrics.RecordsRejected.WithLabelValues(a.Reason).Inc()
+	}
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now)}, nil
+		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: all.Pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now),
+		SetAside: setAside}, nil
 }
 
 // givesUpIn is how long after now the first thing that waits for the list of all
@@ -308,12 +313,39 @@ func (p *Poller) givesUpIn(st diff.State, now time.Time) time.Duration {
 		}
 	}
 	for _, q := range st.Pending {
-		note(q.Since)
+		if !q.Open { // a left the list shows open waits for its end, however long
+			note(q.Since)
+		}
 	}
 	if st.Ending != nil {
 		note(*st.Ending)
 	}
 	return first
+}
+
+// conflicts says, once for each, which lefts started to wait because the list of all
+// participants shows open a stint the active list no longer has, and which stints
+// whose left went out both lists show open again: the left was wrong, and the
+// participant is present again, without a second joined.
+func (p *Poller) conflicts(log *slog.Logger, prev, next diff.State) {
+	wasOpen := make(map[string]bool, len(prev.Pending))
+	for _, q := range prev.Pending {
+		wasOpen[q.ID] = q.Open
+	}
+	for _, q := range next.Pending {
+		if q.Open && !wasOpen[q.ID] {
+			p.metrics.Conflicts.Inc()
+			log.Warn("the active list no longer shows a participant whose stint the list of all participants shows open: its left waits for its end there",
+				"participant_id", q.ID, "joined_at", q.JoinedAt)
+		}
+	}
+	for _, q := range next.Present {
+		if last, ok := next.Gone[q.ID]; ok && !q.JoinedAt.After(last) && !slices.ContainsFunc(prev.Present, func(o diff.Participant) bool { return o.ID == q.ID }) {
+			p.metrics.Conflicts.Inc()
+			log.Warn("a stint whose left went out without its end is open in both lists: present again, without a second joined",
+				"participant_id", q.ID, "joined_at", q.JoinedAt)
+		}
+	}
 }
 
 // wantsList reports whether a cycle reads the list of all participants: for a session
@@ -335,7 +367,11 @@ func wantsList(prev diff.State, snap diff.Snapshot, list List, changes []diff.Ch
 		return true
 	}
 	return len(prev.Pending) > 0 || len(next.Pending) > 0 ||
-		slices.ContainsFunc(changes, func(c diff.Change) bool { return c.Kind == diff.Left && c.LeftAt == nil })
+		slices.ContainsFunc(changes, func(c diff.Change) bool { return c.Kind == diff.Left && c.LeftAt == nil }) ||
+		slices.ContainsFunc(snap.Participants, func(q diff.Participant) bool { // a stint whose left went out: was it wrong?
+			last, ok := prev.Gone[q.ID]
+			return ok && q.JoinedAt.Equal(last) && !slices.ContainsFunc(next.Present, func(o diff.Participant) bool { return o.ID == q.ID })
+		})
 }
 
 // Result is how a poll went.
@@ -356,6 +392,8 @@ type Result struct {
 	// GivesUpIn is how long after the poll the first left waiting for its end, or a
 	// session's end waiting for the list, gives up; 0 if none waits.
 	GivesUpIn time.Duration
+	// SetAside are the records of this poll's answers that could not be used.
+	SetAside []diff.SetAside
 }
 
 // record counts a poll by outcome, with its duration.

@@ -26,36 +26,48 @@ func (s SessionInfo) Ended() bool { return s.Status == diff.StatusEnded }
 
 // DecodeSessions decodes a body of GET /v2/sessions/?roomId=…: pageInfo, and data as
 // an array of sessions, each with an id (`id`, or `_id` as in the participants
-// endpoints).
-func DecodeSessions(body []byte) (pageInfo, []SessionInfo, error) {
+// endpoints). A session whose id breaks diff.CheckID is set aside alone, and a time
+// out of range is taken as unknown.
+func DecodeSessions(body []byte) (pageInfo, []SessionInfo, []diff.SetAside, error) {
 	var raw struct {
 		PageInfo *pageInfo `json:"pageInfo"`
 		Data     []struct {
-			ID     string     `json:"id"`
-			AltID  string     `json:"_id"`
-			Status string     `json:"status"`
-			Start  time.Time  `json:"start"`
-			End    *time.Time `json:"end"`
+			ID     string   `json:"id"`
+			AltID  string   `json:"_id"`
+			Status string   `json:"status"`
+			Start  wireTime `json:"start"`
+			End    wireTime `json:"end"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return pageInfo{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return pageInfo{}, nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if raw.PageInfo == nil || raw.Data == nil {
-		return pageInfo{}, nil, fmt.Errorf("%w: no pageInfo or no data array", ErrMalformed)
+		return pageInfo{}, nil, nil, fmt.Errorf("%w: no pageInfo or no data array", ErrMalformed)
 	}
 	if pi := raw.PageInfo; pi.LastPage < 0 || pi.LastPage > maxPages {
-		return pageInfo{}, nil, fmt.Errorf("%w: pageInfo lastPage %d", ErrMalformed, pi.LastPage)
+		return pageInfo{}, nil, nil, fmt.Errorf("%w: pageInfo lastPage %d", ErrMalformed, pi.LastPage)
 	}
 	out := make([]SessionInfo, 0, len(raw.Data))
+	var bad []diff.SetAside
 	for i, d := range raw.Data {
-		s := SessionInfo{ID: cmp.Or(d.ID, d.AltID), Status: d.Status, Start: ms(d.Start), End: msPtr(d.End)}
-		if s.ID == "" {
-			return pageInfo{}, nil, fmt.Errorf("%w: session %d has no id", ErrMalformed, i)
+		s := SessionInfo{ID: cmp.Or(d.ID, d.AltID), Status: d.Status}
+		if err := diff.CheckID(s.ID); err != nil {
+			bad = append(bad, diff.SetAside{Reason: diff.ReasonID, Detail: fmt.Sprintf("session %d: id %.32q…: %v", i, s.ID, err)})
+			continue
+		}
+		start, err := apiTime(d.Start)
+		if err != nil {
+			bad = append(bad, diff.SetAside{ID: s.ID, Reason: diff.ReasonTime, Detail: "session start: " + err.Error()})
+		} else if start != nil {
+			s.Start = *start
+		}
+		if s.End, err = apiTime(d.End); err != nil {
+			bad = append(bad, diff.SetAside{ID: s.ID, Reason: diff.ReasonTime, Detail: "session end: " + err.Error()})
 		}
 		out = append(out, s)
 	}
-	return *raw.PageInfo, out, nil
+	return *raw.PageInfo, out, bad, nil
 }
 
 // RoomSessions lists a room's sessions, newest first, at a lower priority than
@@ -64,22 +76,24 @@ func DecodeSessions(body []byte) (pageInfo, []SessionInfo, error) {
 // since the list is newest first and a room's history is ended sessions, which
 // are never polled. A failed page fails the whole list: no session is dropped
 // because a list failed.
-func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]SessionInfo, error) {
+func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]SessionInfo, []diff.SetAside, error) {
 	log := c.cfg.Log.With("room_id", roomID)
 	var out []SessionInfo
+	var bad []diff.SetAside
 	seen := make(map[string]bool)
 	for n, last := 1, 1; n <= last; n++ {
 		body, err := c.get(ctx, log, metrics.EndpointSessions, "/v2/sessions/", url.Values{
 			"roomId": {roomID}, "page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)},
 		}, background)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		info, page, err := DecodeSessions(body)
+		info, page, aside, err := DecodeSessions(body)
 		if err != nil {
-			return nil, fmt.Errorf("sessions of room %s, page %d: %w; the body begins %q", roomID, n, err, snippet(body))
+			return nil, nil, fmt.Errorf("sessions of room %s, page %d: %w; the body begins %q", roomID, n, err, snippet(body))
 		}
 		last = info.LastPage
+		bad = append(bad, aside...)
 		live := false
 		for _, s := range page {
 			// A session started mid-listing shifts the pages: one may be listed twice.
@@ -93,7 +107,7 @@ func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]S
 			break
 		}
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // Probe asks the API for one page of a session's active participants or of a room's

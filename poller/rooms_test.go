@@ -38,7 +38,7 @@ func TestRoomSessions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := w.api.Requests()
-			list, err := w.client(2).RoomSessions(context.Background(), "r1", tt.all)
+			list, _, err := w.client(2).RoomSessions(context.Background(), "r1", tt.all)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func TestRoomSessionsYieldToPolls(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if _, err := c.RoomSessions(ctx, "r1", true); err != nil {
+		if _, _, err := c.RoomSessions(ctx, "r1", true); err != nil {
 			t.Error(err)
 		}
 	})

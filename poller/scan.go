@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"time"
 	"unicode/utf8"
-
-	"github.com/rollcall/rollcall/diff"
 )
 
 // scanPage decodes a page as unmarshalPage does, without reflection and without a
@@ -375,25 +372,13 @@ func (s *scanner) skip(depth int) []byte {
 	return s.b[start:s.i]
 }
 
-// time reads a time as time.Time's UnmarshalJSON does, which encoding/json calls.
-func (s *scanner) time(t *time.Time) {
-	if s.null() {
-		return
+// time reads any value into a wireTime, as its UnmarshalJSON does, which
+// encoding/json calls.
+func (s *scanner) time(t *wireTime, depth int) {
+	raw := s.skip(depth)
+	if s.err == nil {
+		_ = t.UnmarshalJSON(raw) // never fails
 	}
-	raw, _ := s.str() // anything else is an error, as it is to UnmarshalJSON
-	if s.err == nil && t.UnmarshalJSON(raw) != nil {
-		s.fail()
-	}
-}
-
-// timePtr reads a time or null (nil).
-func (s *scanner) timePtr() *time.Time {
-	if s.null() {
-		return nil
-	}
-	t := new(time.Time)
-	s.time(t)
-	return t
 }
 
 func (s *scanner) pageInfo() *pageInfo {
@@ -435,9 +420,9 @@ func (s *scanner) session(doc *sessionDoc, depth int) {
 		case 2:
 			doc.RoomID = s.string()
 		case 3:
-			doc.Start = s.timePtr()
+			s.time(&doc.Start, depth+1)
 		case 4:
-			doc.End = s.timePtr()
+			s.time(&doc.End, depth+1)
 		case 5:
 			doc.Status = s.string()
 		case 6:
@@ -473,9 +458,9 @@ func (s *scanner) participant(pd *participantDoc, depth int) {
 			if s.null() || !s.open('[', depth+1) {
 				break
 			}
-			pd.Timelog = []diff.Entry{}
+			pd.Timelog = []wireEntry{}
 			for n := 0; s.next(']', n); n++ {
-				var e diff.Entry
+				var e wireEntry
 				s.entry(&e, depth+2)
 				pd.Timelog = append(pd.Timelog, e)
 			}
@@ -523,7 +508,7 @@ func (s *scanner) deviceInfo(depth int) (raw json.RawMessage, sdkType string) {
 }
 
 // entry reads a timelog entry, or null (an entry with no fields).
-func (s *scanner) entry(e *diff.Entry, depth int) {
+func (s *scanner) entry(e *wireEntry, depth int) {
 	if s.null() || !s.open('{', depth) {
 		return
 	}
@@ -531,9 +516,9 @@ func (s *scanner) entry(e *diff.Entry, depth int) {
 	for n := 0; s.next('}', n); n++ {
 		switch s.field(&seen, "start", "end") {
 		case 0:
-			s.time(&e.Start)
+			s.time(&e.Start, depth+1)
 		case 1:
-			e.End = s.timePtr()
+			s.time(&e.End, depth+1)
 		default:
 			s.skip(depth + 1)
 		}

@@ -225,6 +225,9 @@ func appendState(b []byte, st diff.State) []byte {
 			if p.Reconciled {
 				b = append(b, `,"reconciled":true`...)
 			}
+			if p.Open {
+				b = append(b, `,"open":true`...)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, ']')

@@ -61,6 +61,11 @@ type Store struct {
 	kv      jetstream.KeyValue
 	ttl     time.Duration // of tombstones; 0 if the server cannot expire keys (before 2.11)
 	metrics *metrics.Metrics
+	log     *slog.Logger
+	// Where a state that cannot be read is rebuilt from (RebuildFrom); js is nil
+	// when it is not.
+	js             jetstream.JetStream
+	stream, prefix string
 }
 
 // limitMarkerTTL is how long the marker of an expired tombstone stays: long enough for
@@ -88,7 +93,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string, repli
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv, ttl: ttl, metrics: metrics.Or(m)}, nil
+	return &Store{kv: kv, ttl: ttl, metrics: metrics.Or(m), log: log}, nil
 }
 
 // ReadStore opens an existing state bucket, for commands that only read it.
@@ -100,7 +105,7 @@ func ReadStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("open state bucket %s: %w", bucket, err)
 	}
-	return &Store{kv: kv, metrics: metrics.Or(nil)}, nil
+	return &Store{kv: kv, metrics: metrics.Or(nil), log: slog.New(slog.DiscardHandler)}, nil
 }
 
 // openBucket opens a bucket, creating it as cfg says if it is missing. An existing one
@@ -160,12 +165,12 @@ func (s *Store) Load(ctx context.Context, sessionID string) (diff.State, uint64,
 	val := e.Value()
 	if bytes.HasPrefix(val, gzipMagic) {
 		if val, err = gunzip(val); err != nil {
-			return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
+			return s.unreadable(ctx, sessionID, e.Revision(), e.Value(), err)
 		}
 	}
 	var st diff.State
 	if err := json.Unmarshal(val, &st); err != nil {
-		return diff.State{}, 0, fmt.Errorf("load state: revision %d: %w", e.Revision(), err)
+		return s.unreadable(ctx, sessionID, e.Revision(), e.Value(), err)
 	}
 	resolve(&st)
 	st.Saved = e.Created()

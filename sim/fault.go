@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"cmp"
 	"io"
 	"net/http"
@@ -22,6 +23,9 @@ type Fault struct {
 	Delay        time.Duration // wait before answering; a request cancelled meanwhile gets no answer
 	Times        int           // number of matching requests it applies to; 0 or 1 = once
 	AfterServe   func()        // called outside the lock once the response is written, e.g. to change the world mid-scan
+	// Rewrite, if set, changes the body of the normal response before it is sent:
+	// an API that answers with odd values.
+	Rewrite func(body []byte) []byte
 }
 
 type queuedFault struct {
@@ -84,13 +88,30 @@ func (f Fault) apply(w http.ResponseWriter, r *http.Request, serve http.HandlerF
 	for k, vs := range f.Header {
 		w.Header()[http.CanonicalHeaderKey(k)] = slices.Clone(vs)
 	}
-	if f.Status != 0 || f.Body != "" {
+	switch {
+	case f.Status != 0 || f.Body != "":
 		w.WriteHeader(cmp.Or(f.Status, http.StatusOK))
 		_, _ = io.WriteString(w, f.Body) // fails only if the client has gone
-	} else {
+	case f.Rewrite != nil:
+		rec := &recorder{header: w.Header(), status: http.StatusOK}
+		serve(rec, r)
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(f.Rewrite(rec.body.Bytes()))
+	default:
 		serve(w, r)
 	}
 	if f.AfterServe != nil {
 		f.AfterServe()
 	}
 }
+
+// recorder keeps a response for Rewrite.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }

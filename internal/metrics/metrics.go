@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rollcall/rollcall/diff"
 )
 
 // Outcomes of a poll, the values of rollcall_polls_total's outcome label.
@@ -35,10 +36,13 @@ type Metrics struct {
 	TokenMints      prometheus.Counter
 
 	ScanPages       prometheus.Histogram
-	ScansDiscarded  prometheus.Counter // whose pages disagreed
-	ConfirmingScans prometheus.Counter // backward scans that confirm an absence
-	Reconciled      prometheus.Counter // stints no poll saw, found in a timelog
-	LeftsUntimed    prometheus.Counter // lefts published without their end
+	ScansDiscarded  prometheus.Counter     // whose pages disagreed
+	ConfirmingScans prometheus.Counter     // backward scans that confirm an absence
+	Reconciled      prometheus.Counter     // stints no poll saw, found in a timelog
+	LeftsUntimed    prometheus.Counter     // lefts published without their end
+	RecordsRejected *prometheus.CounterVec // records from the API set aside, by reason
+	Conflicts       prometheus.Counter     // lefts held back, or taken back, because the two lists disagree
+	StatesRebuilt   prometheus.Counter     // states that could not be read, rebuilt from the stream
 
 	Events           *prometheus.CounterVec // published and acknowledged, by type
 	PublishFailures  prometheus.Counter     // batches given up (left in their outbox)
@@ -100,6 +104,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_reconciled_stints_total", Help: "Stints that no poll saw (they began and ended between two polls, or while rollcall was down), found in a timelog and published as joined and left with detection reconciled.",
+		}),
+		RecordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_records_rejected_total", Help: "Records from the API set aside, each time an answer holds one, by reason (id, time, order, timelog, size): the rest of the answer is used.",
+		}, []string{"reason"}),
+		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_left_conflicts_total", Help: "Stints the active list no longer shows while the list of all participants shows them open: their left waits (or, if it went out without its end, they are present again).",
+		}),
+		StatesRebuilt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_states_rebuilt_total", Help: "Session states that could not be read back, set aside and rebuilt from the stream's events.",
 		}),
 		LeftsUntimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_lefts_without_time_total", Help: "Lefts published with leftAt null: their end did not show in time (poll.left_time_wait).",
@@ -173,9 +186,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, s := range []string{"polling", OutcomeNotFound, "ended"} {
 		m.TrackedSessions.WithLabelValues(s)
 	}
+	for _, r := range []string{diff.ReasonID, diff.ReasonTime, diff.ReasonOrder, diff.ReasonTimelog, diff.ReasonSize} {
+		m.RecordsRejected.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
-			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.Events, m.PublishDuration, m.PublishDuplicate,
+			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.RecordsRejected, m.Conflicts, m.StatesRebuilt, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
 			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive)
 	}

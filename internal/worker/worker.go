@@ -179,6 +179,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		if store, err = publisher.OpenStore(ctx, js, n.StateBucket, n.Replicas, n.MaxAge.Duration, log, w.metrics); err != nil {
 			return err
 		}
+		store.RebuildFrom(js, n.Stream, n.SubjectPrefix)
 		if w.tracking, err = publisher.OpenTracking(ctx, js, n.TrackingBucket, n.Replicas, log); err != nil {
 			return err
 		}
