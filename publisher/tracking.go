@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/diff"
 	"log/slog"
 	"slices"
 	"strings"
@@ -136,6 +137,8 @@ func (t *Tracking) sets(keys map[string]bool) (sessions, rooms []string) {
 		switch {
 		case err != nil || token == "" || (kind != "session" && kind != "room"):
 			t.log.Warn("tracking bucket: a key that is neither session.<id> nor room.<id> is passed over", "key", k)
+		case diff.CheckID(id) != nil:
+			t.log.Warn("tracking bucket: a key whose ID rollcall cannot follow is passed over", "key", fmt.Sprintf("%.64s…", k), "err", diff.CheckID(id))
 		case kind == "session":
 			sessions = append(sessions, id)
 		default:

@@ -92,3 +92,19 @@ func TestTokenCommandWithoutConfig(t *testing.T) {
 		t.Error("token with no config and no credentials succeeded")
 	}
 }
+
+// TestTrackRefusesAnIDTooLong: an ID rollcall could not follow (it would not fit a
+// subject) is refused before anything is asked of NATS, with the reason.
+func TestTrackRefusesAnIDTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("[nats]\nstore_dir = \""+filepath.Dir(path)+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"track", "untrack"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{cmd, "session", strings.Repeat("s", 300), "-config", path}, &out, &out, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "300 bytes, more than 256") {
+			t.Errorf("%s: %v, want the ID refused as too long", cmd, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/diff"
 	"io"
 	"log/slog"
 	"maps"
@@ -150,6 +151,9 @@ func kindAndID(cmd string, args []string) (string, string, error) {
 	if len(args) != 2 || (args[0] != poller.KindSession && args[0] != poller.KindRoom) || args[1] == "" {
 		return "", "", fmt.Errorf("usage: rollcall %s session|room ID [-config PATH]", cmd)
 	}
+	if err := diff.CheckID(args[1]); err != nil {
+		return "", "", fmt.Errorf("rollcall %s: the %s ID is %w", cmd, args[0], err)
+	}
 	return args[0], args[1], nil
 }
 
@@ -269,6 +273,14 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, s := range list {
+		if s.SetAside > 0 {
+			fmt.Fprintf(stdout, "%s %s: %d records of its last answer set aside (the worker's log says which, and why)\n", s.Kind, s.ID, s.SetAside)
+		}
+		if s.Problem != "" {
+			fmt.Fprintf(stdout, "%s %s: failing: %s\n", s.Kind, s.ID, s.Problem)
+		}
 	}
 	for _, r := range slices.Sorted(maps.Keys(leases)) {
 		note := ""

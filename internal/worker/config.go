@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/rollcall/rollcall/diff"
 	"maps"
 	"math"
 	"net"
@@ -479,8 +480,8 @@ func idErrors(table string, ids []string) []error {
 	var errs []error
 	seen := make(map[string]int)
 	for i, id := range ids {
-		if id == "" {
-			errs = append(errs, fmt.Errorf("%s[%d].id: empty", table, i))
+		if err := diff.CheckID(id); err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d].id: %w", table, i, err))
 			continue
 		}
 		if j, ok := seen[id]; ok {

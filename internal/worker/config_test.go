@@ -40,6 +40,7 @@ sessions[1]: must be a table, got a string`},
 		{"duration_not_string", `videosdk.token_ttl: must be a duration string such as "10s", got an integer`},
 		{"session_empty_id", `sessions[1].id: empty`},
 		{"session_duplicate", `sessions[2].id: duplicate of sessions[0].id`},
+		{"session_id_too_long", `sessions[0].id: 257 bytes, more than 256`},
 		{"rooms_bad", `poll.discover_schedule: invalid cron spec "@every 30": failed to parse duration @every 30: time: missing unit in duration "30"
 rooms[1].id: empty
 rooms[2].id: duplicate of rooms[0].id
