@@ -312,6 +312,13 @@ func TestCompute(t *testing.T) {
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
+		name:        "a session that ended, as the API tells it, before a stint began: the left is at the stint's start, never before",
+		prev:        state(p("z", 60)),
+		next:        endedWith(tl("z", [2]int{60, -1})),
+		now:         70,
+		wantChanges: []change{{Kind: "left", ID: "z", Start: 60, LeftAt: ptr(at(60))}, {Kind: "session.ended"}},
+		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
 		name: "an ended session whose lefts wait for their end: so does session.ended",
 		prev: pending(state(p("a", 1), p("b", 2)), 10, p("f", 4)),
 		next: endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1})),

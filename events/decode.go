@@ -89,6 +89,8 @@ func (e Event) participant() (ParticipantData, error) {
 		return d, invalid("data: leftAt on a joined")
 	case e.Type == TypeLeft && d.Detection == DetectionReconciled && d.LeftAt == nil:
 		return d, invalid("data: a reconciled left without leftAt")
+	case d.LeftAt != nil && d.JoinedAt != nil && d.LeftAt.Before(d.JoinedAt.Time):
+		return d, invalid("data: leftAt before joinedAt")
 	}
 	// time is when it happened: the stint's start for a joined, its end for a left
 	// when known, else when rollcall saw it.

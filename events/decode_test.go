@@ -90,6 +90,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"a reconciled left without leftAt", golden(t)["left-reconciled.json"], func(e, d map[string]any) {
 			d["leftAt"], e["time"] = nil, d["observedAt"]
 		}},
+		{"a left before its joinedAt", left, func(e, d map[string]any) {
+			d["leftAt"], e["time"] = "2023-07-24T08:28:09.649Z", "2023-07-24T08:28:09.649Z"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
