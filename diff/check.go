@@ -20,6 +20,7 @@ const (
 	ReasonOrder   = "order"   // a timelog entry that ends before it starts
 	ReasonTimelog = "timelog" // a participant with no timelog entry to take as its stint
 	ReasonSize    = "size"    // a name, mode, sdkType, deviceInfo or geoLocation over MaxTextLen
+	ReasonOlder   = "older"   // a whole answer older than the state: a participant in an older stint
 )
 
 // MaxTextLen bounds each text a participant's events carry (name, mode, sdkType,

@@ -206,12 +206,12 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 			current = append(current, p)
 		}
 	}
+	if _, older := prev.Older(next); older {
+		return nil, prev // an answer older than the state: it proves nothing
+	}
 	known := make(map[string]bool, len(prev.Present)+len(prev.Pending)) // participantIds in the state
 	for _, old := range prev.stints() {
 		known[old.ID] = true
-		if i, seen := at[old.ID]; seen && current[i].JoinedAt.Before(old.JoinedAt) {
-			return nil, prev // an answer older than the state: it proves nothing
-		}
 	}
 	unreadable := make(map[string]bool, len(next.SetAside)) // listed, but set aside
 	for _, a := range next.SetAside {
@@ -585,6 +585,27 @@ func (s State) Equal(o State) bool {
 		}) &&
 		maps.EqualFunc(s.Gone, o.Gone, time.Time.Equal) &&
 		(s.Ending == nil) == (o.Ending == nil) && (s.Ending == nil || s.Ending.Equal(*o.Ending))
+}
+
+// Older reports the first participant that snap shows in an older stint than s
+// does, if any: the answer is older than the state (a cache, a lagging replica), and
+// Compute takes nothing from it.
+func (s State) Older(snap Snapshot) (id string, older bool) {
+	stints := make(map[string]time.Time, len(s.Present)+len(s.Pending))
+	for _, p := range s.stints() {
+		stints[p.ID] = p.JoinedAt
+	}
+	listed := make(map[string]bool, len(snap.Participants))
+	for _, p := range snap.Participants {
+		if listed[p.ID] {
+			continue // listed twice: the first counts
+		}
+		listed[p.ID] = true
+		if at, ok := stints[p.ID]; ok && p.JoinedAt.Before(at) {
+			return p.ID, true
+		}
+	}
+	return "", false
 }
 
 // Absent reports whether a stint of s is missing from snap: the absence that a left

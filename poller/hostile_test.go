@@ -123,6 +123,11 @@ func TestHostileRecords(t *testing.T) {
 			wantReason: diff.ReasonOrder,
 		},
 		{
+			name:       "a present participant shown in an older stint: the answer is older than the state, and nothing of it is used",
+			edit:       setStart("b", "2023-07-24T08:00:00.000Z"),
+			wantReason: diff.ReasonOlder,
+		},
+		{
 			name: "a newcomer with two open entries, the later listed first: announced at the later",
 			edit: func(body map[string]any) {
 				if p := participantOf(body, "c"); p != nil {

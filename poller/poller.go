@@ -266,6 +266,10 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		changes, next = diff.Compute(prev, snap, now, p.leftTimeWait)
 	}
 	setAside := slices.Concat(snap.SetAside, all.SetAside)
+	if id, older := prev.Older(snap); older {
+		setAside = append(setAside, diff.SetAside{ID: id, Reason: diff.ReasonOlder,
+			Detail: "the answer shows this participant in an older stint than the state: nothing of it is used"})
+	}
 	p.conflicts(log, prev, next)
 	switch {
 	case len(changes) > 0:

@@ -106,7 +106,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "rollcall_reconciled_stints_total", Help: "Stints that no poll saw (they began and ended between two polls, or while rollcall was down), found in a timelog and published as joined and left with detection reconciled.",
 		}),
 		RecordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rollcall_records_rejected_total", Help: "Records from the API set aside, each time an answer holds one, by reason (id, time, order, timelog, size): the rest of the answer is used.",
+			Name: "rollcall_records_rejected_total", Help: "Records from the API set aside, each time an answer holds one, by reason (id, time, order, timelog, size, older: a whole answer older than the state): the rest of the answer is used.",
 		}, []string{"reason"}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_left_conflicts_total", Help: "Stints the active list no longer shows while the list of all participants shows them open: their left waits (or, if it went out without its end, they are present again).",
@@ -186,7 +186,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, s := range []string{"polling", OutcomeNotFound, "ended"} {
 		m.TrackedSessions.WithLabelValues(s)
 	}
-	for _, r := range []string{diff.ReasonID, diff.ReasonTime, diff.ReasonOrder, diff.ReasonTimelog, diff.ReasonSize} {
+	for _, r := range []string{diff.ReasonID, diff.ReasonTime, diff.ReasonOrder, diff.ReasonTimelog, diff.ReasonSize, diff.ReasonOlder} {
 		m.RecordsRejected.WithLabelValues(r)
 	}
 	if reg != nil {
