@@ -2,15 +2,7 @@ package worker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,7 +30,7 @@ const (
 // options and publishes.
 func TestNATSSecurity(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
+	pki := natstest.NewPKI(t, dir)
 	tests := []struct {
 		name   string
 		server func(*server.Options)
@@ -52,10 +44,10 @@ func TestNATSSecurity(t *testing.T) {
 			func(n *NATS) { n.NKeySeed = filepath.Join(dir, "user.nk") }},
 		{"creds", func(o *server.Options) { operatorMode(t, o, dir) },
 			func(n *NATS) { n.Creds = filepath.Join(dir, "user.creds") }},
-		{"TLS, the server verified", func(o *server.Options) { pki.serve(t, o, false) },
-			func(n *NATS) { n.TLSCA = pki.ca }},
-		{"mutual TLS", func(o *server.Options) { pki.serve(t, o, true) },
-			func(n *NATS) { n.TLSCA, n.TLSCert, n.TLSKey = pki.ca, pki.clientCert, pki.clientKey }},
+		{"TLS, the server verified", func(o *server.Options) { pki.Serve(t, o, false) },
+			func(n *NATS) { n.TLSCA = pki.CA }},
+		{"mutual TLS", func(o *server.Options) { pki.Serve(t, o, true) },
+			func(n *NATS) { n.TLSCA, n.TLSCert, n.TLSKey = pki.CA, pki.ClientCert, pki.ClientKey }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,79 +241,6 @@ func operatorMode(t *testing.T, o *server.Options, dir string) {
 	o.TrustedOperators = []*jwt.OperatorClaims{oc}
 	o.AccountResolver = resolver
 	o.SystemAccount = sys
-}
-
-// pki is a CA, a server certificate for 127.0.0.1 and a client certificate, in files.
-type pki struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newPKI(t *testing.T, dir string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rollcall test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pki{ca: filepath.Join(dir, "ca.pem")}
-	writePEM(t, p.ca, "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-		writePEM(t, cert, "CERTIFICATE", der)
-		writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-		return cert, keyFile
-	}
-	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-// serve makes o serve TLS with p's server certificate; with mutual, clients must show
-// a certificate of p's CA.
-func (p pki) serve(t *testing.T, o *server.Options, mutual bool) {
-	t.Helper()
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: p.ca, Verify: mutual})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.TLSConfig, o.TLS, o.TLSVerify, o.TLSTimeout = tc, true, mutual, 2
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestNATSUserRemovedMidRun: the worker's user is removed from the server mid-run,
