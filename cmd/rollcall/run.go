@@ -7,13 +7,9 @@ import (
 	"github.com/rollcall/rollcall/internal/worker"
 )
 
-// runWorker is `rollcall run`: the config at path, the logger, the worker.
-func runWorker(ctx context.Context, path string, stderr io.Writer, getenv func(string) string) error {
-	cfg, err := worker.Load(path, getenv)
-	if err != nil {
-		return err
-	}
-	log := worker.NewLogger(stderr, cfg.Log)
+// runWorker is `rollcall run`: the config (loaded from path), the logger, the worker.
+func runWorker(ctx context.Context, cfg worker.Config, path string, stderr io.Writer) error {
+	log := worker.NewSecrets(cfg.Secrets()...).Logger(worker.NewLogger(stderr, cfg.Log))
 	log.Info("starting", "version", version, "config", path, "sessions", len(cfg.Sessions), "rooms", len(cfg.Rooms))
 	log.Debug("effective config", "config", cfg.Redacted())
 	w, err := worker.New(ctx, cfg, log)

@@ -58,26 +58,27 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	if err != nil {
 		return nil, err
 	}
+	shown := worker.RedactURL(url)
 	nc, err := nats.Connect(url, append(auth, nats.Name(name), nats.Timeout(3*time.Second))...)
 	if err != nil {
 		if embedded {
-			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, url, err)
+			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, shown, err)
 		}
-		return nil, fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
+		return nil, fmt.Errorf("nats %s: %w", shown, err)
 	}
 	c := &workerConn{nc: nc}
 	c.reply, err = askWorker(ctx, nc, cfg.NATS.Stream)
 	switch {
 	case embedded && err != nil:
 		nc.Close()
-		return nil, fmt.Errorf("%w with nats.store_dir %s: no rollcall worker answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, url)
+		return nil, fmt.Errorf("%w with nats.store_dir %s: no rollcall worker answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, shown)
 	case embedded && c.reply.StoreDir != storeDir:
 		nc.Close()
 		other := "a worker on an external server"
 		if c.reply.StoreDir != "" {
 			other = "the embedded server of another rollcall, with store_dir " + c.reply.StoreDir
 		}
-		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, leads to %s", errNoWorker, cfg.NATS.StoreDir, url, other)
+		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, leads to %s", errNoWorker, cfg.NATS.StoreDir, shown, other)
 	case err != nil:
 		c.reply = nil
 	}

@@ -386,7 +386,7 @@ func (c Config) check(api bool) error {
 	errs = append(errs, idErrors("rooms", c.RoomIDs())...)
 
 	n := c.NATS
-	errs = append(errs, natsURLErrors(n.URL)...)
+	errs = append(errs, natsURLErrors("nats.url", n.URL)...)
 	if (n.User == "") != (n.Password == "") {
 		bad("nats: need both user and password, or neither")
 	}
@@ -508,9 +508,9 @@ func (c Config) RoomIDs() []string {
 	return ids
 }
 
-// natsURLErrors checks a nats.url list. The messages give an entry's position,
-// not its text, which may hold credentials.
-func natsURLErrors(list string) []error {
+// natsURLErrors checks a nats.url list, named key in the errors. The messages give
+// an entry's position, not its text, which may hold credentials.
+func natsURLErrors(key, list string) []error {
 	if list == "" {
 		return nil // the embedded server
 	}
@@ -523,12 +523,12 @@ func natsURLErrors(list string) []error {
 			at = fmt.Sprintf("entry %d: ", i+1)
 		}
 		e = strings.TrimSpace(e)
-		u, err := natsServerURL(e)
+		u, err := NATSServerURL(e)
 		switch {
 		case e == "":
-			errs = append(errs, fmt.Errorf("nats.url: %sempty", at))
+			errs = append(errs, fmt.Errorf("%s: %sempty", key, at))
 		case err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Hostname() == "":
-			errs = append(errs, fmt.Errorf("nats.url: %smust be a nats://, tls://, ws:// or wss:// URL, or host:port", at))
+			errs = append(errs, fmt.Errorf("%s: %smust be a nats://, tls://, ws:// or wss:// URL, or host:port", key, at))
 		case u.Scheme == "ws" || u.Scheme == "wss":
 			websocket++
 		default:
@@ -536,48 +536,41 @@ func natsURLErrors(list string) []error {
 		}
 	}
 	if websocket > 0 && plain > 0 { // nats.go refuses the mix
-		errs = append(errs, errors.New("nats.url: cannot mix ws:// or wss:// servers with nats:// or tls:// ones"))
+		errs = append(errs, fmt.Errorf("%s: cannot mix ws:// or wss:// servers with nats:// or tls:// ones", key))
 	}
 	return errs
 }
 
-// natsServerURL parses one nats.url entry as nats.go does: a bare host:port
+// CheckNATSURL checks a NATS URL list given otherwise than as nats.url (a flag,
+// NATS_URL) as nats.url is checked; its errors name it as name, and give no entry's
+// text.
+func CheckNATSURL(name, list string) error {
+	if list == "" {
+		return fmt.Errorf("%s: empty", name)
+	}
+	return errors.Join(natsURLErrors(name, list)...)
+}
+
+// NATSServerURL parses one nats.url entry as nats.go does: a bare host:port
 // means nats://host:port.
-func natsServerURL(entry string) (*url.URL, error) {
+func NATSServerURL(entry string) (*url.URL, error) {
 	if !strings.Contains(entry, "://") {
 		entry = "nats://" + entry
 	}
 	return url.Parse(entry)
 }
 
-const redacted = "REDACTED"
-
-// Redacted returns a copy of c that is safe to log: secrets that are set read
-// "REDACTED", and so do credentials embedded in nats.url.
+// Redacted returns a copy of c that is safe to show: secrets that are set read
+// "REDACTED", and so do credentials in nats.url (see RedactURL).
 func (c Config) Redacted() Config {
 	for _, s := range []*string{&c.VideoSDK.Secret, &c.VideoSDK.Token, &c.NATS.Password, &c.NATS.Token} {
 		if *s != "" {
 			*s = redacted
 		}
 	}
-	entries := strings.Split(c.NATS.URL, ",")
-	for i, e := range entries {
-		u, err := natsServerURL(strings.TrimSpace(e))
-		if err != nil {
-			entries[i] = redacted // unparsable, so it may hide anything
-			continue
-		}
-		if u.User == nil {
-			continue
-		}
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), redacted)
-		} else {
-			u.User = url.User(redacted) // nats.go takes a lone user name as a token
-		}
-		entries[i] = u.String()
+	if c.NATS.URL != "" {
+		c.NATS.URL = RedactURL(c.NATS.URL)
 	}
-	c.NATS.URL = strings.Join(entries, ",")
 	return c
 }
 

@@ -374,7 +374,7 @@ func TestRedacted(t *testing.T) {
 	want := c
 	want.VideoSDK.Secret, want.VideoSDK.Token = "REDACTED", "REDACTED"
 	want.NATS.Password, want.NATS.Token = "REDACTED", "REDACTED"
-	want.NATS.URL = "nats://u:REDACTED@a:4222,nats://REDACTED@b:4222,tls://c:4443"
+	want.NATS.URL = "nats://u:REDACTED@a:4222,REDACTED@b:4222,tls://c:4443"
 	if diff := cmp.Diff(want, c.Redacted()); diff != "" {
 		t.Errorf("Redacted (-want +got):\n%s", diff)
 	}

@@ -60,6 +60,7 @@ func NewLogger(w io.Writer, c Log) *slog.Logger {
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
+	secrets  *Secrets // cfg's, hidden from what it shows
 	started  time.Time
 	ns       *server.Server // the embedded server, if nats.url is ""
 	nc       *nats.Conn
@@ -128,12 +129,16 @@ func (w *Worker) Replica() string { return w.replica }
 
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
 // stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
+// Neither what it logs, through log, nor its errors show cfg's secrets.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry()}
+	secrets := NewSecrets(cfg.Secrets()...)
+	log = secrets.Logger(log)
+	w := &Worker{cfg: cfg, log: log, secrets: secrets, started: time.Now(), registry: prometheus.NewRegistry()}
 	w.replica, w.host = replicaName()
 	defer func() {
 		if err != nil {
 			w.Close()
+			err = secrets.Error(err)
 		}
 	}()
 	w.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -248,7 +253,7 @@ func retrySetup(ctx context.Context, log *slog.Logger, setup func() error) error
 }
 
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
-func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
+func (w *Worker) NATSURL() string { return RedactURL(w.nc.ConnectedUrl()) }
 
 // Metrics gathers the worker's metrics, as /metrics serves them.
 func (w *Worker) Metrics() prometheus.Gatherer { return w.registry }
@@ -442,7 +447,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { cause.note(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			cause.note(nil)
-			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("NATS reconnected", "url", RedactURL(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			// What nats.go would otherwise print to stderr by itself. A refusal while
@@ -472,7 +477,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+	log.Info("connected to NATS", "url", RedactURL(nc.ConnectedUrl()))
 	return nc, gone, nil
 }
 
@@ -581,20 +586,6 @@ func AuthOptions(c NATS) ([]nats.Option, error) {
 		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
 	}
 	return opts, nil
-}
-
-// redactURL hides passwords in nats://user:pass@host URLs.
-func RedactURL(url string) string {
-	var out []string
-	for _, u := range strings.Split(url, ",") {
-		if at := strings.LastIndex(u, "@"); at >= 0 {
-			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
-				u = u[:scheme+3] + "REDACTED" + u[at:]
-			}
-		}
-		out = append(out, u)
-	}
-	return strings.Join(out, ",")
 }
 
 // startEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
