@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/sim"
 )
@@ -142,8 +143,8 @@ func serve(h http.Handler, addr string) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
-	go srv.Serve(l)
+	srv := httpserver.New(h, slog.NewLogLogger(slog.DiscardHandler, 0))
+	go httpserver.Serve(srv, l)
 	return "http://" + l.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/robfig/cron/v3"
 	"github.com/rollcall/rollcall/events"
+	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -152,8 +153,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		if err != nil {
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
-		w.http = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		go w.http.Serve(l)
+		w.http = httpserver.New(w.handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+		go httpserver.Serve(w.http, l)
 		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
 	if url == "" {
