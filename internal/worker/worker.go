@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,6 +65,7 @@ type Worker struct {
 	secrets  *Secrets // cfg's, hidden from what it shows
 	started  time.Time
 	ns       *server.Server // the embedded server, if nats.url is ""
+	stopNS   func()         // shuts it down, removes nats.url, unlocks store_dir
 	nc       *nats.Conn
 	closed   <-chan struct{} // closed if the connection is closed for good
 	js       jetstream.JetStream
@@ -158,7 +160,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
 	if url == "" {
-		if w.ns, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
+		if w.ns, w.stopNS, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
 			return nil, err
 		}
 		url = w.ns.ClientURL()
@@ -345,7 +347,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	return runErr
 }
 
-// Close closes the connection and shuts the embedded server down.
+// Close closes the connection and shuts the embedded server down; when it returns,
+// store_dir/nats.url is gone.
 func (w *Worker) Close() {
 	if w.http != nil {
 		w.http.Close()
@@ -353,9 +356,8 @@ func (w *Worker) Close() {
 	if w.nc != nil {
 		w.nc.Close()
 	}
-	if w.ns != nil {
-		w.ns.Shutdown()
-		w.ns.WaitForShutdown()
+	if w.stopNS != nil {
+		w.stopNS()
 	}
 }
 
@@ -589,11 +591,13 @@ func AuthOptions(c NATS) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// startEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
+// StartEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
 // and `rollcall tail` find it, or on any free port if that one is taken. It holds a
-// lock on storeDir until the server shuts down, and writes the server's URL into
-// storeDir/nats.url meanwhile, for the commands that talk to the running worker.
-func StartEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
+// lock on storeDir, and writes the server's URL into storeDir/nats.url, for the
+// commands that talk to the running worker, until stop is called: stop shuts the
+// server down, removes the file and unlocks the store before it returns, so that a
+// process that exits right after leaves no URL behind.
+func StartEmbedded(storeDir string, log *slog.Logger) (ns *server.Server, stop func(), err error) {
 	port := 4222
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		port = -1
@@ -601,28 +605,30 @@ func StartEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 		l.Close()
 	}
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
-		return nil, fmt.Errorf("nats.store_dir: %w", err)
+		return nil, nil, fmt.Errorf("nats.store_dir: %w", err)
 	}
 	unlock, err := lockDir(storeDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ns, err := publisher.StartEmbedded("127.0.0.1", port, storeDir)
+	ns, err = publisher.StartEmbedded("127.0.0.1", port, storeDir)
 	if err != nil {
 		unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	urlFile := filepath.Join(storeDir, EmbeddedURLFile)
 	if err := os.WriteFile(urlFile, []byte(ns.ClientURL()+"\n"), 0o644); err != nil {
 		log.Warn("cannot write the embedded server's URL: rollcall track, untrack and tracked will not find it", "err", err)
 	}
 	log.Info("embedded NATS server with JetStream", "url", ns.ClientURL(), "store_dir", storeDir)
-	go func() {
+	return ns, sync.OnceFunc(func() {
+		ns.Shutdown()
 		ns.WaitForShutdown()
-		os.Remove(urlFile)
+		if err := os.Remove(urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("cannot remove the embedded server's URL", "err", err)
+		}
 		unlock()
-	}()
-	return ns, nil
+	}), nil
 }
 
 // EmbeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
