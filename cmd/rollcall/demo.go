@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,7 +43,11 @@ func demoChurnConfig() sim.ChurnConfig {
 
 // runDemo runs everything in one process: an embedded NATS server, the simulated API
 // with churning rooms, the worker on a short schedule, and a live feed of the events.
+// SIGHUP stops it as Ctrl-C does: the demo is interactive, and a hangup means that its
+// terminal is gone (ignored, it would run on, unseen, holding NATS's port).
 func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	if d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
