@@ -38,6 +38,13 @@ func TestNATSSecurity(t *testing.T) {
 	}{
 		{"user and password", func(o *server.Options) { o.Username, o.Password = "rollcall", "pw-1" },
 			func(n *NATS) { n.User, n.Password = "rollcall", "pw-1" }},
+		{"a user with no more permissions than docs/operations.md lists", func(o *server.Options) {
+			o.Users = []*server.User{{Username: "rollcall", Password: "pw-1", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{"videosdk.>", "$JS.API.>", "$KV.ROLLCALL_STATE.>", "$KV.ROLLCALL_TRACKING.>",
+					"$KV.ROLLCALL_LEASES.>", "_rollcall.ROLLCALL.>", "_INBOX.>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", "_rollcall.ROLLCALL.>"}},
+			}}}
+		}, func(n *NATS) { n.User, n.Password = "rollcall", "pw-1" }},
 		{"token", func(o *server.Options) { o.Authorization = "tok-1" },
 			func(n *NATS) { n.Token = "tok-1" }},
 		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: nkeyUser(t, dir)}} },
@@ -79,6 +86,9 @@ func TestNATSSecurity(t *testing.T) {
 			eventually(t, "session.started and a joined in the stream", func() bool {
 				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
 			})
+			if strings.Contains(logs.String(), "NATS denies") {
+				t.Error("a permission denied")
+			}
 		})
 	}
 }
@@ -296,4 +306,44 @@ type switchableUser struct {
 func (u *switchableUser) Check(c server.ClientAuthentication) bool {
 	o := c.GetOpts()
 	return u.allowed.Load() && o.Username == u.username && o.Password == u.password
+}
+
+// TestNATSPermissionDenied: a server that denies the worker's user a permission it
+// needs is logged as a denial naming the permission, never as NATS out of reach.
+func TestNATSPermissionDenied(t *testing.T) {
+	tests := []struct {
+		name   string
+		denied server.Permissions
+		want   string // in the log
+	}{
+		{"publishing events", server.Permissions{Publish: &server.SubjectPermission{Deny: []string{"videosdk.>"}}},
+			`denied="publish to \"videosdk.session.started.r1.s1\""`},
+		{"creating the stream", server.Permissions{Publish: &server.SubjectPermission{Deny: []string{"$JS.API.STREAM.CREATE.>"}}},
+			`denied="publish to \"$JS.API.STREAM.CREATE.ROLLCALL\""`},
+		{"subscribing to its status subject", server.Permissions{Subscribe: &server.SubjectPermission{Deny: []string{"_rollcall.>"}}},
+			`denied="subscribe to \"_rollcall.ROLLCALL.tracked\""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := natstest.StartWith(t, func(o *server.Options) {
+				o.Users = []*server.User{{Username: "rollcall", Password: "pw", Permissions: &tt.denied}}
+			})
+			cfg := securityConfig(t, ns.ClientURL())
+			cfg.NATS.User, cfg.NATS.Password = "rollcall", "pw"
+			var logs testkit.Buffer
+			stop := runWorker(t, cfg, &logs)
+			defer stop()
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("the worker's log:\n%s", logs.String())
+				}
+			})
+			eventually(t, "the denial logged", func() bool {
+				return strings.Contains(logs.String(), "NATS denies a permission") && strings.Contains(logs.String(), tt.want)
+			})
+			if strings.Contains(logs.String(), "cannot reach NATS") {
+				t.Error("a denial logged as NATS out of reach")
+			}
+		})
+	}
 }

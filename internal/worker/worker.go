@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -15,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,6 +436,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		return nil, nil, err
 	}
 	gone := make(chan struct{})
+	denied := &denials{log: log}
 	opts := append(auth,
 		nats.Name("rollcall"),
 		nats.MaxReconnects(-1),
@@ -456,6 +460,10 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 			// What nats.go would otherwise print to stderr by itself. A refusal while
 			// reconnecting comes here too, at every attempt: said once per cause.
 			switch {
+			case errors.Is(err, nats.ErrPermissionViolation):
+				// The connection is fine; the server refuses one publish or
+				// subscription (the publish itself only times out).
+				denied.note(err)
 			case sub == nil:
 				cause.note(err)
 			case errors.Is(err, nats.ErrConsumerNotActive):
@@ -525,6 +533,53 @@ func (c *natsCause) current() string {
 
 const causeAuthorization = "authorization refused"
 
+// denials logs each permission the server denies, once, naming it.
+type denials struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// maxDenials bounds the denials logged one by one: a publish's subject holds its
+// session's IDs.
+const maxDenials = 20
+
+func (d *denials) note(err error) {
+	what := cmp.Or(permissionDenied(err), err.Error())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		d.seen = make(map[string]bool)
+	}
+	switch {
+	case d.seen[what]:
+		return
+	case len(d.seen) < maxDenials:
+		d.log.Error("NATS denies a permission: grant it to the user rollcall connects as (see docs/operations.md)", "denied", what, "err", err)
+	case len(d.seen) == maxDenials:
+		d.log.Error("NATS denies more permissions than are logged one by one", "logged", maxDenials)
+	default:
+		return
+	}
+	d.seen[what] = true
+}
+
+var permissionRE = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]*)"`)
+
+// permissionDenied says what a permission denial from the server denies, as
+// `publish to "subject"` or `subscribe to "subject"`; "" if err does not say.
+func permissionDenied(err error) string {
+	m := permissionRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	op := "publish"
+	if strings.EqualFold(m[1], "subscription") {
+		op = "subscribe"
+	}
+	return op + " to " + strconv.Quote(m[2])
+}
+
 // authHint says what to check when the server refuses the configured credentials.
 func authHint(n NATS) string {
 	switch {
@@ -546,6 +601,11 @@ func NATSCause(err error) string {
 	var tlsErr *tls.CertificateVerificationError
 	msg := strings.ToLower(err.Error())
 	switch {
+	case errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(msg, "permissions violation"):
+		if what := permissionDenied(err); what != "" {
+			return "permission denied: the user may not " + what
+		}
+		return "permission denied: " + err.Error()
 	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication"):
 		return causeAuthorization + ": check nats.creds, nats.nkey_seed, nats.user and nats.password (NATS_USER, NATS_PASSWORD, NATS_CREDS) or nats.token"
 	case errors.Is(err, syscall.ECONNREFUSED):
