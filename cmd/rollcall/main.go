@@ -124,10 +124,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			*url = u
 		}
 		secrets.Add(worker.URLSecrets(*url)...)
-		if flagSet(fs, "nats") {
-			if err := worker.CheckNATSURL("-nats", *url); err != nil {
-				return err
-			}
+		// Checked as nats.url is, so that nats.go never quotes a URL it cannot parse.
+		if err := worker.CheckNATSURL("the NATS URL (-nats, NATS_URL, nats.url)", *url); err != nil {
+			return err
 		}
 		return runTail(ctx, *url, auth, *stream, *all, stdout)
 	case "check":

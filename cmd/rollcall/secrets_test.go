@@ -183,3 +183,25 @@ func secretsRun(t *testing.T, config string, ok bool) string {
 	}
 	return "$ rollcall run\n" + logs.String() + all.String()
 }
+
+// TestTailBadURL: a NATS URL that is not one, from -nats or NATS_URL, is refused
+// before nats.go sees it (its parse errors quote the URL), and shows nothing of it.
+func TestTailBadURL(t *testing.T) {
+	const secret = "tail-secret-9"
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"-nats", []string{"tail", "-nats", "nats://rollcall:" + secret}, nil},
+		{"NATS_URL", []string{"tail"}, map[string]string{"NATS_URL": "nats://rollcall:" + secret + "@host:bad"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out testkit.Buffer
+			err := run(context.Background(), tt.args, &out, &out, func(k string) string { return tt.env[k] })
+			if err == nil || !strings.Contains(err.Error(), "must be a nats://") || strings.Contains(err.Error()+out.String(), secret) {
+				t.Errorf("tail: %v\n%s", err, out.String())
+			}
+		})
+	}
+}
