@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/sim"
 )
 
@@ -98,15 +99,14 @@ func serveSim(o options) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{
-		Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				conns.Add(1)
-			}
-		},
+	srv := httpserver.New(mux, slog.NewLogLogger(slog.DiscardHandler, 0))
+	srv.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
 	}
-	go srv.Serve(l)
+	go srv.Serve(l) // no connection cap: it would throttle the load measured
+
 	return "http://" + l.Addr().String(), func() { srv.Close() }, nil
 }
 

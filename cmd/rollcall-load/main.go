@@ -139,18 +139,25 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-churn must be in 0..1")
 	case o.latency < 0 || o.interval < time.Second || o.timeout <= 0:
 		return o, errors.New("-latency must be 0 or more, -interval at least 1s, -timeout positive")
+	case o.natsURL != "":
+		return o, worker.CheckNATSURL("-nats", o.natsURL)
 	}
 	return o, nil
 }
 
 // run is the whole program. Its report goes to stdout, and so do the warnings and
 // errors the worker logs, so that a failed poll is seen next to the figures.
-func run(ctx context.Context, args []string, stdout io.Writer) error {
+//
+// No secret of -nats shows in what it prints or returns.
+func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	stdout = &lockedWriter{w: stdout} // the parts write their errors to it too
 	o, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
 	}
+	secrets := worker.NewSecrets(worker.URLSecrets(o.natsURL)...)
+	defer func() { err = secrets.Error(err) }()
+	stdout = secrets.Writer(stdout)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	problems := &countingHandler{Handler: slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelWarn}), n: new(atomic.Int64)}

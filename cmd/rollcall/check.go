@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,14 +20,10 @@ import (
 	"github.com/rollcall/rollcall/publisher"
 )
 
-// runCheck validates the config as `run` does and prints it with secrets redacted;
+// runCheck prints the config, validated as `run` does (loaded from path), with secrets redacted;
 // online, it also asks the API and NATS, one line per check. Any failed check is an
 // error.
-func runCheck(ctx context.Context, path string, online bool, stdout io.Writer, getenv func(string) string) error {
-	cfg, err := worker.Load(path, getenv)
-	if err != nil {
-		return err
-	}
+func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "# %s is valid; the effective config, secrets redacted:\n", path)
 	if err := toml.NewEncoder(stdout).Encode(cfg.Redacted()); err != nil {
 		return err
@@ -97,7 +92,7 @@ func checkNATS(ctx context.Context, cfg worker.Config, stdout io.Writer) error {
 	nc, err := nats.Connect(cfg.NATS.URL, append(auth, nats.Name("rollcall check"), nats.Timeout(5*time.Second))...)
 	if errors.Is(err, nats.ErrNoServers) {
 		// nats.go does not say why no server took the connection: a dial does.
-		if u, perr := url.Parse(strings.TrimSpace(strings.Split(cfg.NATS.URL, ",")[0])); perr == nil {
+		if u, perr := worker.NATSServerURL(strings.TrimSpace(strings.Split(cfg.NATS.URL, ",")[0])); perr == nil {
 			if c, derr := net.DialTimeout("tcp", u.Host, 5*time.Second); derr != nil {
 				err = derr
 			} else {

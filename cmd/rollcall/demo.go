@@ -11,10 +11,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/sim"
 )
@@ -40,7 +43,11 @@ func demoChurnConfig() sim.ChurnConfig {
 
 // runDemo runs everything in one process: an embedded NATS server, the simulated API
 // with churning rooms, the worker on a short schedule, and a live feed of the events.
+// SIGHUP stops it as Ctrl-C does: the demo is interactive, and a hangup means that its
+// terminal is gone (ignored, it would run on, unseen, holding NATS's port).
 func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	if d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -142,8 +149,8 @@ func serve(h http.Handler, addr string) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
-	go srv.Serve(l)
+	srv := httpserver.New(h, slog.NewLogLogger(slog.DiscardHandler, 0))
+	go httpserver.Serve(srv, l)
 	return "http://" + l.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -82,7 +82,8 @@ func tail(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writ
 }
 
 // feedLine renders an event for people: when it reached the stream (so that lines come
-// in the order the stream holds them), what happened, who, where.
+// in the order the stream holds them), what happened, who, where; what comes from the
+// API is printable.
 func feedLine(data []byte, at time.Time) string {
 	var e struct {
 		Type string    `json:"type"`
@@ -99,10 +100,10 @@ func feedLine(data []byte, at time.Time) string {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(data, &e); err != nil {
-		return "unreadable event: " + err.Error()
+		return "unreadable event: " + printable(err.Error())
 	}
 	d := e.Data
-	where := fmt.Sprintf("room %s  session %s", d.RoomID, d.SessionID)
+	where := fmt.Sprintf("room %s  session %s", printable(d.RoomID), printable(d.SessionID))
 	stamp := at.Local().Format("15:04:05.000")
 	if d.Detection == events.DetectionReconciled {
 		where += "  (reconciled: no poll saw it)"
@@ -128,12 +129,13 @@ func feedLine(data []byte, at time.Time) string {
 	case events.TypeSessionEnded:
 		return fmt.Sprintf("%s  session ended            %s", stamp, where)
 	}
-	return fmt.Sprintf("%s  %s  %s", stamp, strings.TrimPrefix(e.Type, "live.videosdk."), where)
+	return fmt.Sprintf("%s  %s  %s", stamp, printable(strings.TrimPrefix(e.Type, "live.videosdk.")), where)
 }
 
+// who is a participant as a feed line shows it, escaped for the terminal.
 func who(name, id string) string {
 	if name == "" {
-		return id
+		return printable(id)
 	}
-	return name + " (" + id + ")"
+	return printable(name) + " (" + printable(id) + ")"
 }

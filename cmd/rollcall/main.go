@@ -49,12 +49,27 @@ func main() {
 }
 
 // run is the whole program; main only adds the process around it.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+//
+// No secret shows in what it prints or returns: each command adds to secrets those of
+// the config, flags and environment it reads, and its output and error are scrubbed
+// of them (but for `token`'s output, which is one).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command")
 	}
 	cmd, args := args[0], args[1:]
+	secrets := worker.NewSecrets()
+	defer func() { err = secrets.Error(err) }()
+	if cmd != "token" {
+		stdout = secrets.Writer(stdout)
+	}
+	stderr = secrets.Writer(stderr)
+	load := func(path string, api bool) (worker.Config, error) {
+		cfg, err := worker.LoadFor(path, getenv, api)
+		secrets.Add(cfg.Secrets()...)
+		return cfg, err
+	}
 	fs := flag.NewFlagSet("rollcall "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	switch cmd {
@@ -63,7 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return runWorker(ctx, *path, stderr, getenv)
+		cfg, err := load(*path, true)
+		if err != nil {
+			return err
+		}
+		return runWorker(ctx, cfg, *path, stderr)
 	case "demo":
 		dur := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
 		if err := fs.Parse(args); err != nil {
@@ -86,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		var auth []nats.Option
 		if *path != "" {
-			cfg, err := worker.LoadFor(*path, getenv, false)
+			cfg, err := load(*path, false)
 			if err != nil {
 				return err
 			}
@@ -104,6 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		} else if u := getenv("NATS_URL"); u != "" && !flagSet(fs, "nats") {
 			*url = u
 		}
+		secrets.Add(worker.URLSecrets(*url)...)
+		// Checked as nats.url is, so that nats.go never quotes a URL it cannot parse.
+		if err := worker.CheckNATSURL("the NATS URL (-nats, NATS_URL, nats.url)", *url); err != nil {
+			return err
+		}
 		return runTail(ctx, *url, auth, *stream, *all, stdout)
 	case "check":
 		path := fs.String("config", "config.toml", "config file")
@@ -111,7 +135,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return runCheck(ctx, *path, *online, stdout, getenv)
+		cfg, err := load(*path, true)
+		if err != nil {
+			return err
+		}
+		return runCheck(ctx, cfg, *path, *online, stdout)
 	case "healthcheck":
 		path := fs.String("config", "config.toml", "config file: where http.listen is")
 		ready := fs.Bool("ready", false, "ask /readyz rather than /healthz")
@@ -125,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err != nil {
 			return err
 		}
-		cfg, err := worker.LoadFor(*path, getenv, false)
+		cfg, err := load(*path, false)
 		if err != nil {
 			return err
 		}
@@ -149,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if len(pos) != 1 || pos[0] == "" {
 			return errors.New("usage: rollcall who SESSION_ID|ROOM_ID [-config PATH] [-json]")
 		}
-		cfg, err := worker.LoadFor(*path, getenv, false)
+		cfg, err := load(*path, false)
 		if err != nil {
 			return err
 		}

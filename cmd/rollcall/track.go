@@ -59,26 +59,27 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	if err != nil {
 		return nil, err
 	}
+	shown := worker.RedactURL(url)
 	nc, err := nats.Connect(url, append(auth, nats.Name(name), nats.Timeout(3*time.Second))...)
 	if err != nil {
 		if embedded {
-			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, url, err)
+			return nil, fmt.Errorf("%w with nats.store_dir %s: its embedded server at %s does not answer: %w", errNoWorker, cfg.NATS.StoreDir, shown, err)
 		}
-		return nil, fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
+		return nil, fmt.Errorf("nats %s: %w", shown, err)
 	}
 	c := &workerConn{nc: nc}
 	c.reply, err = askWorker(ctx, nc, cfg.NATS.Stream)
 	switch {
 	case embedded && err != nil:
 		nc.Close()
-		return nil, fmt.Errorf("%w with nats.store_dir %s: no rollcall worker answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, url)
+		return nil, fmt.Errorf("%w with nats.store_dir %s: no rollcall worker answers at %s, the URL it left", errNoWorker, cfg.NATS.StoreDir, shown)
 	case embedded && c.reply.StoreDir != storeDir:
 		nc.Close()
 		other := "a worker on an external server"
 		if c.reply.StoreDir != "" {
 			other = "the embedded server of another rollcall, with store_dir " + c.reply.StoreDir
 		}
-		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, leads to %s", errNoWorker, cfg.NATS.StoreDir, url, other)
+		return nil, fmt.Errorf("%w with nats.store_dir %s: %s, the URL it left, leads to %s", errNoWorker, cfg.NATS.StoreDir, shown, other)
 	case err != nil:
 		c.reply = nil
 	}
@@ -185,9 +186,9 @@ func runTrack(ctx context.Context, cfg worker.Config, args []string, stdout io.W
 		return err
 	}
 	if s, ok := c.find(kind, id); ok {
-		fmt.Fprintf(stdout, "tracking %s %s (tracked already, from %s)\n", kind, id, strings.Join(s.From, ", "))
+		fmt.Fprintf(stdout, "tracking %s %s (tracked already, from %s)\n", kind, printable(id), printable(strings.Join(s.From, ", ")))
 	} else {
-		fmt.Fprintf(stdout, "tracking %s %s\n", kind, id)
+		fmt.Fprintf(stdout, "tracking %s %s\n", kind, printable(id))
 	}
 	if c.reply == nil {
 		fmt.Fprintln(stdout, "no rollcall worker answered: it will be polled once one runs")
@@ -216,7 +217,7 @@ func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io
 	}
 	if !ok {
 		if s, found := c.find(kind, id); found {
-			return fmt.Errorf("%s %s is not in the tracking bucket: it is followed through %s; untrack that instead", kind, id, strings.Join(s.From, ", "))
+			return fmt.Errorf("%s %s is not in the tracking bucket: it is followed through %s; untrack that instead", kind, printable(id), printable(strings.Join(s.From, ", ")))
 		}
 		return fmt.Errorf("%s %s is not tracked", kind, id)
 	}
@@ -258,18 +259,26 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		list = configured(cfg, sessions, rooms)
 		fmt.Fprintln(stdout, "no rollcall worker answered: what is tracked, without status")
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL\tREPLICA")
 	live, leases := c.leases(ctx, cfg)
+	return printTracked(stdout, list, c.reply != nil, live, leases)
+}
+
+// printTracked prints what is tracked, a line each (with the worker's status if
+// answered), then the leases each replica holds; what comes from the API, the bucket
+// or a replica's name is printable.
+func printTracked(w io.Writer, list []poller.Status, answered bool, live []string, leases map[string]int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tID\tFROM\tSTATUS\tPRESENT\tLAST COMPLETE POLL\tREPLICA")
 	for _, s := range list {
 		last, present := "-", "-"
 		if !s.Last.IsZero() {
 			last = s.Last.UTC().Format(time.RFC3339)
 		}
-		if s.Kind == poller.KindSession && c.reply != nil && s.Status != "no replica" {
+		if s.Kind == poller.KindSession && answered && s.Status != "no replica" {
 			present = strconv.Itoa(s.Present)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Kind, s.ID, strings.Join(s.From, ", "), cmp.Or(s.Status, "-"), present, last, cmp.Or(s.Replica, "-"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(s.Kind), printable(s.ID), printable(strings.Join(s.From, ", ")),
+			printable(cmp.Or(s.Status, "-")), present, last, printable(cmp.Or(s.Replica, "-")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -287,7 +296,7 @@ func runTracked(ctx context.Context, cfg worker.Config, stdout io.Writer) error 
 		if !slices.Contains(live, r) {
 			note = " (not alive: they expire within nats.lease_ttl of its last renewal)"
 		}
-		fmt.Fprintf(stdout, "replica %s holds %d leases%s\n", r, leases[r], note)
+		fmt.Fprintf(w, "replica %s holds %d leases%s\n", printable(r), leases[r], note)
 	}
 	return nil
 }

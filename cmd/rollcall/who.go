@@ -63,19 +63,27 @@ func runWho(ctx context.Context, cfg worker.Config, id string, asJSON bool, stdo
 		enc.SetIndent("", "  ")
 		return enc.Encode(found)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	return printWho(stdout, found)
+}
+
+// printWho prints who is present in each session, a table per session; what comes
+// from the API is printable.
+func printWho(w io.Writer, found []whoSession) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range found {
+		session, room := printable(s.SessionID), printable(s.RoomID)
 		if s.Ended {
-			fmt.Fprintf(tw, "session %s (room %s) has ended: no one is present\n", s.SessionID, s.RoomID)
+			fmt.Fprintf(tw, "session %s (room %s) has ended: no one is present\n", session, room)
 			continue
 		}
-		fmt.Fprintf(tw, "session %s (room %s): %d present\n", s.SessionID, s.RoomID, len(s.Present))
+		fmt.Fprintf(tw, "session %s (room %s): %d present\n", session, room, len(s.Present))
 		if len(s.Present) == 0 {
 			continue
 		}
 		fmt.Fprintln(tw, "NAME\tPARTICIPANT\tSINCE\tMODE\tSDK")
 		for _, p := range s.Present {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.ParticipantID, p.JoinedAt.UTC().Format(time.RFC3339), p.Mode, p.SDKType)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(p.Name), printable(p.ParticipantID),
+				p.JoinedAt.UTC().Format(time.RFC3339), printable(p.Mode), printable(p.SDKType))
 		}
 	}
 	return tw.Flush()

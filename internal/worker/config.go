@@ -360,24 +360,30 @@ func (c Config) check(api bool) error {
 	if v.PerPage < 1 || v.PerPage > 1000 {
 		bad("videosdk.per_page: must be between 1 and 1000")
 	}
-	if v.RequestTimeout.Duration <= 0 {
-		bad("videosdk.request_timeout: must be positive")
+	if v.RequestTimeout.Duration < minRequestTimeout {
+		bad("videosdk.request_timeout: must be at least %s", minRequestTimeout)
 	}
-	if v.MaxConcurrency < 1 {
-		bad("videosdk.max_concurrency: must be at least 1")
+	if v.MaxConcurrency < 1 || v.MaxConcurrency > maxConcurrency {
+		bad("videosdk.max_concurrency: must be between 1 and %d", maxConcurrency)
 	}
-	if !(v.RateLimit >= 0) || math.IsInf(v.RateLimit, 1) { // TOML allows nan and inf
+	switch {
+	case !(v.RateLimit >= 0) || math.IsInf(v.RateLimit, 1): // TOML allows nan and inf
 		bad("videosdk.rate_limit: must be a number >= 0 (0 = unlimited)")
+	case v.RateLimit > 0 && v.RateLimit < minRateLimit:
+		bad("videosdk.rate_limit: must be 0 (unlimited) or at least %g (a request every %s)", minRateLimit, time.Duration(float64(time.Second)/minRateLimit))
 	}
 
-	if _, err := ParseSchedule(c.Poll.Schedule); err != nil {
-		bad("poll.schedule: %w", err)
-	}
-	if _, err := ParseSchedule(c.Poll.DiscoverSchedule); err != nil {
-		bad("poll.discover_schedule: %w", err)
-	}
-	if _, err := ParseSchedule(c.Poll.ReconcileSchedule); err != nil {
-		bad("poll.reconcile_schedule: %w", err)
+	now := time.Now()
+	for _, s := range []struct{ key, spec string }{
+		{"poll.schedule", c.Poll.Schedule}, {"poll.discover_schedule", c.Poll.DiscoverSchedule}, {"poll.reconcile_schedule", c.Poll.ReconcileSchedule},
+	} {
+		sched, err := ParseSchedule(s.spec)
+		if err == nil {
+			err = checkFires(s.spec, sched, now)
+		}
+		if err != nil {
+			bad("%s: %w", s.key, err)
+		}
 	}
 	if c.Poll.LeftTimeWait.Duration < 0 {
 		bad("poll.left_time_wait: must not be negative (0: a left goes out at once, with its end if the list shows it)")
@@ -387,7 +393,7 @@ func (c Config) check(api bool) error {
 	errs = append(errs, idErrors("rooms", c.RoomIDs())...)
 
 	n := c.NATS
-	errs = append(errs, natsURLErrors(n.URL)...)
+	errs = append(errs, natsURLErrors("nats.url", n.URL)...)
 	if (n.User == "") != (n.Password == "") {
 		bad("nats: need both user and password, or neither")
 	}
@@ -509,9 +515,9 @@ func (c Config) RoomIDs() []string {
 	return ids
 }
 
-// natsURLErrors checks a nats.url list. The messages give an entry's position,
-// not its text, which may hold credentials.
-func natsURLErrors(list string) []error {
+// natsURLErrors checks a nats.url list, named key in the errors. The messages give
+// an entry's position, not its text, which may hold credentials.
+func natsURLErrors(key, list string) []error {
 	if list == "" {
 		return nil // the embedded server
 	}
@@ -524,12 +530,12 @@ func natsURLErrors(list string) []error {
 			at = fmt.Sprintf("entry %d: ", i+1)
 		}
 		e = strings.TrimSpace(e)
-		u, err := natsServerURL(e)
+		u, err := NATSServerURL(e)
 		switch {
 		case e == "":
-			errs = append(errs, fmt.Errorf("nats.url: %sempty", at))
+			errs = append(errs, fmt.Errorf("%s: %sempty", key, at))
 		case err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Hostname() == "":
-			errs = append(errs, fmt.Errorf("nats.url: %smust be a nats://, tls://, ws:// or wss:// URL, or host:port", at))
+			errs = append(errs, fmt.Errorf("%s: %smust be a nats://, tls://, ws:// or wss:// URL, or host:port", key, at))
 		case u.Scheme == "ws" || u.Scheme == "wss":
 			websocket++
 		default:
@@ -537,49 +543,86 @@ func natsURLErrors(list string) []error {
 		}
 	}
 	if websocket > 0 && plain > 0 { // nats.go refuses the mix
-		errs = append(errs, errors.New("nats.url: cannot mix ws:// or wss:// servers with nats:// or tls:// ones"))
+		errs = append(errs, fmt.Errorf("%s: cannot mix ws:// or wss:// servers with nats:// or tls:// ones", key))
 	}
 	return errs
 }
 
-// natsServerURL parses one nats.url entry as nats.go does: a bare host:port
+// CheckNATSURL checks a NATS URL list given otherwise than as nats.url (a flag,
+// NATS_URL) as nats.url is checked; its errors name it as name, and give no entry's
+// text.
+func CheckNATSURL(name, list string) error {
+	if list == "" {
+		return fmt.Errorf("%s: empty", name)
+	}
+	return errors.Join(natsURLErrors(name, list)...)
+}
+
+// NATSServerURL parses one nats.url entry as nats.go does: a bare host:port
 // means nats://host:port.
-func natsServerURL(entry string) (*url.URL, error) {
+func NATSServerURL(entry string) (*url.URL, error) {
 	if !strings.Contains(entry, "://") {
 		entry = "nats://" + entry
 	}
 	return url.Parse(entry)
 }
 
-const redacted = "REDACTED"
-
-// Redacted returns a copy of c that is safe to log: secrets that are set read
-// "REDACTED", and so do credentials embedded in nats.url.
+// Redacted returns a copy of c that is safe to show: secrets that are set read
+// "REDACTED", and so do credentials in nats.url (see RedactURL).
 func (c Config) Redacted() Config {
 	for _, s := range []*string{&c.VideoSDK.Secret, &c.VideoSDK.Token, &c.NATS.Password, &c.NATS.Token} {
 		if *s != "" {
 			*s = redacted
 		}
 	}
-	entries := strings.Split(c.NATS.URL, ",")
-	for i, e := range entries {
-		u, err := natsServerURL(strings.TrimSpace(e))
-		if err != nil {
-			entries[i] = redacted // unparsable, so it may hide anything
-			continue
-		}
-		if u.User == nil {
-			continue
-		}
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), redacted)
-		} else {
-			u.User = url.User(redacted) // nats.go takes a lone user name as a token
-		}
-		entries[i] = u.String()
+	if c.NATS.URL != "" {
+		c.NATS.URL = RedactURL(c.NATS.URL)
 	}
-	c.NATS.URL = strings.Join(entries, ",")
 	return c
+}
+
+// Bounds of values that would stall or flood the worker rather than configure it.
+const (
+	// A request that must be answered sooner cannot be: every poll would fail.
+	minRequestTimeout = 100 * time.Millisecond
+	// Sessions fetched at once: past a few dozen, more only queue at the API and the
+	// broker (docs/performance.md); thousands would be thousands of connections.
+	maxConcurrency = 1000
+	// Below a request every 100 s, no schedule is kept: every poll waits its turn for
+	// minutes, and nothing says why.
+	minRateLimit = 0.01
+)
+
+// checkFires refuses a schedule whose next two activations, from some moment, are not
+// within a day: one that never fires (robfig/cron's Next gives the zero time when
+// nothing comes within five years, and a loop waiting on it would poll without
+// pause, as for "0 0 30 2 *"), fires once a day or less, or not on some days ("* * *
+// * 1-5"). It looks from now, and from the start of each day of a year (a leap year,
+// in UTC, as the schedules run), so that whether a schedule is refused does not
+// depend on the day it is checked on.
+func checkFires(spec string, sched cron.Schedule, now time.Time) error {
+	var from []time.Time
+	year := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for day := year; day.Year() == year.Year(); day = day.AddDate(0, 0, 1) {
+		from = append(from, day)
+	}
+	from = append(from, now)
+	for _, t := range from {
+		first := sched.Next(t)
+		if first.IsZero() {
+			return fmt.Errorf("%q never fires", spec)
+		}
+		second := sched.Next(first)
+		if second.IsZero() || second.Sub(t) > 24*time.Hour {
+			then := "never again"
+			if !second.IsZero() {
+				then = "at " + second.UTC().Format(time.RFC3339)
+			}
+			return fmt.Errorf("%q must fire at least twice within any day: after %s it fires at %s, then %s",
+				spec, t.UTC().Format(time.RFC3339), first.UTC().Format(time.RFC3339), then)
+		}
+	}
+	return nil
 }
 
 // scheduleParser accepts standard 5-field specs, 6-field specs that start

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/robfig/cron/v3"
 )
 
 // env is a getenv backed by a map, so tests never touch the process environment.
@@ -49,15 +50,23 @@ nats.tracking_bucket: must differ from nats.state_bucket`},
 		{"videosdk_values", `videosdk.base_url: must be an absolute http or https URL
 videosdk.token_ttl: must be at least 1m
 videosdk.per_page: must be between 1 and 1000
-videosdk.request_timeout: must be positive
-videosdk.max_concurrency: must be at least 1
+videosdk.request_timeout: must be at least 100ms
+videosdk.max_concurrency: must be between 1 and 1000
 videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
+		{"videosdk_bounds", `videosdk.request_timeout: must be at least 100ms
+videosdk.max_concurrency: must be between 1 and 1000
+videosdk.rate_limit: must be 0 (unlimited) or at least 0.01 (a request every 1m40s)`},
 		{"videosdk_base_url_scheme", `videosdk.base_url: must be an absolute http or https URL`},
 		{"rate_limit_nan", `videosdk.rate_limit: must be a number >= 0 (0 = unlimited)`},
 		{"schedule_invalid", `poll.schedule: invalid cron spec "every 5s": expected 5 to 6 fields, found 2: [every 5s]`},
 		{"reconcile_values", `poll.reconcile_schedule: invalid cron spec "often": expected 5 to 6 fields, found 1: [often]
 poll.left_time_wait: must not be negative (0: a left goes out at once, with its end if the list shows it)`},
 		{"schedule_parser_panic", `poll.schedule: invalid cron spec "TZ=UTC": parser panicked: runtime error: slice bounds out of range [:-1]`},
+		{"schedule_never", `poll.schedule: "0 0 30 2 *" never fires`},
+		{"schedule_rare", `poll.schedule: "*/5 * * * 1-5" must fire at least twice within any day: after 2024-01-06T00:00:00Z it fires at 2024-01-08T00:00:00Z, then at 2024-01-08T00:05:00Z
+poll.discover_schedule: "0 0 1 1 *" must fire at least twice within any day: after 2024-01-01T00:00:00Z it fires at 2025-01-01T00:00:00Z, then at 2026-01-01T00:00:00Z
+poll.reconcile_schedule: "@daily" must fire at least twice within any day: after 2024-01-01T00:00:00Z it fires at 2024-01-02T00:00:00Z, then at 2024-01-03T00:00:00Z`},
+		{"schedule_every_over_12h", `poll.reconcile_schedule: "@every 13h" must fire at least twice within any day: after 2024-01-01T00:00:00Z it fires at 2024-01-01T13:00:00Z, then at 2024-01-02T02:00:00Z`},
 		{"schedule_subsecond", `poll.schedule: invalid cron spec "@every 500ms": @every takes a whole number of seconds, at least 1s`},
 		{"nats_values", `nats.stream: must match [A-Za-z0-9_-]+
 nats.subject_prefix: must be dot-separated tokens matching [A-Za-z0-9_-]+
@@ -366,6 +375,43 @@ func TestParseSchedule(t *testing.T) {
 	}
 }
 
+// TestCheckFires: a schedule must fire twice within any day; the year of days it is
+// checked from makes that independent of the day of the check, and now catches what
+// that year cannot show.
+func TestCheckFires(t *testing.T) {
+	now := time.Date(2030, 6, 15, 12, 0, 0, 0, time.UTC)
+	for _, spec := range []string{"@every 1s", "@every 5s", "@every 12h", "*/10 * * * * *", "0 */12 * * *", "@hourly", "TZ=Asia/Tokyo 0 9,21 * * *"} {
+		sched, err := ParseSchedule(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkFires(spec, sched, now); err != nil {
+			t.Errorf("checkFires(%q): %v", spec, err)
+		}
+	}
+	// Fires every minute until 2026, never after: fine in the year checked, not now.
+	until := untilSchedule{cron.Every(time.Minute), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := checkFires("until 2026", until, now); err == nil || err.Error() != `"until 2026" never fires` {
+		t.Errorf("a schedule that stopped firing before now: %v", err)
+	}
+	if err := checkFires("until 2026", until, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Errorf("a schedule that fires until after now: %v", err)
+	}
+}
+
+// untilSchedule is a schedule that fires as Schedule does until end, and never after.
+type untilSchedule struct {
+	cron.Schedule
+	end time.Time
+}
+
+func (u untilSchedule) Next(t time.Time) time.Time {
+	if next := u.Schedule.Next(t); next.Before(u.end) {
+		return next
+	}
+	return time.Time{}
+}
+
 func TestRedacted(t *testing.T) {
 	c := wantDefaults()
 	c.VideoSDK.APIKey, c.VideoSDK.Secret, c.VideoSDK.Token = "key", "secret", "vtoken"
@@ -375,7 +421,7 @@ func TestRedacted(t *testing.T) {
 	want := c
 	want.VideoSDK.Secret, want.VideoSDK.Token = "REDACTED", "REDACTED"
 	want.NATS.Password, want.NATS.Token = "REDACTED", "REDACTED"
-	want.NATS.URL = "nats://u:REDACTED@a:4222,nats://REDACTED@b:4222,tls://c:4443"
+	want.NATS.URL = "nats://u:REDACTED@a:4222,REDACTED@b:4222,tls://c:4443"
 	if diff := cmp.Diff(want, c.Redacted()); diff != "" {
 		t.Errorf("Redacted (-want +got):\n%s", diff)
 	}

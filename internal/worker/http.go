@@ -139,12 +139,12 @@ func (w *Worker) ready(ctx context.Context) (map[string]string, bool) {
 	} else if stale := w.pollsStale(list); stale != "" {
 		checks["polls"] = stale
 	}
-	for _, v := range checks {
-		if v != "ok" {
-			return checks, false
-		}
+	ready := true
+	for k, v := range checks {
+		checks[k] = w.secrets.Scrub(v)
+		ready = ready && v == "ok"
 	}
-	return checks, true
+	return checks, ready
 }
 
 // pollsStale says why polls are not completing: none of the sessions being polled

@@ -2,15 +2,7 @@ package worker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,7 +30,7 @@ const (
 // options and publishes.
 func TestNATSSecurity(t *testing.T) {
 	dir := t.TempDir()
-	pki := newPKI(t, dir)
+	pki := natstest.NewPKI(t, dir)
 	tests := []struct {
 		name   string
 		server func(*server.Options)
@@ -46,16 +38,23 @@ func TestNATSSecurity(t *testing.T) {
 	}{
 		{"user and password", func(o *server.Options) { o.Username, o.Password = "rollcall", "pw-1" },
 			func(n *NATS) { n.User, n.Password = "rollcall", "pw-1" }},
+		{"a user with no more permissions than docs/operations.md lists", func(o *server.Options) {
+			o.Users = []*server.User{{Username: "rollcall", Password: "pw-1", Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: []string{"videosdk.>", "$JS.API.>", "$KV.ROLLCALL_STATE.>", "$KV.ROLLCALL_TRACKING.>",
+					"$KV.ROLLCALL_LEASES.>", "_rollcall.ROLLCALL.>", "_INBOX.>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>", "_rollcall.ROLLCALL.>"}},
+			}}}
+		}, func(n *NATS) { n.User, n.Password = "rollcall", "pw-1" }},
 		{"token", func(o *server.Options) { o.Authorization = "tok-1" },
 			func(n *NATS) { n.Token = "tok-1" }},
 		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: nkeyUser(t, dir)}} },
 			func(n *NATS) { n.NKeySeed = filepath.Join(dir, "user.nk") }},
 		{"creds", func(o *server.Options) { operatorMode(t, o, dir) },
 			func(n *NATS) { n.Creds = filepath.Join(dir, "user.creds") }},
-		{"TLS, the server verified", func(o *server.Options) { pki.serve(t, o, false) },
-			func(n *NATS) { n.TLSCA = pki.ca }},
-		{"mutual TLS", func(o *server.Options) { pki.serve(t, o, true) },
-			func(n *NATS) { n.TLSCA, n.TLSCert, n.TLSKey = pki.ca, pki.clientCert, pki.clientKey }},
+		{"TLS, the server verified", func(o *server.Options) { pki.Serve(t, o, false) },
+			func(n *NATS) { n.TLSCA = pki.CA }},
+		{"mutual TLS", func(o *server.Options) { pki.Serve(t, o, true) },
+			func(n *NATS) { n.TLSCA, n.TLSCert, n.TLSKey = pki.CA, pki.ClientCert, pki.ClientKey }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +86,9 @@ func TestNATSSecurity(t *testing.T) {
 			eventually(t, "session.started and a joined in the stream", func() bool {
 				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
 			})
+			if strings.Contains(logs.String(), "NATS denies") {
+				t.Error("a permission denied")
+			}
 		})
 	}
 }
@@ -251,79 +253,6 @@ func operatorMode(t *testing.T, o *server.Options, dir string) {
 	o.SystemAccount = sys
 }
 
-// pki is a CA, a server certificate for 127.0.0.1 and a client certificate, in files.
-type pki struct {
-	ca, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newPKI(t *testing.T, dir string) pki {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rollcall test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := pki{ca: filepath.Join(dir, "ca.pem")}
-	writePEM(t, p.ca, "CERTIFICATE", caDER)
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyDER, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-		writePEM(t, cert, "CERTIFICATE", der)
-		writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-		return cert, keyFile
-	}
-	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
-	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
-	return p
-}
-
-// serve makes o serve TLS with p's server certificate; with mutual, clients must show
-// a certificate of p's CA.
-func (p pki) serve(t *testing.T, o *server.Options, mutual bool) {
-	t.Helper()
-	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: p.ca, Verify: mutual})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.TLSConfig, o.TLS, o.TLSVerify, o.TLSTimeout = tc, true, mutual, 2
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestNATSUserRemovedMidRun: the worker's user is removed from the server mid-run,
 // then restored. The refusal is logged once, the worker is not ready meanwhile, and it
 // recovers by itself: no loop of "connection closed", no restart needed.
@@ -377,4 +306,44 @@ type switchableUser struct {
 func (u *switchableUser) Check(c server.ClientAuthentication) bool {
 	o := c.GetOpts()
 	return u.allowed.Load() && o.Username == u.username && o.Password == u.password
+}
+
+// TestNATSPermissionDenied: a server that denies the worker's user a permission it
+// needs is logged as a denial naming the permission, never as NATS out of reach.
+func TestNATSPermissionDenied(t *testing.T) {
+	tests := []struct {
+		name   string
+		denied server.Permissions
+		want   string // in the log
+	}{
+		{"publishing events", server.Permissions{Publish: &server.SubjectPermission{Deny: []string{"videosdk.>"}}},
+			`denied="publish to \"videosdk.session.started.r1.s1\""`},
+		{"creating the stream", server.Permissions{Publish: &server.SubjectPermission{Deny: []string{"$JS.API.STREAM.CREATE.>"}}},
+			`denied="publish to \"$JS.API.STREAM.CREATE.ROLLCALL\""`},
+		{"subscribing to its status subject", server.Permissions{Subscribe: &server.SubjectPermission{Deny: []string{"_rollcall.>"}}},
+			`denied="subscribe to \"_rollcall.ROLLCALL.tracked\""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := natstest.StartWith(t, func(o *server.Options) {
+				o.Users = []*server.User{{Username: "rollcall", Password: "pw", Permissions: &tt.denied}}
+			})
+			cfg := securityConfig(t, ns.ClientURL())
+			cfg.NATS.User, cfg.NATS.Password = "rollcall", "pw"
+			var logs testkit.Buffer
+			stop := runWorker(t, cfg, &logs)
+			defer stop()
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("the worker's log:\n%s", logs.String())
+				}
+			})
+			eventually(t, "the denial logged", func() bool {
+				return strings.Contains(logs.String(), "NATS denies a permission") && strings.Contains(logs.String(), tt.want)
+			})
+			if strings.Contains(logs.String(), "cannot reach NATS") {
+				t.Error("a denial logged as NATS out of reach")
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -9,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/robfig/cron/v3"
 	"github.com/rollcall/rollcall/events"
+	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
@@ -60,8 +65,10 @@ func NewLogger(w io.Writer, c Log) *slog.Logger {
 type Worker struct {
 	cfg      Config
 	log      *slog.Logger
+	secrets  *Secrets // cfg's, hidden from what it shows
 	started  time.Time
 	ns       *server.Server // the embedded server, if nats.url is ""
+	stopNS   func()         // shuts it down, removes nats.url, unlocks store_dir
 	nc       *nats.Conn
 	closed   <-chan struct{} // closed if the connection is closed for good
 	js       jetstream.JetStream
@@ -128,12 +135,16 @@ func (w *Worker) Replica() string { return w.replica }
 
 // New connects to NATS (starting the embedded server if nats.url is ""), sets up the
 // stream and the buckets, and wires the poller. It waits for NATS until ctx ends.
+// Neither what it logs, through log, nor its errors show cfg's secrets.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err error) {
-	w := &Worker{cfg: cfg, log: log, started: time.Now(), registry: prometheus.NewRegistry()}
+	secrets := NewSecrets(cfg.Secrets()...)
+	log = secrets.Logger(log)
+	w := &Worker{cfg: cfg, log: log, secrets: secrets, started: time.Now(), registry: prometheus.NewRegistry()}
 	w.replica, w.host = replicaName()
 	defer func() {
 		if err != nil {
 			w.Close()
+			err = secrets.Error(err)
 		}
 	}()
 	w.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,12 +158,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		if err != nil {
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
-		w.http = &http.Server{Handler: w.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		go w.http.Serve(l)
+		w.http = httpserver.New(w.handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+		go httpserver.Serve(w.http, l)
 		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
 	if url == "" {
-		if w.ns, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
+		if w.ns, w.stopNS, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
 			return nil, err
 		}
 		url = w.ns.ClientURL()
@@ -249,7 +260,7 @@ func retrySetup(ctx context.Context, log *slog.Logger, setup func() error) error
 }
 
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
-func (w *Worker) NATSURL() string { return w.nc.ConnectedUrlRedacted() }
+func (w *Worker) NATSURL() string { return RedactURL(w.nc.ConnectedUrl()) }
 
 // Metrics gathers the worker's metrics, as /metrics serves them.
 func (w *Worker) Metrics() prometheus.Gatherer { return w.registry }
@@ -340,7 +351,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	return runErr
 }
 
-// Close closes the connection and shuts the embedded server down.
+// Close closes the connection and shuts the embedded server down; when it returns,
+// store_dir/nats.url is gone.
 func (w *Worker) Close() {
 	if w.http != nil {
 		w.http.Close()
@@ -348,9 +360,8 @@ func (w *Worker) Close() {
 	if w.nc != nil {
 		w.nc.Close()
 	}
-	if w.ns != nil {
-		w.ns.Shutdown()
-		w.ns.WaitForShutdown()
+	if w.stopNS != nil {
+		w.stopNS()
 	}
 }
 
@@ -426,6 +437,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		return nil, nil, err
 	}
 	gone := make(chan struct{})
+	denied := &denials{log: log}
 	opts := append(auth,
 		nats.Name("rollcall"),
 		nats.MaxReconnects(-1),
@@ -443,12 +455,16 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { cause.note(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			cause.note(nil)
-			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("NATS reconnected", "url", RedactURL(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			// What nats.go would otherwise print to stderr by itself. A refusal while
 			// reconnecting comes here too, at every attempt: said once per cause.
 			switch {
+			case errors.Is(err, nats.ErrPermissionViolation):
+				// The connection is fine; the server refuses one publish or
+				// subscription (the publish itself only times out).
+				denied.note(err)
 			case sub == nil:
 				cause.note(err)
 			case errors.Is(err, nats.ErrConsumerNotActive):
@@ -473,7 +489,7 @@ func connect(ctx context.Context, url string, c NATS, log *slog.Logger, cause *n
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
+	log.Info("connected to NATS", "url", RedactURL(nc.ConnectedUrl()))
 	return nc, gone, nil
 }
 
@@ -518,6 +534,53 @@ func (c *natsCause) current() string {
 
 const causeAuthorization = "authorization refused"
 
+// denials logs each permission the server denies, once, naming it.
+type denials struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// maxDenials bounds the denials logged one by one: a publish's subject holds its
+// session's IDs.
+const maxDenials = 20
+
+func (d *denials) note(err error) {
+	what := cmp.Or(permissionDenied(err), err.Error())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen == nil {
+		d.seen = make(map[string]bool)
+	}
+	switch {
+	case d.seen[what]:
+		return
+	case len(d.seen) < maxDenials:
+		d.log.Error("NATS denies a permission: grant it to the user rollcall connects as (see docs/operations.md)", "denied", what, "err", err)
+	case len(d.seen) == maxDenials:
+		d.log.Error("NATS denies more permissions than are logged one by one", "logged", maxDenials)
+	default:
+		return
+	}
+	d.seen[what] = true
+}
+
+var permissionRE = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]*)"`)
+
+// permissionDenied says what a permission denial from the server denies, as
+// `publish to "subject"` or `subscribe to "subject"`; "" if err does not say.
+func permissionDenied(err error) string {
+	m := permissionRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	op := "publish"
+	if strings.EqualFold(m[1], "subscription") {
+		op = "subscribe"
+	}
+	return op + " to " + strconv.Quote(m[2])
+}
+
 // authHint says what to check when the server refuses the configured credentials.
 func authHint(n NATS) string {
 	switch {
@@ -539,6 +602,11 @@ func NATSCause(err error) string {
 	var tlsErr *tls.CertificateVerificationError
 	msg := strings.ToLower(err.Error())
 	switch {
+	case errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(msg, "permissions violation"):
+		if what := permissionDenied(err); what != "" {
+			return "permission denied: the user may not " + what
+		}
+		return "permission denied: " + err.Error()
 	case errors.Is(err, nats.ErrAuthorization) || strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication"):
 		return causeAuthorization + ": check nats.creds, nats.nkey_seed, nats.user and nats.password (NATS_USER, NATS_PASSWORD, NATS_CREDS) or nats.token"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -584,25 +652,13 @@ func AuthOptions(c NATS) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// redactURL hides passwords in nats://user:pass@host URLs.
-func RedactURL(url string) string {
-	var out []string
-	for _, u := range strings.Split(url, ",") {
-		if at := strings.LastIndex(u, "@"); at >= 0 {
-			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
-				u = u[:scheme+3] + "REDACTED" + u[at:]
-			}
-		}
-		out = append(out, u)
-	}
-	return strings.Join(out, ",")
-}
-
-// startEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
+// StartEmbedded starts the embedded server on NATS's usual port, so that `nats sub`
 // and `rollcall tail` find it, or on any free port if that one is taken. It holds a
-// lock on storeDir until the server shuts down, and writes the server's URL into
-// storeDir/nats.url meanwhile, for the commands that talk to the running worker.
-func StartEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
+// lock on storeDir, and writes the server's URL into storeDir/nats.url, for the
+// commands that talk to the running worker, until stop is called: stop shuts the
+// server down, removes the file and unlocks the store before it returns, so that a
+// process that exits right after leaves no URL behind.
+func StartEmbedded(storeDir string, log *slog.Logger) (ns *server.Server, stop func(), err error) {
 	port := 4222
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		port = -1
@@ -610,28 +666,30 @@ func StartEmbedded(storeDir string, log *slog.Logger) (*server.Server, error) {
 		l.Close()
 	}
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
-		return nil, fmt.Errorf("nats.store_dir: %w", err)
+		return nil, nil, fmt.Errorf("nats.store_dir: %w", err)
 	}
 	unlock, err := lockDir(storeDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ns, err := publisher.StartEmbedded("127.0.0.1", port, storeDir)
+	ns, err = publisher.StartEmbedded("127.0.0.1", port, storeDir)
 	if err != nil {
 		unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	urlFile := filepath.Join(storeDir, EmbeddedURLFile)
 	if err := os.WriteFile(urlFile, []byte(ns.ClientURL()+"\n"), 0o644); err != nil {
 		log.Warn("cannot write the embedded server's URL: rollcall track, untrack and tracked will not find it", "err", err)
 	}
 	log.Info("embedded NATS server with JetStream", "url", ns.ClientURL(), "store_dir", storeDir)
-	go func() {
+	return ns, sync.OnceFunc(func() {
+		ns.Shutdown()
 		ns.WaitForShutdown()
-		os.Remove(urlFile)
+		if err := os.Remove(urlFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("cannot remove the embedded server's URL", "err", err)
+		}
 		unlock()
-	}()
-	return ns, nil
+	}), nil
 }
 
 // EmbeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
