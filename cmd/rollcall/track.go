@@ -285,10 +285,10 @@ func printTracked(w io.Writer, list []poller.Status, answered bool, live []strin
 	}
 	for _, s := range list {
 		if s.SetAside > 0 {
-			fmt.Fprintf(stdout, "%s %s: %d records of its last answer set aside (the worker's log says which, and why)\n", s.Kind, s.ID, s.SetAside)
+			fmt.Fprintf(w, "%s %s: %d records of its last answer set aside (the worker's log says which, and why)\n", s.Kind, printable(s.ID), s.SetAside)
 		}
 		if s.Problem != "" {
-			fmt.Fprintf(stdout, "%s %s: failing: %s\n", s.Kind, s.ID, s.Problem)
+			fmt.Fprintf(w, "%s %s: failing: %s\n", s.Kind, printable(s.ID), printable(s.Problem))
 		}
 	}
 	for _, r := range slices.Sorted(maps.Keys(leases)) {
