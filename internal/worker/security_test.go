@@ -78,11 +78,6 @@ func TestNATSSecurity(t *testing.T) {
 			var logs testkit.Buffer
 			stop := runWorker(t, cfg, &logs)
 			defer stop()
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("the worker's log:\n%s", logs.String())
-				}
-			})
 			eventually(t, "session.started and a joined in the stream", func() bool {
 				return len(natstest.Messages(t, js, "ROLLCALL")) == 2
 			})
@@ -167,6 +162,11 @@ func securityConfig(t *testing.T, url string) Config {
 // runWorker runs a worker with cfg until the returned stop is called.
 func runWorker(t *testing.T, cfg Config, logs *testkit.Buffer) (stop func()) {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the worker's log:\n%s", logs.String())
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -333,11 +333,6 @@ func TestNATSPermissionDenied(t *testing.T) {
 			var logs testkit.Buffer
 			stop := runWorker(t, cfg, &logs)
 			defer stop()
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("the worker's log:\n%s", logs.String())
-				}
-			})
 			eventually(t, "the denial logged", func() bool {
 				return strings.Contains(logs.String(), "NATS denies a permission") && strings.Contains(logs.String(), tt.want)
 			})
