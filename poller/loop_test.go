@@ -1,0 +1,502 @@
+package poller_test
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/poller"
+)
+
+// The Manager's scheduling, in virtual time (testing/synctest): a fake poll records
+// when each session is polled. What a poll does is tested against real NATS and HTTP
+// elsewhere (poller_test.go, manager_test.go, cmd/rollcall's end-to-end tests).
+
+// fakePolls records polls by session, at the virtual time they began.
+type fakePolls struct {
+	mu     sync.Mutex
+	polls  map[string][]time.Duration // since the bubble's start
+	ends   map[string][]time.Duration
+	start  time.Time
+	answer func(id string) (poller.Result, error) // nil: a complete poll, nothing new
+	block  chan struct{}                          // if set, every poll waits on it
+	inPoll map[string]int                         // polls of a session under way
+	twice  []string                               // sessions polled by two loops at once
+}
+
+func newFakePolls() *fakePolls {
+	return &fakePolls{polls: map[string][]time.Duration{}, ends: map[string][]time.Duration{}, inPoll: map[string]int{}, start: time.Now()}
+}
+
+func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _ *poller.Cache, _ poller.List) (poller.Result, error) {
+	f.mu.Lock()
+	f.polls[id] = append(f.polls[id], time.Since(f.start))
+	if f.inPoll[id]++; f.inPoll[id] > 1 {
+		f.twice = append(f.twice, id)
+	}
+	block, answer := f.block, f.answer
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.inPoll[id]--; f.mu.Unlock() }()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return poller.Result{}, ctx.Err()
+		}
+	}
+	if answer != nil {
+		return answer(id)
+	}
+	return poller.Result{Complete: true, Found: true}, nil
+}
+
+func (f *fakePolls) End(_ context.Context, _ *slog.Logger, id string, _ *time.Time) (poller.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ends[id] = append(f.ends[id], time.Since(f.start))
+	return poller.Result{Ended: true, Complete: true, Found: true}, nil
+}
+
+// count is how many polls there were in all.
+func (f *fakePolls) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, p := range f.polls {
+		n += len(p)
+	}
+	return n
+}
+
+func (f *fakePolls) times(id string) []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.polls[id])
+}
+
+// fakeRooms lists each room's sessions as its map says, and notes when a listing
+// first showed a session ended.
+type fakeRooms struct {
+	mu     sync.Mutex
+	lists  map[string][]poller.SessionInfo
+	start  time.Time
+	ending map[string]time.Duration // by session
+}
+
+func (r *fakeRooms) set(room string, list ...poller.SessionInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lists[room] = list
+}
+
+func (r *fakeRooms) RoomSessions(_ context.Context, room string, _ bool) ([]poller.SessionInfo, []diff.SetAside, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.lists[room] {
+		if _, seen := r.ending[s.ID]; s.Ended() && !seen {
+			r.ending[s.ID] = time.Since(r.start)
+		}
+	}
+	return slices.Clone(r.lists[room]), nil, nil
+}
+
+// bubble runs a Manager with polls and cfg's changes in virtual time; track sends an
+// update; stop ends it and waits for it.
+type bubble struct {
+	m       *poller.Manager
+	updates chan poller.Update
+	stop    func()
+}
+
+// polling lists the sessions the Manager polls.
+func (b *bubble) polling(t *testing.T) []string {
+	t.Helper()
+	list, err := b.m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list {
+		if s.Kind == poller.KindSession {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+func startManager(t *testing.T, polls poller.Polls, change func(*poller.ManagerConfig)) *bubble {
+	cfg := poller.ManagerConfig{Poller: polls, Schedule: every(5 * time.Second), Discover: every(30 * time.Second), Log: quiet()}
+	if change != nil {
+		change(&cfg)
+	}
+	m := poller.NewManager(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &bubble{m: m, updates: make(chan poller.Update)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx, ctx, b.updates)
+	}()
+	b.stop = func() { cancel(); <-done }
+	return b
+}
+
+func (b *bubble) track(sessions ...string) {
+	b.updates <- poller.Update{Origin: "config", Sessions: sessions}
+}
+
+// offset is where in each interval session id is polled: the Manager's FNV-1a of it.
+func offset(id string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// TestLoopTicks: each session is polled at once when tracked, then once an
+// interval, at its own offset in the interval, whatever the others do.
+func TestLoopTicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		b := startManager(t, f, nil)
+		b.track("s1", "s2", "s3")
+		time.Sleep(21 * time.Second)
+		b.stop()
+		for _, id := range []string{"s1", "s2", "s3"} {
+			want := []time.Duration{0}
+			for at := offset(id, 5*time.Second); at < 21*time.Second; at += 5 * time.Second {
+				if at > 0 {
+					want = append(want, at)
+				}
+			}
+			if d := gocmp.Diff(want, f.times(id)); d != "" {
+				t.Errorf("%s polled at (-want +got):\n%s", id, d)
+			}
+		}
+	})
+}
+
+// TestLoopBackOff: a session the API does not know is asked again after 30 s, then
+// twice as long each time; while the API rejects the credentials, after 10 s, 20 s,
+// 40 s, then every minute. Once it answers, the schedule is back.
+func TestLoopBackOff(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want []time.Duration // the first polls' times
+	}{
+		{"404", poller.ErrNotFound, []time.Duration{0, 30 * time.Second, 90 * time.Second, 210 * time.Second}},
+		{"401", poller.ErrUnauthorized, []time.Duration{0, 10 * time.Second, 30 * time.Second, 70 * time.Second, 130 * time.Second, 190 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakePolls()
+				f.answer = func(string) (poller.Result, error) { return poller.Result{}, tt.err }
+				b := startManager(t, f, nil)
+				b.track("s1")
+				time.Sleep(tt.want[len(tt.want)-1] + time.Second)
+				f.mu.Lock()
+				f.answer = nil // it answers again, from the next poll on (at most 10 min away)
+				f.mu.Unlock()
+				if d := gocmp.Diff(tt.want, f.times("s1"), ticksOf("s1")); d != "" {
+					t.Errorf("polled at (-want +got):\n%s", d)
+				}
+				time.Sleep(10 * time.Minute)
+				before := len(f.times("s1"))
+				time.Sleep(time.Minute)
+				b.stop()
+				if n := len(f.times("s1")) - before; n != 60/5 {
+					t.Errorf("%d polls in a minute once it answers again, want one every 5 s", n)
+				}
+			})
+		})
+	}
+}
+
+// ticksOf compares poll times up to the session's next tick: a wait is counted from
+// the poll, and the poll comes at the first tick after it.
+func ticksOf(id string) gocmp.Option {
+	return gocmp.Comparer(func(a, b time.Duration) bool {
+		d := a - b
+		return d >= -5*time.Second && d <= 5*time.Second
+	})
+}
+
+// TestLoopUntrackAndTrackAgain: a session untracked is polled no more; tracked again,
+// it is polled at once, and then on its schedule.
+func TestLoopUntrackAndTrackAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		b := startManager(t, f, nil)
+		b.track("s1")
+		time.Sleep(12 * time.Second)
+		before := len(f.times("s1"))
+		b.track()
+		time.Sleep(time.Minute)
+		if n := len(f.times("s1")); n != before {
+			t.Errorf("%d polls while untracked", n-before)
+		}
+		b.track("s1")
+		synctest.Wait()
+		got := f.times("s1")
+		if len(got) != before+1 || got[before] != 72*time.Second {
+			t.Errorf("tracked again at 72 s: polled at %v", got[before:])
+		}
+		b.stop()
+	})
+}
+
+// TestLoopStoppedInItsPoll: a session untracked while its poll hangs, then tracked
+// again, is not polled by a second loop while the first is still in its poll: the
+// new loop starts once the old one returns.
+func TestLoopStoppedInItsPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.block = make(chan struct{})
+		b := startManager(t, f, nil)
+		b.track("s1")
+		synctest.Wait() // in its first poll, which hangs
+		b.track()
+		b.track("s1")
+		time.Sleep(time.Minute)
+		if got := f.times("s1"); len(got) != 1 {
+			t.Errorf("polled at %v while its first poll hung, want once", got)
+		}
+		close(f.block) // the poll returns at 60 s
+		synctest.Wait()
+		time.Sleep(time.Second)
+		b.stop()
+		got := f.times("s1")
+		if len(got) < 2 || got[1] != time.Minute || len(f.twice) > 0 {
+			t.Errorf("polled at %v (twice at once: %v); want again at once when the first poll returned, never two at once", got, f.twice)
+		}
+	})
+}
+
+// TestLoopPoked: a session of a room whose listing shows it ended is polled at once
+// (End, since its active list does not say so): at the instant of that listing, not
+// at the session's next tick.
+func TestLoopPoked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.answer = func(string) (poller.Result, error) { return poller.Result{Complete: true}, nil } // no session document
+		rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
+		rooms.set("r1", poller.SessionInfo{ID: "s1", Status: "ongoing"})
+		b := startManager(t, f, func(c *poller.ManagerConfig) { c.Rooms = rooms })
+		b.updates <- poller.Update{Origin: "config", Rooms: []string{"r1"}}
+		time.Sleep(time.Second)
+		rooms.set("r1", poller.SessionInfo{ID: "s1", Status: "ended"})
+		time.Sleep(30 * time.Second) // the room's next listing is within 30 s
+		synctest.Wait()
+		b.stop()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		rooms.mu.Lock()
+		defer rooms.mu.Unlock()
+		want, listed := rooms.ending["s1"]
+		if d := gocmp.Diff([]time.Duration{want}, f.ends["s1"]); d != "" || !listed || offset("s1", 5*time.Second) == want%(5*time.Second) {
+			t.Errorf("ended at (-want: the listing that showed it ended +got):\n%s", d)
+		}
+	})
+}
+
+// memLeases is an in-memory lease bucket, as publisher.Leases keeps one in KV: a key
+// (a lease, or a replica's heartbeat) expires ttl after it was last written. Each
+// renewal takes slow.
+type memLeases struct {
+	mu     sync.Mutex
+	ttl    time.Duration
+	slow   time.Duration
+	keys   map[string]*memKey // leases by key; heartbeats as "hb."+replica
+	serial uint64
+}
+
+type memKey struct {
+	owner   string
+	rev     uint64
+	written time.Time
+}
+
+func newMemLeases(ttl time.Duration) *memLeases {
+	return &memLeases{ttl: ttl, keys: map[string]*memKey{}}
+}
+
+// get returns key if it has not expired; s.mu must be held.
+func (s *memLeases) get(key string) *memKey {
+	k := s.keys[key]
+	if k != nil && time.Since(k.written) >= s.ttl {
+		delete(s.keys, key)
+		return nil
+	}
+	return k
+}
+
+// put writes key; s.mu must be held.
+func (s *memLeases) put(key, owner string) uint64 {
+	s.serial++
+	s.keys[key] = &memKey{owner: owner, rev: s.serial, written: time.Now()}
+	return s.serial
+}
+
+func (s *memLeases) Heartbeat(_ context.Context, replica string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.put("hb."+replica, replica), nil
+}
+
+func (s *memLeases) Leave(_ context.Context, replica string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, "hb."+replica)
+	return nil
+}
+
+func (s *memLeases) Live(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for key := range s.keys {
+		if r, ok := strings.CutPrefix(key, "hb."); ok && s.get(key) != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *memLeases) Claim(_ context.Context, key, replica string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.get(key) != nil {
+		return 0, nil
+	}
+	return s.put(key, replica), nil
+}
+
+func (s *memLeases) Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error) {
+	s.mu.Lock()
+	slow := s.slow
+	s.mu.Unlock()
+	select {
+	case <-time.After(slow):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.get(key); k == nil || k.rev != rev {
+		return 0, nil
+	}
+	return s.put(key, replica), nil
+}
+
+func (s *memLeases) Owners(context.Context) (map[string]string, map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owner, rev := map[string]string{}, map[string]uint64{}
+	for key := range s.keys {
+		if k := s.get(key); k != nil && !strings.HasPrefix(key, "hb.") {
+			owner[key], rev[key] = k.owner, k.rev
+		}
+	}
+	return owner, rev, nil
+}
+
+func (s *memLeases) Release(_ context.Context, key string, rev uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.get(key); k != nil && k.rev == rev {
+		delete(s.keys, key)
+	}
+	return nil
+}
+
+// TestLoopLeasesNeverStallPolls: while a lease round waits on a slow KV (each renewal
+// takes 4 s, under a 15 s TTL), the sessions whose leases are held are polled on
+// their schedule all the same: a poll never waits for a round. (Were a poll to wait
+// on a mutex a round holds, virtual time could not advance, and this test would hang
+// until go test's -timeout: a failure all the same.)
+func TestLoopLeasesNeverStallPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		leases := newMemLeases(15 * time.Second)
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			c.Leases, c.Replica, c.LeaseTTL = leases, "a", 15*time.Second
+		})
+		b.track("s1")
+		time.Sleep(time.Second) // claimed, and polled
+		leases.mu.Lock()
+		leases.slow = 4 * time.Second
+		leases.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		b.stop()
+		got := f.times("s1")
+		for i := 1; i < len(got); i++ {
+			if gap := got[i] - got[i-1]; gap > 5*time.Second {
+				t.Errorf("a gap of %v between polls at %v: a poll waited for a lease round", gap, got[i-1])
+			}
+		}
+		if len(got) < 30/5 {
+			t.Errorf("polled at %v, want every 5 s", got)
+		}
+	})
+}
+
+// TestLoopLeasesFenceAPartitionedReplica: replica p loses the lease bucket (a
+// partition, or a pause: its renewals fail) while its sessions go on. Once its leases
+// are past their deadline it polls none of them, and a takes them when they expire;
+// back, p finds them taken, and the two share again, slowly.
+func TestLoopLeasesFenceAPartitionedReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 3 * time.Second // rounds every second
+		var ids []string
+		for i := range 12 {
+			ids = append(ids, fmt.Sprintf("s%02d", i))
+		}
+		replica := func(name string, store poller.LeaseStore) (*bubble, *fakePolls) {
+			f := newFakePolls()
+			b := startManager(t, f, func(c *poller.ManagerConfig) {
+				c.Schedule, c.Leases, c.Replica, c.LeaseTTL = every(100*time.Millisecond), store, name, ttl
+			})
+			b.track(ids...)
+			return b, f
+		}
+		leases := newMemLeases(ttl)
+		a, _ := replica("a", leases)
+		store := &cut{LeaseStore: leases}
+		p, fp := replica("p", store)
+		defer p.stop()
+		defer a.stop()
+		time.Sleep(20 * time.Second) // a gives p its share, a tenth a round
+		if na, np := len(a.polling(t)), len(p.polling(t)); na != 6 || np != 6 {
+			t.Fatalf("a polls %d sessions, p %d; want six each", na, np)
+		}
+
+		store.off.Store(true)
+		// p's leases end a TTL after their last renewal, at most a TTL after the cut:
+		// from then on, not one poll of p's.
+		time.Sleep(ttl + 200*time.Millisecond)
+		n := fp.count()
+		time.Sleep(5 * time.Second)
+		if more := fp.count() - n; more > 0 {
+			t.Errorf("p polled %d times a TTL after it lost the lease bucket", more)
+		}
+		if na := len(a.polling(t)); na != 12 {
+			t.Errorf("a polls %d sessions once p's leases expired, want all twelve", na)
+		}
+
+		store.off.Store(false)
+		time.Sleep(30 * time.Second)
+		if na, np := len(a.polling(t)), len(p.polling(t)); na != 6 || np != 6 {
+			t.Errorf("back, a polls %d sessions, p %d; want six each", na, np)
+		}
+	})
+}
