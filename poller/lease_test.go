@@ -142,34 +142,6 @@ func (c *cut) Renew(ctx context.Context, key, replica string, rev uint64) (uint6
 	return c.LeaseStore.Renew(ctx, key, replica, rev)
 }
 
-// TestLeasesFenceAPartitionedReplica: replica p loses the lease bucket (a partition,
-// or a pause: its renewals fail) while its sessions go on. Once its leases are past
-// their deadline it polls none of them, before a's takeover, and a takes them when
-// they expire; back, p finds them taken, and the two share again, slowly.
-func TestLeasesFenceAPartitionedReplica(t *testing.T) {
-	r := newReplicas(t)
-	a, _ := r.start(t, "a", r.leases)
-	store := &cut{LeaseStore: r.leases}
-	p, reqsP := r.start(t, "p", store)
-	eventually(t, "six sessions each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
-
-	store.off.Store(true)
-	cutAt := time.Now()
-	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
-	t.Logf("a took p's sessions %v after p was cut off", time.Since(cutAt).Round(10*time.Millisecond))
-	// p's leases ended a TTL after their last renewal, at most a TTL after the cut:
-	// from then on, not one request of p's.
-	time.Sleep(time.Until(cutAt.Add(leaseTTL + 200*time.Millisecond)))
-	n := reqsP.count("/participants")
-	time.Sleep(time.Second)
-	if more := reqsP.count("/participants") - n; more > 0 {
-		t.Errorf("p made %d requests a TTL after it lost the lease bucket", more)
-	}
-
-	store.off.Store(false)
-	eventually(t, "the two share again, six each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
-}
-
 // killed is a lease store whose replica dies as kill -9 does: it gives nothing up.
 type killed struct{ poller.LeaseStore }
 

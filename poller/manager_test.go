@@ -163,61 +163,6 @@ func TestManagerSessions(t *testing.T) {
 	}
 }
 
-// TestManagerOffsets: after the first poll, each session polls once per interval, on
-// its own phase, so that sessions on one schedule do not all fire at once.
-func TestManagerOffsets(t *testing.T) {
-	w := newWorld(t)
-	var sessions []string
-	for i := range 8 {
-		id := fmt.Sprintf("s%d", i)
-		w.api.StartSession(id, "r")
-		sessions = append(sessions, id)
-	}
-	r := newRig(t, w, true)
-	var mu sync.Mutex
-	at := map[string][]time.Time{}
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		mu.Lock()
-		id := strings.Split(req.URL.Path, "/")[3]
-		at[id] = append(at[id], time.Now())
-		mu.Unlock()
-		w.api.ServeHTTP(rw, req)
-	}))
-	defer srv.Close()
-	r.url = srv.URL
-	r.poller = r.with(r.client(10))
-	const interval = time.Second
-	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval) })
-	m.track("config", sessions, nil)
-	eventually(t, "three polls of each session", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range sessions {
-			if len(at[id]) < 3 {
-				return false
-			}
-		}
-		return true
-	})
-	m.stop()
-	mu.Lock()
-	defer mu.Unlock()
-	// Within one second the later polls' phases spread; with no offset they would all
-	// fall within a few milliseconds of each other.
-	var phases []time.Duration
-	for _, id := range sessions {
-		gap := at[id][2].Sub(at[id][1])
-		if gap < interval*8/10 || gap > interval*12/10 {
-			t.Errorf("%s: %v between its second and third polls, want about %v", id, gap, interval)
-		}
-		phases = append(phases, time.Duration(at[id][1].UnixNano()%int64(interval)))
-	}
-	slices.Sort(phases)
-	if spread := phases[len(phases)-1] - phases[0]; spread < interval/4 {
-		t.Errorf("phases of 8 sessions spread over %v of a %v interval: %v", spread, interval, phases)
-	}
-}
-
 // panickySource panics for one session and asks the simulator for the others.
 type panickySource struct {
 	poller.Source
