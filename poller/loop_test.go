@@ -29,6 +29,7 @@ type fakePolls struct {
 	start  time.Time
 	answer func(id string) (poller.Result, error) // nil: a complete poll, nothing new
 	block  chan struct{}                          // if set, every poll waits on it
+	delay  time.Duration                          // every poll takes this long
 	inPoll map[string]int                         // polls of a session under way
 	twice  []string                               // sessions polled by two loops at once
 }
@@ -43,9 +44,10 @@ func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _
 	if f.inPoll[id]++; f.inPoll[id] > 1 {
 		f.twice = append(f.twice, id)
 	}
-	block, answer := f.block, f.answer
+	block, answer, delay := f.block, f.answer, f.delay
 	f.mu.Unlock()
 	defer func() { f.mu.Lock(); f.inPoll[id]--; f.mu.Unlock() }()
+	time.Sleep(delay)
 	if block != nil {
 		select {
 		case <-block:
@@ -318,6 +320,33 @@ type memLeases struct {
 	slow   time.Duration
 	keys   map[string]*memKey // leases by key; heartbeats as "hb."+replica
 	serial uint64
+	woken  []chan struct{} // one for each WatchReleases
+}
+
+// WatchReleases calls released whenever a lease is released, until ctx ends.
+func (s *memLeases) WatchReleases(ctx context.Context, released func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.woken = append(s.woken, ch)
+	s.mu.Unlock()
+	for {
+		select {
+		case <-ch:
+			released()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// wake tells the watchers of a release; s.mu must be held.
+func (s *memLeases) wake() {
+	for _, ch := range s.woken {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 type memKey struct {
@@ -415,6 +444,7 @@ func (s *memLeases) Release(_ context.Context, key string, rev uint64) error {
 	defer s.mu.Unlock()
 	if k := s.get(key); k != nil && k.rev == rev {
 		delete(s.keys, key)
+		s.wake()
 	}
 	return nil
 }
@@ -456,23 +486,12 @@ func TestLoopLeasesNeverStallPolls(t *testing.T) {
 // back, p finds them taken, and the two share again, slowly.
 func TestLoopLeasesFenceAPartitionedReplica(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const ttl = 3 * time.Second // rounds every second
-		var ids []string
-		for i := range 12 {
-			ids = append(ids, fmt.Sprintf("s%02d", i))
-		}
-		replica := func(name string, store poller.LeaseStore) (*bubble, *fakePolls) {
-			f := newFakePolls()
-			b := startManager(t, f, func(c *poller.ManagerConfig) {
-				c.Schedule, c.Leases, c.Replica, c.LeaseTTL = every(100*time.Millisecond), store, name, ttl
-			})
-			b.track(ids...)
-			return b, f
-		}
+		const ttl = leaseTTL
 		leases := newMemLeases(ttl)
-		a, _ := replica("a", leases)
+		a := replica(t, "a", leases, newFakePolls())
 		store := &cut{LeaseStore: leases}
-		p, fp := replica("p", store)
+		fp := newFakePolls()
+		p := replica(t, "p", store, fp)
 		defer p.stop()
 		defer a.stop()
 		time.Sleep(20 * time.Second) // a gives p its share, a tenth a round
@@ -497,6 +516,81 @@ func TestLoopLeasesFenceAPartitionedReplica(t *testing.T) {
 		time.Sleep(30 * time.Second)
 		if na, np := len(a.polling(t)), len(p.polling(t)); na != 6 || np != 6 {
 			t.Errorf("back, a polls %d sessions, p %d; want six each", na, np)
+		}
+	})
+}
+
+// twelve are the sessions that replicas share in the lease tests.
+var twelve = func() (ids []string) {
+	for i := range 12 {
+		ids = append(ids, fmt.Sprintf("s%02d", i))
+	}
+	return ids
+}()
+
+// replica runs a Manager named name over the lease store, polling into f every
+// 100 ms, with leases of leaseTTL (rounds every second); it tracks twelve sessions.
+func replica(t *testing.T, name string, store poller.LeaseStore, f *fakePolls, opts ...func(*poller.ManagerConfig)) *bubble {
+	b := startManager(t, f, func(c *poller.ManagerConfig) {
+		c.Schedule, c.Leases, c.Replica, c.LeaseTTL = every(100*time.Millisecond), store, name, leaseTTL
+		for _, o := range opts {
+			o(c)
+		}
+	})
+	b.track(twelve...)
+	return b
+}
+
+// TestLoopLeasesShare: two replicas share twelve sessions, six each, none polled by
+// both, so that each session is polled once an interval in all; when one stops, it
+// gives its leases up and the other takes every session at once.
+func TestLoopLeasesShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newMemLeases(leaseTTL)
+		f := newFakePolls() // both replicas poll into it: a session polled by both shows
+		a := replica(t, "a", leases, f)
+		defer a.stop()
+		b := replica(t, "b", leases, f)
+		time.Sleep(20 * time.Second) // a gives b its share, a tenth a round
+		pa, pb := a.polling(t), b.polling(t)
+		if len(pa) != 6 || len(pb) != 6 || slices.ContainsFunc(pa, func(id string) bool { return slices.Contains(pb, id) }) {
+			t.Fatalf("a polls %v, b %v; want six each, none by both", pa, pb)
+		}
+		before := f.count()
+		time.Sleep(time.Second)
+		if polls := f.count() - before; polls != 120 {
+			t.Errorf("%d polls in a second for twelve sessions polled every 100 ms, want 120", polls)
+		}
+		b.stop()
+		synctest.Wait()
+		if n := len(a.polling(t)); n != 12 {
+			t.Errorf("a polls %d sessions at once after b stopped, want all twelve", n)
+		}
+	})
+}
+
+// TestLoopLeasesMoveOnceTheirPollsReturn: when a replica joins and the first gives
+// sessions up, a session moves only once the poll under way on the first has
+// returned: never are two replicas' polls of one session under way at once (the old
+// holder's poll would save its state after the new one loaded it, and fail).
+func TestLoopLeasesMoveOnceTheirPollsReturn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newMemLeases(leaseTTL)
+		f := newFakePolls()
+		f.delay = 2500 * time.Millisecond // longer than a lease round: a poll is under way nearly all the time
+		a := replica(t, "a", leases, f)
+		defer a.stop()
+		time.Sleep(time.Second)
+		b := replica(t, "b", leases, f)
+		defer b.stop()
+		time.Sleep(30 * time.Second)
+		if na, nb := len(a.polling(t)), len(b.polling(t)); na != 6 || nb != 6 {
+			t.Errorf("a polls %d sessions, b %d; want six each", na, nb)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.twice) > 0 {
+			t.Errorf("sessions polled by two replicas at once: %v", f.twice)
 		}
 	})
 }
