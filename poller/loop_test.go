@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -591,6 +592,88 @@ func TestLoopLeasesMoveOnceTheirPollsReturn(t *testing.T) {
 		defer f.mu.Unlock()
 		if len(f.twice) > 0 {
 			t.Errorf("sessions polled by two replicas at once: %v", f.twice)
+		}
+	})
+}
+
+// TestLoopMemoryBounded: a Manager that has followed many sessions that all ended
+// holds no more than one that followed a few: sessions of a room come and end in
+// waves of 100, and after the last wave the goroutines, and the heap that
+// allocations made in package poller hold, are what they were after the first (Go
+// maps keep their largest size, so the first wave is the baseline). What a session's
+// poll keeps between polls is its loop's, and goes with it.
+func TestLoopMemoryBounded(t *testing.T) {
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	synctest.Test(t, func(t *testing.T) {
+		const wave = 100
+		f := newFakePolls()
+		var mu sync.Mutex
+		ended := map[string]bool{}
+		f.answer = func(id string) (poller.Result, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return poller.Result{Complete: true, Found: true, Ended: ended[id]}, nil
+		}
+		rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			// Polls far apart: the room's listing announces the ends.
+			c.Schedule, c.Discover, c.Rooms = every(time.Minute), every(200*time.Millisecond), rooms
+		})
+		defer b.stop()
+		startGoroutines, startHeap := usage()
+		var goroutines []int
+		var heaps []int64
+		for i := range *memorySessions / wave {
+			var list []poller.SessionInfo
+			for j := range wave {
+				list = append(list, poller.SessionInfo{ID: fmt.Sprintf("mem-%d-%d", i, j), Status: "ongoing"})
+			}
+			rooms.set("big-room", list...)
+			b.updates <- poller.Update{Origin: "config", Rooms: []string{"big-room"}}
+			time.Sleep(time.Second)
+			if n := len(b.polling(t)); n != wave {
+				t.Fatalf("wave %d: %d sessions polled, want %d", i, n, wave)
+			}
+			mu.Lock()
+			for k := range list {
+				list[k].Status = "ended"
+				ended[list[k].ID] = true
+			}
+			mu.Unlock()
+			rooms.set("big-room", list...)
+			time.Sleep(time.Second)
+			b.updates <- poller.Update{Origin: "config"} // so that no listing is under way when measuring
+			// A timer stopped in a bubble stays in its clock until it would have
+			// fired: let the loops' last ticks (a minute away at most) pass.
+			time.Sleep(time.Minute)
+			// The fake's own record of polls is allocated under package poller's
+			// frames too: not the Manager's.
+			f.mu.Lock()
+			f.polls, f.ends, f.inPoll = map[string][]time.Duration{}, map[string][]time.Duration{}, map[string]int{}
+			f.mu.Unlock()
+			rooms.mu.Lock()
+			rooms.ending = map[string]time.Duration{}
+			rooms.mu.Unlock()
+			mu.Lock()
+			ended = map[string]bool{}
+			mu.Unlock()
+			if n := len(b.polling(t)); n != 0 {
+				t.Fatalf("wave %d: %d sessions still polled once every one ended and the room is untracked", i, n)
+			}
+			n, heap := usage()
+			goroutines, heaps = append(goroutines, n), append(heaps, heap)
+		}
+		t.Logf("%d sessions followed in waves of %d; at the start %d goroutines and %d KiB; after each wave: %v goroutines, %v bytes",
+			*memorySessions, wave, startGoroutines, startHeap>>10, goroutines, heaps)
+		for i, n := range goroutines {
+			if n > startGoroutines {
+				t.Errorf("%d goroutines after wave %d, %d at the start", n, i, startGoroutines)
+			}
+		}
+		// A few KiB may come and go: a buffer, a map's growth.
+		if first, last := heaps[0], heaps[len(heaps)-1]; last > first+32<<10 {
+			t.Errorf("package poller holds %d KiB after %d sessions, %d KiB after the first %d", last>>10, *memorySessions, first>>10, wave)
 		}
 	})
 }
