@@ -83,15 +83,9 @@ type Client struct {
 
 	mu        sync.Mutex
 	holdUntil time.Time // after a 429: the API is the account's, so everyone waits
-	rejected  rejection // the credentials are rejected, for every request
-}
-
-// rejection counts the requests the API rejects for their credentials, so that it is
-// said once, not once per session and cycle: when it starts, at most once a minute
-// while it lasts, and when it ends.
-type rejection struct {
-	count  int
-	logged time.Time
+	// The API rejects the credentials, for every request: said once for the worker,
+	// not once per session and cycle.
+	rejected episode
 }
 
 // NewClient returns a client for cfg.
@@ -150,7 +144,7 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path strin
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	wait := c.cfg.Backoff
+	var retries backoff
 	refreshed := false
 	for attempt := 1; ; attempt++ {
 		body, retryAfter, err := c.once(ctx, endpoint, u, prio)
@@ -172,14 +166,13 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path strin
 			return nil, fmt.Errorf("get %s (attempt %d): %w", path, attempt, err)
 		}
 		// Full jitter, so that sessions retrying together do not stay in step.
-		d := max(rand.N(wait)+time.Millisecond, retryAfter)
+		d := max(rand.N(retries.fail(c.cfg.Backoff, c.cfg.MaxBackoff))+time.Millisecond, retryAfter)
 		c.cfg.Metrics.Retries.WithLabelValues(endpoint).Inc()
 		// Debug: a failure that lasts is logged by the session's loop, and counted.
 		log.Debug("videosdk request failed, retrying", "path", path, "attempt", attempt, "in", d, "err", err)
 		if err := sleep(ctx, d); err != nil {
 			return nil, fmt.Errorf("get %s: %w", path, err)
 		}
-		wait = min(2*wait, c.cfg.MaxBackoff)
 	}
 }
 
@@ -187,16 +180,9 @@ func (c *Client) get(ctx context.Context, log *slog.Logger, endpoint, path strin
 func (c *Client) reject() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := &c.rejected
-	r.count++
-	switch {
-	case r.count == 1:
-		c.cfg.Log.Error("the VideoSDK API rejects the credentials (401, also with a fresh token): check VIDEOSDK_API_KEY and VIDEOSDK_SECRET (videosdk.api_key, videosdk.secret), or VIDEOSDK_TOKEN (videosdk.token); every request fails until they are right")
-		r.logged = time.Now()
-	case time.Since(r.logged) >= time.Minute:
-		c.cfg.Log.Error("the VideoSDK API still rejects the credentials", "rejected_requests", r.count)
-		r.logged = time.Now()
-	}
+	c.rejected.happened(c.cfg.Log, slog.LevelError, time.Now(),
+		"the VideoSDK API rejects the credentials (401, also with a fresh token): check VIDEOSDK_API_KEY and VIDEOSDK_SECRET (videosdk.api_key, videosdk.secret), or VIDEOSDK_TOKEN (videosdk.token); every request fails until they are right",
+		"the VideoSDK API still rejects the credentials")
 }
 
 // accepted notes a request the API answered: rejections, if any, are over.
@@ -204,8 +190,7 @@ func (c *Client) accepted() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rejected.count > 0 {
-		c.cfg.Log.Info("the VideoSDK API accepts the credentials again", "rejected_requests", c.rejected.count)
-		c.rejected = rejection{}
+		c.rejected.over(c.cfg.Log, "the VideoSDK API accepts the credentials again")
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/metrics"
@@ -26,27 +25,18 @@ func (c *Client) Everyone(ctx context.Context, log *slog.Logger, sessionID strin
 	if log == nil {
 		log = c.cfg.Log.With("session_id", sessionID)
 	}
-	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants"
 	all.SessionID = sessionID
 	at := make(map[string]int) // participantId -> index in all.Participants
 	last := 1
-	for n := 1; n <= last; n++ {
+	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants"
+	err = walk(ctx, c, log, metrics.EndpointAll, path, nil, foreground, "all participants, ", 1, DecodePage, func(n int, page Page) (int, error) {
 		all.Pages = n
-		body, err := c.get(ctx, log, metrics.EndpointAll, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}}, foreground)
-		if err != nil {
-			return all, err
-		}
-		page, err := DecodePage(body)
-		if err != nil {
-			return all, fmt.Errorf("all participants, page %d: %w; the body begins %q", n, err, snippet(body))
-		}
-		recycle(body)
 		if page.Paged {
 			last = max(last, page.LastPage)
 		}
 		for _, s := range page.Sessions {
 			if s.SessionID != sessionID {
-				return all, fmt.Errorf("all participants, page %d: %w: it is for session %q", n, ErrMalformed, s.SessionID)
+				return n, fmt.Errorf("%w: it is for session %q", ErrMalformed, s.SessionID)
 			}
 			all.SetAside = append(all.SetAside, s.SetAside...)
 			for _, p := range s.Participants {
@@ -58,6 +48,13 @@ func (c *Client) Everyone(ctx context.Context, log *slog.Logger, sessionID strin
 				all.Participants = append(all.Participants, p)
 			}
 		}
+		if n < last {
+			return n + 1, nil
+		}
+		return 0, nil
+	})
+	if err != nil {
+		all.Pages++ // the page that failed: pages come one after the other, from 1
 	}
-	return all, nil
+	return all, err
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rollcall/rollcall/events"
@@ -57,7 +58,12 @@ type keeper struct {
 	// ManagerConfig.Vanished); nil: never.
 	vanished func(ctx context.Context, replica string) bool
 
-	mu       sync.Mutex
+	// deadlines is what polls read (deadline): the leases owned, with their
+	// deadlines, as the round last published them. Everything else is the rounds'
+	// alone, on one goroutine, so that no poll ever waits for a round's network
+	// calls.
+	deadlines atomic.Pointer[map[string]time.Time]
+
 	held     map[string]*held     // by lease key
 	draining map[string]bool      // held, but no longer owned: released once every stopped loop has returned
 	gone     map[string]time.Time // replicas found vanished, and when: their leases are taken over until they expire
@@ -77,24 +83,38 @@ func newKeeper(store LeaseStore, replica string, ttl time.Duration, log *slog.Lo
 }
 
 // deadline returns when the lease of key ends, and whether this replica owns it.
+// It never waits for a round.
 func (k *keeper) deadline(key string) (time.Time, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	h := k.held[key]
-	if h == nil || k.draining[key] || !time.Now().Before(h.until) {
+	m := k.deadlines.Load()
+	if m == nil {
 		return time.Time{}, false
 	}
-	return h.until, true
+	until, ok := (*m)[key]
+	if !ok || !time.Now().Before(until) {
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+// publish makes what the round has decided so far what polls read: the leases held
+// and not being given up.
+func (k *keeper) publish() {
+	m := make(map[string]time.Time, len(k.held))
+	for key, h := range k.held {
+		if !k.draining[key] {
+			m[key] = h.until
+		}
+	}
+	k.deadlines.Store(&m)
 }
 
 // round runs one round over the keys wanted (tracked here) and returns those owned;
 // scheduled is false for a round that comes early (a release, a change of what is
 // tracked), which gives nothing up; settled says that every loop stopped has
-// returned.
+// returned. Rounds run one at a time.
 func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled bool) map[string]bool {
 	began := time.Now()
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer k.publish()
 	// Leases given up in an earlier round, once their loops have returned: a poll
 	// still under way would save its state after the next holder loaded it.
 	if settled {
@@ -102,18 +122,52 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 			k.release(ctx, key)
 		}
 	}
+	live, ok := k.beat(ctx)
+	if !ok {
+		return k.owned()
+	}
+	fair := share(len(wanted), live, k.replica)
+	want := make(map[string]bool, len(wanted))
+	for _, key := range wanted {
+		want[key] = true
+	}
+	for _, key := range slices.Sorted(maps.Keys(k.held)) {
+		if !want[key] {
+			k.publishWithout(key)
+			k.release(ctx, key)
+		}
+	}
+	k.renew(ctx, began)
+	k.publish()
+	if scheduled {
+		k.giveUp(fair)
+	}
+	if len(k.held) < fair || len(k.gone) > 0 {
+		if owner, revs, err := k.store.Owners(ctx); err != nil {
+			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
+		} else {
+			k.buryVanished(ctx, wanted, owner, revs, live)
+			k.claim(ctx, wanted, fair, began, owner, revs)
+		}
+	}
+	k.metrics.LeasesHeld.Set(float64(len(k.held) - len(k.draining)))
+	k.metrics.ReplicasLive.Set(float64(k.live))
+	return k.owned()
+}
+
+// beat writes this replica's heartbeat and reads who is alive, but for the replicas
+// found gone; false if either failed (a round that renews nothing, claims nothing).
+func (k *keeper) beat(ctx context.Context) (live []string, ok bool) {
 	rev, err := k.store.Heartbeat(ctx, k.replica)
+	if err == nil {
+		if k.born == 0 {
+			k.born = rev
+		}
+		live, err = k.store.Live(ctx)
+	}
 	if err != nil {
 		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
-		return k.owned()
-	}
-	if k.born == 0 {
-		k.born = rev
-	}
-	live, err := k.store.Live(ctx)
-	if err != nil {
-		k.warn(ctx, "lease round failed: leases not renewed, none claimed", "err", err)
-		return k.owned()
+		return nil, false
 	}
 	for r, at := range k.gone {
 		if time.Since(at) > k.ttl {
@@ -122,16 +176,12 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 	}
 	live = slices.DeleteFunc(live, func(r string) bool { _, gone := k.gone[r]; return gone })
 	k.live = max(len(live), 1)
-	fair := share(len(wanted), live, k.replica)
-	want := make(map[string]bool, len(wanted))
-	for _, key := range wanted {
-		want[key] = true
-	}
-	for _, key := range slices.Sorted(maps.Keys(k.held)) {
-		if !want[key] {
-			k.release(ctx, key)
-		}
-	}
+	return live, true
+}
+
+// renew renews every lease held, as of began, with compare-and-set; one another
+// replica took, or that expired, is lost.
+func (k *keeper) renew(ctx context.Context, began time.Time) {
 	renewed := k.each(slices.Collect(maps.Keys(k.held)), func(key string) (uint64, error) {
 		return k.store.Renew(ctx, key, k.replica, k.held[key].rev)
 	})
@@ -148,28 +198,29 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 			h.rev, h.until = r.rev, began.Add(k.ttl)
 		}
 	}
-	// Slowly down to the share, when a replica has joined: a tenth of it, in
-	// scheduled rounds only (rounds also come at once on a release, which must not
-	// cascade).
+}
+
+// giveUp marks leases to give up, slowly down to the fair share when a replica has
+// joined: a tenth of it a round, in scheduled rounds only (rounds also come at once
+// on a release, which must not cascade). They go once their loops have returned.
+func (k *keeper) giveUp(fair int) {
 	have := len(k.held) - len(k.draining)
-	if give := min(have-fair, max(1, fair/10)); give > 0 && scheduled {
-		keys := slices.DeleteFunc(slices.Sorted(maps.Keys(k.held)), func(key string) bool { return k.draining[key] })
-		k.spread(keys)
-		for _, key := range keys[:give] {
-			k.draining[key] = true
-		}
+	give := min(have-fair, max(1, fair/10))
+	if give <= 0 {
+		return
 	}
-	if len(k.held) < fair || len(k.gone) > 0 {
-		if owner, revs, err := k.store.Owners(ctx); err != nil {
-			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
-		} else {
-			k.buryVanished(ctx, wanted, owner, revs, live)
-			k.claim(ctx, wanted, fair, began, owner, revs)
-		}
+	keys := slices.DeleteFunc(slices.Sorted(maps.Keys(k.held)), func(key string) bool { return k.draining[key] })
+	k.spread(keys)
+	for _, key := range keys[:give] {
+		k.draining[key] = true
 	}
-	k.metrics.LeasesHeld.Set(float64(len(k.held) - len(k.draining)))
-	k.metrics.ReplicasLive.Set(float64(k.live))
-	return k.owned()
+	k.publish()
+}
+
+// publishWithout stops polls under key, before its lease is released.
+func (k *keeper) publishWithout(key string) {
+	k.draining[key] = true
+	k.publish()
 }
 
 // buryVanished notes in k.gone, for as long as their leases may last, the holders of
@@ -178,7 +229,7 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 // before this one started. A holder counts only if it wrote none of its leases since
 // this replica's first heartbeat: a replica that renews them runs. Later, no one
 // answering for a replica proves nothing: it may be cut off from NATS for a moment,
-// and its leases expire on their own if it is gone. k.mu must be held.
+// and its leases expire on their own if it is gone.
 func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[string]string, revs map[string]uint64, live []string) {
 	if k.vanished == nil || k.asked || len(wanted) == 0 {
 		return
@@ -207,7 +258,7 @@ func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[st
 // claim takes, up to the fair share, the leases of wanted that no one holds, and those
 // that name this replica (a previous run under the same name, killed before it gave
 // them up) or a replica that is gone, each replica trying the free keys in an order
-// of its own. k.mu must be held.
+// of its own.
 func (k *keeper) claim(ctx context.Context, wanted []string, fair int, began time.Time, owner map[string]string, revs map[string]uint64) {
 	gone := func(r string) bool { _, ok := k.gone[r]; return ok }
 	var mine, free []string
@@ -301,7 +352,7 @@ func (k *keeper) spread(keys []string) {
 	slices.SortFunc(keys, func(a, b string) int { return cmp.Compare(hash(a), hash(b)) })
 }
 
-// owned lists the leases held and not being given up. k.mu must be held.
+// owned lists the leases held and not being given up.
 func (k *keeper) owned() map[string]bool {
 	out := make(map[string]bool, len(k.held))
 	now := time.Now()
@@ -313,7 +364,7 @@ func (k *keeper) owned() map[string]bool {
 	return out
 }
 
-// release gives the lease of key up. k.mu must be held.
+// release gives the lease of key up.
 func (k *keeper) release(ctx context.Context, key string) {
 	if h := k.held[key]; h != nil {
 		if err := k.store.Release(ctx, key, h.rev); err != nil {
@@ -325,10 +376,10 @@ func (k *keeper) release(ctx context.Context, key string) {
 }
 
 // leave gives every lease up and deletes the heartbeat, so that the other replicas
-// take over at once: the replica is stopping, its loops have returned.
+// take over at once: the replica is stopping, its loops have returned, and so has
+// the last round.
 func (k *keeper) leave(ctx context.Context) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer k.publish()
 	// The heartbeat first: the others, woken by the releases, must count this
 	// replica gone, or their fair share leaves its leases unclaimed for a round.
 	if err := k.store.Leave(ctx, k.replica); err != nil {
@@ -338,4 +389,112 @@ func (k *keeper) leave(ctx context.Context) {
 		k.release(ctx, key)
 	}
 	k.metrics.LeasesHeld.Set(0)
+}
+
+// keep runs the lease rounds until ctx ends: the first at once, then every third of
+// the TTL, each followed by the loops brought in line with what this replica owns.
+func (m *Manager) keep(ctx, polls context.Context) {
+	every := m.cfg.LeaseTTL / 3
+	scheduled := true
+	if w, ok := m.cfg.Leases.(interface {
+		WatchReleases(context.Context, func())
+	}); ok {
+		// A replica that stops gives its leases up: take them at once.
+		go w.WatchReleases(ctx, func() {
+			select {
+			case m.nudge <- struct{}{}:
+			default:
+			}
+		})
+	}
+	for {
+		type wants struct {
+			keys    []string
+			settled bool // no loop is stopping
+		}
+		wanted := make(chan wants, 1)
+		m.send(ctx, func() { wanted <- wants{m.leaseKeys(), m.settled()} })
+		var w wants
+		select {
+		case w = <-wanted:
+		case <-ctx.Done():
+			return
+		}
+		round, cancel := context.WithTimeout(ctx, every)
+		owned := m.keeper.round(round, w.keys, scheduled, w.settled)
+		cancel()
+		m.send(ctx, func() {
+			m.owned = owned
+			m.apply(ctx, polls)
+		})
+		select {
+		case <-time.After(every):
+			scheduled = true
+		case <-m.nudge:
+			scheduled = false
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// settled reports whether every loop stopped has returned: until then, a poll of a
+// lease given up may still be under way, and the lease is not released.
+func (m *Manager) settled() bool {
+	for _, loops := range []map[string]*loop{m.sessions, m.rooms} {
+		for _, l := range loops {
+			if l.from == nil && !l.done {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// leaseKeys lists the lease keys of what this replica tracks: every room, and every
+// session tracked by ID (a session only found by rooms goes with its room).
+func (m *Manager) leaseKeys() []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, u := range m.origins {
+		for _, id := range u.Sessions {
+			seen[leaseKey(KindSession, id)] = true
+		}
+		for _, id := range u.Rooms {
+			seen[leaseKey(KindRoom, id)] = true
+		}
+	}
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// underLease returns the context of one poll under the lease key: polls, ending at
+// the lease's deadline, so that a poll cannot outlive the lease; false if this
+// replica does not hold it now. Without leases, polls as it is.
+func (m *Manager) underLease(polls context.Context, key string) (context.Context, context.CancelFunc, bool) {
+	if m.keeper == nil {
+		return polls, func() {}, true
+	}
+	until, ok := m.keeper.deadline(key)
+	if !ok {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithDeadline(polls, until)
+	return ctx, cancel, true
+}
+
+// owns reports whether this replica may run the loop of a session or room tracked by
+// the origins from: without leases, always; a room, or a session tracked by ID, while
+// it holds the lease; a session only found by rooms, with them (their loops run here).
+func (m *Manager) owns(kind, id string, from map[string]bool) bool {
+	if m.keeper == nil {
+		return true
+	}
+	if kind == KindSession && !slices.ContainsFunc(slices.Collect(maps.Keys(from)), func(o string) bool { _, room := roomOrigin(o); return !room }) {
+		return true
+	}
+	return m.owned[leaseKey(kind, id)]
 }

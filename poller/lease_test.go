@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,8 +24,6 @@ type replicas struct {
 	*rig
 	ids    []string
 	leases *publisher.Leases
-	// wrap, when set, serves each replica's requests: name's, through h.
-	wrap func(name string, h http.Handler) http.Handler
 }
 
 func newReplicas(t *testing.T) *replicas {
@@ -53,11 +49,7 @@ func newReplicas(t *testing.T) *replicas {
 func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore, opts ...func(*poller.ManagerConfig)) (*managed, *requestLog) {
 	t.Helper()
 	reqs := &requestLog{}
-	h := reqs.wrap(r.api)
-	if r.wrap != nil {
-		h = r.wrap(name, h)
-	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(reqs.wrap(r.api))
 	t.Cleanup(srv.Close)
 	w := *r.world
 	w.url = srv.URL
@@ -88,30 +80,6 @@ func polling(t *testing.T, m *managed) []string {
 	return out
 }
 
-// TestLeasesShareSessions: two replicas share twelve sessions, six each, none polled
-// by both, so that each session is polled about once an interval in all; when one
-// stops, it gives its leases up and the other takes every session at once.
-func TestLeasesShareSessions(t *testing.T) {
-	r := newReplicas(t)
-	a, reqsA := r.start(t, "a", r.leases)
-	b, reqsB := r.start(t, "b", r.leases)
-	eventually(t, "six sessions each, none polled by both", func() bool {
-		pa, pb := polling(t, a), polling(t, b)
-		return len(pa) == 6 && len(pb) == 6 && !slices.ContainsFunc(pa, func(id string) bool { return slices.Contains(pb, id) })
-	})
-	before := reqsA.count("/participants/active") + reqsB.count("/participants/active")
-	time.Sleep(time.Second)
-	polls := reqsA.count("/participants/active") + reqsB.count("/participants/active") - before
-	// Twelve sessions of one page, every 100 ms: 120 polls a second in all.
-	if polls > 150 {
-		t.Errorf("%d polls in a second for twelve sessions polled every 100 ms: some are polled by both replicas", polls)
-	}
-	b.stop()
-	began := time.Now()
-	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
-	t.Logf("a took b's six sessions %v after b stopped", time.Since(began).Round(10*time.Millisecond))
-}
-
 // cut is a lease store that a partition can cut off: while cut, every call fails as
 // a request to an unreachable server would.
 type cut struct {
@@ -140,34 +108,6 @@ func (c *cut) Renew(ctx context.Context, key, replica string, rev uint64) (uint6
 		return 0, errCut
 	}
 	return c.LeaseStore.Renew(ctx, key, replica, rev)
-}
-
-// TestLeasesFenceAPartitionedReplica: replica p loses the lease bucket (a partition,
-// or a pause: its renewals fail) while its sessions go on. Once its leases are past
-// their deadline it polls none of them, before a's takeover, and a takes them when
-// they expire; back, p finds them taken, and the two share again, slowly.
-func TestLeasesFenceAPartitionedReplica(t *testing.T) {
-	r := newReplicas(t)
-	a, _ := r.start(t, "a", r.leases)
-	store := &cut{LeaseStore: r.leases}
-	p, reqsP := r.start(t, "p", store)
-	eventually(t, "six sessions each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
-
-	store.off.Store(true)
-	cutAt := time.Now()
-	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
-	t.Logf("a took p's sessions %v after p was cut off", time.Since(cutAt).Round(10*time.Millisecond))
-	// p's leases ended a TTL after their last renewal, at most a TTL after the cut:
-	// from then on, not one request of p's.
-	time.Sleep(time.Until(cutAt.Add(leaseTTL + 200*time.Millisecond)))
-	n := reqsP.count("/participants")
-	time.Sleep(time.Second)
-	if more := reqsP.count("/participants") - n; more > 0 {
-		t.Errorf("p made %d requests a TTL after it lost the lease bucket", more)
-	}
-
-	store.off.Store(false)
-	eventually(t, "the two share again, six each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, p)) == 6 })
 }
 
 // killed is a lease store whose replica dies as kill -9 does: it gives nothing up.
@@ -250,57 +190,5 @@ func TestLeasesTakenOverFromAVanishedReplica(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// overlaps watches the requests of several replicas for a session asked by two at once.
-type overlaps struct {
-	mu       sync.Mutex
-	inFlight map[string]map[string]int // session → replica → requests under way
-	found    []string
-}
-
-func (o *overlaps) wrap(name string, h http.Handler, delay time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		id, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/sessions/"), "/")
-		o.mu.Lock()
-		for other, n := range o.inFlight[id] {
-			if other != name && n > 0 {
-				o.found = append(o.found, fmt.Sprintf("%s asked for %s while %s's request was under way", name, id, other))
-			}
-		}
-		if o.inFlight[id] == nil {
-			o.inFlight[id] = map[string]int{}
-		}
-		o.inFlight[id][name]++
-		o.mu.Unlock()
-		defer func() {
-			o.mu.Lock()
-			o.inFlight[id][name]--
-			o.mu.Unlock()
-		}()
-		time.Sleep(delay)
-		h.ServeHTTP(w, req)
-	})
-}
-
-// TestLeasesMoveOnceTheirPollsReturn: when a replica joins and the first gives sessions
-// up, a session moves only once the poll under way on the first has returned: never
-// are two replicas' requests for one session under way at once (the old holder's
-// poll would save its state after the new one loaded it, and fail).
-func TestLeasesMoveOnceTheirPollsReturn(t *testing.T) {
-	r := newReplicas(t)
-	o := &overlaps{inFlight: map[string]map[string]int{}}
-	r.wrap = func(name string, h http.Handler) http.Handler {
-		return o.wrap(name, h, 150*time.Millisecond) // a poll is under way most of the time
-	}
-	a, _ := r.start(t, "a", r.leases)
-	eventually(t, "a polls all twelve", func() bool { return len(polling(t, a)) == 12 })
-	b, _ := r.start(t, "b", r.leases)
-	testkit.Eventually(t, 30*time.Second, "six sessions each", func() bool { return len(polling(t, a)) == 6 && len(polling(t, b)) == 6 })
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, f := range o.found {
-		t.Error(f)
 	}
 }

@@ -1,13 +1,9 @@
 package poller
 
 import (
-	"cmp"
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -24,15 +20,6 @@ const (
 	KindRoom    = "room"
 )
 
-// Statuses of tracked IDs, as `rollcall tracked` shows them.
-const (
-	StatusPolling   = "polling"   // a session whose loop runs
-	StatusNotFound  = "not found" // a session the API answered 404 for, asked less often
-	StatusEnded     = "ended"     // a session that ended: its loop has returned
-	StatusFollowing = "following" // a room whose sessions are listed on the discover schedule
-	StatusStopping  = "stopping"  // untracked, its poll in flight: it returns when that is done
-)
-
 // Update is the whole set of sessions and rooms that one origin (the config file, the
 // tracking bucket) tracks now. An origin that tracks nothing more sends an empty
 // Update: disappearance is said, never inferred from silence.
@@ -40,22 +27,6 @@ type Update struct {
 	Origin   string
 	Sessions []string
 	Rooms    []string
-}
-
-// Status is one tracked session or room.
-type Status struct {
-	Kind    string    `json:"kind"`
-	ID      string    `json:"id"`
-	From    []string  `json:"from"` // "config", "bucket", "room <id>"
-	Status  string    `json:"status"`
-	Last    time.Time `json:"lastComplete,omitzero"` // a session's last complete poll, a room's last listing
-	Present int       `json:"present"`               // a session's participants, as last polled
-	Waiting int       `json:"waiting,omitempty"`     // a session's lefts waiting for their end
-	Replica string    `json:"replica,omitempty"`     // the replica that polls or follows it, with leases
-	// SetAside counts the records of its last answer that could not be used, and
-	// Problem says why its polls or listings fail, while they do.
-	SetAside int    `json:"setAside,omitempty"`
-	Problem  string `json:"problem,omitempty"`
 }
 
 // RoomLister lists a room's sessions; Client is one.
@@ -66,7 +37,7 @@ type RoomLister interface {
 
 // ManagerConfig configures a Manager. Zero durations take the defaults given.
 type ManagerConfig struct {
-	Poller   *Poller
+	Poller   Polls // a Poller
 	Rooms    RoomLister
 	Schedule cron.Schedule // when each session is polled
 	Discover cron.Schedule // when each room's sessions are listed
@@ -149,23 +120,6 @@ type loop struct {
 	problem  string
 }
 
-// trouble notes what is wrong with the loop's answers: records set aside, and why
-// its polls fail ("" while they work).
-func (l *loop) trouble(setAside int, problem string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.setAside, l.problem = setAside, problem
-}
-
-func (l *loop) set(status string, last time.Time, present, waiting int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.status, l.present, l.waiting = status, present, waiting
-	if !last.IsZero() {
-		l.last = last
-	}
-}
-
 // NewManager returns a Manager; Run starts it.
 func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.NotFoundWait <= 0 {
@@ -243,131 +197,12 @@ func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
 	}
 }
 
-// Status returns every tracked session and room, sorted by kind and ID.
-func (m *Manager) Status(ctx context.Context) ([]Status, error) {
-	q := make(chan []Status, 1)
-	select {
-	case m.queries <- q:
-		return <-q, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 // send runs f on the Run goroutine, unless ctx ends first.
 func (m *Manager) send(ctx context.Context, f func()) {
 	select {
 	case m.events <- f:
 	case <-ctx.Done():
 	}
-}
-
-// keep runs the lease rounds until ctx ends: the first at once, then every third of
-// the TTL, each followed by the loops brought in line with what this replica owns.
-func (m *Manager) keep(ctx, polls context.Context) {
-	every := m.cfg.LeaseTTL / 3
-	scheduled := true
-	if w, ok := m.cfg.Leases.(interface {
-		WatchReleases(context.Context, func())
-	}); ok {
-		// A replica that stops gives its leases up: take them at once.
-		go w.WatchReleases(ctx, func() {
-			select {
-			case m.nudge <- struct{}{}:
-			default:
-			}
-		})
-	}
-	for {
-		type wants struct {
-			keys    []string
-			settled bool // no loop is stopping
-		}
-		wanted := make(chan wants, 1)
-		m.send(ctx, func() { wanted <- wants{m.leaseKeys(), m.settled()} })
-		var w wants
-		select {
-		case w = <-wanted:
-		case <-ctx.Done():
-			return
-		}
-		round, cancel := context.WithTimeout(ctx, every)
-		owned := m.keeper.round(round, w.keys, scheduled, w.settled)
-		cancel()
-		m.send(ctx, func() {
-			m.owned = owned
-			m.apply(ctx, polls)
-		})
-		select {
-		case <-time.After(every):
-			scheduled = true
-		case <-m.nudge:
-			scheduled = false
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// settled reports whether every loop stopped has returned: until then, a poll of a
-// lease given up may still be under way, and the lease is not released.
-func (m *Manager) settled() bool {
-	for _, loops := range []map[string]*loop{m.sessions, m.rooms} {
-		for _, l := range loops {
-			if l.from == nil && !l.done {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// leaseKeys lists the lease keys of what this replica tracks: every room, and every
-// session tracked by ID (a session only found by rooms goes with its room).
-func (m *Manager) leaseKeys() []string {
-	var keys []string
-	seen := map[string]bool{}
-	for _, u := range m.origins {
-		for _, id := range u.Sessions {
-			seen[leaseKey(KindSession, id)] = true
-		}
-		for _, id := range u.Rooms {
-			seen[leaseKey(KindRoom, id)] = true
-		}
-	}
-	for k := range seen {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// underLease returns the context of one poll under the lease key: polls, ending at
-// the lease's deadline, so that a poll cannot outlive the lease; false if this
-// replica does not hold it now. Without leases, polls as it is.
-func (m *Manager) underLease(polls context.Context, key string) (context.Context, context.CancelFunc, bool) {
-	if m.keeper == nil {
-		return polls, func() {}, true
-	}
-	until, ok := m.keeper.deadline(key)
-	if !ok {
-		return nil, nil, false
-	}
-	ctx, cancel := context.WithDeadline(polls, until)
-	return ctx, cancel, true
-}
-
-// owns reports whether this replica may run the loop of a session or room tracked by
-// the origins from: without leases, always; a room, or a session tracked by ID, while
-// it holds the lease; a session only found by rooms, with them (their loops run here).
-func (m *Manager) owns(kind, id string, from map[string]bool) bool {
-	if m.keeper == nil {
-		return true
-	}
-	if kind == KindSession && !slices.ContainsFunc(slices.Collect(maps.Keys(from)), func(o string) bool { _, room := roomOrigin(o); return !room }) {
-		return true
-	}
-	return m.owned[leaseKey(kind, id)]
 }
 
 // apply brings the loops in line with what the origins track, and with the sessions
@@ -473,7 +308,7 @@ func (m *Manager) start(ctx, polls context.Context, l *loop) {
 				m.send(ctx, func() { m.found(ctx, polls, l.id, list) })
 			})
 		} else {
-			ended = m.pollSession(lctx, polls, l, room, lease)
+			ended = m.newSessionLoop(l, room, lease).run(lctx, polls)
 		}
 		cancel()
 		m.send(ctx, func() { m.returned(ctx, polls, l, ended) })
@@ -567,367 +402,4 @@ func (m *Manager) byID(id string) bool {
 
 func roomOrigin(origin string) (string, bool) {
 	return strings.CutPrefix(origin, "room ")
-}
-
-func (m *Manager) status() []Status {
-	var out []Status
-	for _, loops := range []map[string]*loop{m.rooms, m.sessions} {
-		for _, l := range loops {
-			if len(l.from) == 0 && l.done {
-				continue
-			}
-			l.mu.Lock()
-			s := Status{Kind: l.kind, ID: l.id, From: slices.Sorted(maps.Keys(l.from)), Status: l.status, Last: l.last, Present: l.present, Waiting: l.waiting,
-				SetAside: l.setAside, Problem: l.problem}
-			if m.keeper != nil {
-				s.Replica = m.cfg.Replica
-			}
-			l.mu.Unlock()
-			switch {
-			case len(l.from) == 0:
-				s.Status = StatusStopping
-			case l.ended:
-				s.Status = StatusEnded
-			}
-			if s.Status == "" {
-				s.Status = StatusPolling
-				if l.kind == KindRoom {
-					s.Status = StatusFollowing
-				}
-			}
-			out = append(out, s)
-		}
-	}
-	slices.SortFunc(out, func(a, b Status) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID)) // rooms first
-	})
-	return out
-}
-
-// pollSession is one session's loop: a poll as soon as it is tracked, then one on
-// each of the schedule's ticks shifted by the session's own offset (its fetch waits
-// for one of the Client's slots). It returns true once the session has ended, and false when
-// ctx ends (tracking stopped, or the worker is stopping).
-func (m *Manager) pollSession(ctx, polls context.Context, l *loop, room, lease string) (ended bool) {
-	log := m.cfg.Log.With("session_id", l.id)
-	roomKnown := room != ""
-	if roomKnown {
-		log = log.With("room_id", room)
-	}
-	var fail failures
-	var aside setAside
-	ticks := newTicks(m.cfg.Schedule, m.anchor, l.id)
-	var cache Cache            // the session's state between polls
-	var notFound time.Duration // the wait after the next 404; 0 while the API knows the session
-	var rejected time.Duration // the wait after the next rejection of the credentials
-	var listed *SessionInfo    // a room's list shows the session ended
-	every := interval(m.cfg.Schedule, m.anchor)
-	next := time.Now()
-	reading := newListing(m.cfg.Reconcile, m.anchor, l.id, next)
-	for {
-		due := next
-		poked, ok := wait(ctx, next, l.poke)
-		if !ok {
-			return false
-		}
-		if poked == nil { // the tick came first; a poke waiting is news all the same
-			select {
-			case s := <-l.poke:
-				poked = &s
-			default:
-			}
-		}
-		if poked != nil {
-			listed = poked
-		}
-		began := time.Now()
-		pctx, done, ok := m.underLease(polls, lease)
-		if !ok {
-			// The lease is gone (a pause, a partition): not a request, not a write,
-			// and what this loop kept is stale. The lease round stops the loop.
-			log.Debug("lease gone: not polled here", "lease", lease)
-			cache.Drop()
-			next = ticks.after(began)
-			continue
-		}
-		res, err := m.poll(pctx, log, l.id, nil, &cache, reading.mode(began))
-		reading.read(log, began, res.ListPages, res.ListErr, every)
-		if res.GivesUpIn > 0 {
-			reading.before(began.Add(res.GivesUpIn), every)
-		}
-		if listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
-			// The active list no longer tells: the sessions list is the word on it.
-			log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
-			cache.Drop()
-			res, err = m.poll(pctx, log, l.id, listed, nil, ListNow)
-		}
-		done()
-		now := time.Now()
-		if res.RoomID != "" && !roomKnown {
-			log, roomKnown = log.With("room_id", res.RoomID), true
-		}
-		if err == nil {
-			level := slog.LevelDebug // a poll that changes nothing is not news
-			if res.Joined+res.Left > 0 {
-				level = slog.LevelInfo
-			}
-			log.Log(ctx, level, "cycle", "joined", res.Joined, "left", res.Left, "present", res.Present,
-				"waiting", res.Waiting, "complete", res.Complete, "duration", now.Sub(began).Round(time.Millisecond))
-		}
-		if poked == nil && now.Sub(due) > every {
-			m.late.note(m.cfg.Log, now, l.id, now.Sub(due), every)
-		}
-		next = ticks.after(now)
-		if err != nil {
-			l.trouble(0, err.Error())
-		} else {
-			l.trouble(aside.note(log, res.SetAside), "")
-		}
-		switch {
-		case err != nil && polls.Err() != nil:
-			log.Info("cycle abandoned", "err", err)
-			return false
-		case errors.Is(err, ErrNotFound):
-			if notFound == 0 {
-				notFound = m.cfg.NotFoundWait
-				log.Error("session not found: the API does not know it; asking again less and less often", "retry_in", notFound)
-			} else {
-				log.Debug("session still not found", "retry_in", notFound)
-			}
-			l.set(StatusNotFound, time.Time{}, 0, 0)
-			next = later(next, now.Add(notFound))
-			notFound = min(2*notFound, m.cfg.MaxNotFoundWait)
-		case errors.Is(err, ErrUnauthorized):
-			fail.note(log, now, err) // said once for every session by the Client
-			rejected = min(max(2*rejected, m.cfg.RejectedWait), max(time.Minute, m.cfg.RejectedWait))
-			next = later(next, now.Add(rejected))
-		case err != nil:
-			fail.note(log, now, err)
-		case res.Ended:
-			log.Info("session ended: no longer polled")
-			l.set(StatusEnded, now, 0, 0) // everyone left with it; this was its last complete poll
-			return true
-		default:
-			fail.over(log)
-			rejected = 0
-			l.seen = l.seen || res.Found
-			if notFound > 0 {
-				notFound = 0
-				log.Info("session found: polled on schedule again")
-			}
-			var complete time.Time
-			if res.Complete {
-				complete = now
-			}
-			l.set(StatusPolling, complete, res.Present, res.Waiting)
-		}
-	}
-}
-
-// failures are a session's polls failing in a row. They are logged when they start,
-// at most once a minute while they last, with a count, and when they end, so that a
-// long outage does not flood the log. A rejection of the credentials is left to the
-// Client, which says it once for every session.
-type failures struct {
-	count  int
-	logged time.Time // zero: none of them was logged
-}
-
-func (f *failures) note(log *slog.Logger, now time.Time, err error) {
-	f.count++
-	switch {
-	case errors.Is(err, ErrUnauthorized):
-	case f.logged.IsZero():
-		log.Error("cycle failed", "err", err)
-		f.logged = now
-	case now.Sub(f.logged) >= time.Minute:
-		log.Error("cycle still failing", "failures", f.count, "err", err)
-		f.logged = now
-	}
-}
-
-func (f *failures) over(log *slog.Logger) {
-	if !f.logged.IsZero() {
-		log.Info("cycle works again", "failures", f.count)
-	}
-	*f = failures{}
-}
-
-// poll runs one cycle of a session. A panic is logged as the cycle's failure: a bug
-// met by one session must stop neither the others nor the worker.
-func (m *Manager) poll(ctx context.Context, log *slog.Logger, id string, ended *SessionInfo, cache *Cache, list List) (res Result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	if ended != nil {
-		return m.cfg.Poller.End(ctx, log, id, ended.End)
-	}
-	return m.cfg.Poller.PollCached(ctx, log, id, cache, list)
-}
-
-// listing is when a session's loop lets a poll read the list of all participants:
-// when a reconciliation is due on its schedule, or when the poll needs it, but never
-// sooner after the last reading than one poll interval for each page that reading
-// took. The list, however long (it only grows), then costs at most as many requests
-// as polling a one-page active list every interval; a long one is read less often,
-// and lefts wait for it (up to poll.left_time_wait).
-type listing struct {
-	ticks     ticks
-	schedule  bool      // reconciliations are scheduled
-	due       time.Time // the next scheduled reconciliation
-	notBefore time.Time // the next reading allowed
-	failing   int       // readings failed in a row
-}
-
-// newListing returns the listing of session id, tracked from now: its first
-// reconciliation is on the first of its ticks.
-func newListing(sched cron.Schedule, anchor time.Time, id string, now time.Time) *listing {
-	l := &listing{schedule: sched != nil}
-	if l.schedule {
-		l.ticks = newTicks(sched, anchor, "reconcile "+id)
-		l.due = l.ticks.after(now)
-	}
-	return l
-}
-
-func (l *listing) mode(now time.Time) List {
-	switch {
-	case now.Before(l.notBefore):
-		return ListNot
-	case l.schedule && !now.Before(l.due):
-		return ListNow
-	}
-	return ListIfNeeded
-}
-
-// before lets the list be read again two intervals before deadline at the latest,
-// whatever the budget and the backoff: the last chances of what waits for it.
-func (l *listing) before(deadline time.Time, every time.Duration) {
-	if last := deadline.Add(-2 * every); l.notBefore.After(last) {
-		l.notBefore = last
-	}
-}
-
-// read notes a poll that began at began and read pages pages of the list (none: it
-// did not read it), or failed to with err. A reading that fails is tried again after
-// twice as long each time (a failed page costs its retries too), up to 32 times the
-// usual wait, and said once when it starts failing and once when it works again.
-func (l *listing) read(log *slog.Logger, began time.Time, pages int, err error, every time.Duration) {
-	if pages == 0 {
-		return
-	}
-	wait := time.Duration(pages) * every
-	switch {
-	case err != nil:
-		if l.failing == 0 {
-			log.Warn("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading, asked less often while it fails", "err", err)
-		}
-		l.failing++
-		wait <<= min(l.failing, 5)
-	case l.failing > 0:
-		log.Info("reading the list of all participants works again", "failures", l.failing)
-		l.failing = 0
-	}
-	// Half an interval early, so that a one-page list may be read on every poll
-	// whatever the jitter of their start.
-	l.notBefore = began.Add(wait - every/2)
-	if l.schedule && err == nil {
-		l.due = l.ticks.after(began)
-	}
-}
-
-// followRoom is one room's loop: it lists the room's sessions at once, then on each
-// tick of the discover schedule, and hands what it found to found. The first listing
-// that succeeds reads every page; later ones stop at the first page with no live
-// session. A listing that fails changes nothing.
-func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionInfo)) {
-	log := m.cfg.Log.With("room_id", l.id)
-	ticks := newTicks(m.cfg.Discover, m.anchor, "room "+l.id)
-	every := interval(m.cfg.Discover, m.anchor)
-	listed, failing := false, false
-	var aside setAside
-	due := time.Now()
-	for {
-		if _, ok := wait(ctx, due, nil); !ok {
-			return
-		}
-		// A listing may wait behind polls for the rate limit, retry failures, or meet
-		// a slow API: say so when it is late by more than an interval, before it is
-		// done. The metrics tell which (rollcall_api_retries_total, the request
-		// latency, rollcall_api_holds_total).
-		since := due // the timer's own copy: due moves on while it may still run
-		late := time.AfterFunc(time.Until(since.Add(every)), func() {
-			log.Warn("room discovery is behind schedule: the room's listing is not done", "behind", time.Since(since).Round(time.Second))
-		})
-		list, bad, err := m.cfg.Rooms.RoomSessions(ctx, l.id, !listed)
-		if !late.Stop() {
-			log.Warn("room discovery was behind schedule", "behind", time.Since(due).Round(time.Second))
-		}
-		now := time.Now()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil:
-			if !failing {
-				log.Error("listing the room's sessions failed; its sessions stay as they were", "err", err)
-			}
-			failing = true
-			l.trouble(0, err.Error())
-		default:
-			if failing {
-				log.Info("listing the room's sessions works again")
-			}
-			listed, failing = true, false
-			l.trouble(aside.note(log, bad), "")
-			l.set(StatusFollowing, now, 0, 0)
-			found(list)
-		}
-		due = ticks.after(now)
-	}
-}
-
-// wait waits until t or a poke, which it returns; false if ctx ends first.
-func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionInfo, bool) {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil, true
-	case s := <-poke:
-		return &s, true
-	case <-ctx.Done():
-		return nil, false
-	}
-}
-
-// lateness counts the polls that finished more than an interval after they were due,
-// and says so at most once a minute: a schedule the rate limit, max_concurrency or
-// the API's latency cannot keep up with, which otherwise shows only in
-// rollcall_oldest_complete_poll_age_seconds.
-type lateness struct {
-	mu     sync.Mutex
-	count  int
-	logged time.Time
-}
-
-func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.count++
-	if now.Sub(l.logged) < time.Minute {
-		return
-	}
-	log.Warn("polls finish more than an interval after they are due: the rate limit, max_concurrency or the API's latency cannot keep up with poll.schedule",
-		"late_polls", l.count, "interval", every, "session_id", id, "late_by", by.Round(time.Millisecond))
-	l.count, l.logged = 0, now
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-var memorySessions = flag.Int("memory.sessions", 1000, "TestManagerMemoryBounded: how many sessions to follow and end")
+var memorySessions = flag.Int("memory.sessions", 1000, "TestLoopMemoryBounded: how many sessions to follow and end")
 
 // every is an @every schedule shorter than cron's parser allows, to keep tests short.
 func every(d time.Duration) cron.Schedule { return cron.ConstantDelaySchedule{Delay: d} }
@@ -160,61 +160,6 @@ func TestManagerSessions(t *testing.T) {
 	wantEvents := []string{"participant.joined a@1", "participant.joined x@1", "participant.left x@1 until 1", "session.ended", "session.started", "session.started"}
 	if d := cmp.Diff(wantEvents, got); d != "" {
 		t.Errorf("events (-want +got):\n%s", d)
-	}
-}
-
-// TestManagerOffsets: after the first poll, each session polls once per interval, on
-// its own phase, so that sessions on one schedule do not all fire at once.
-func TestManagerOffsets(t *testing.T) {
-	w := newWorld(t)
-	var sessions []string
-	for i := range 8 {
-		id := fmt.Sprintf("s%d", i)
-		w.api.StartSession(id, "r")
-		sessions = append(sessions, id)
-	}
-	r := newRig(t, w, true)
-	var mu sync.Mutex
-	at := map[string][]time.Time{}
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		mu.Lock()
-		id := strings.Split(req.URL.Path, "/")[3]
-		at[id] = append(at[id], time.Now())
-		mu.Unlock()
-		w.api.ServeHTTP(rw, req)
-	}))
-	defer srv.Close()
-	r.url = srv.URL
-	r.poller = r.with(r.client(10))
-	const interval = time.Second
-	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(interval) })
-	m.track("config", sessions, nil)
-	eventually(t, "three polls of each session", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range sessions {
-			if len(at[id]) < 3 {
-				return false
-			}
-		}
-		return true
-	})
-	m.stop()
-	mu.Lock()
-	defer mu.Unlock()
-	// Within one second the later polls' phases spread; with no offset they would all
-	// fall within a few milliseconds of each other.
-	var phases []time.Duration
-	for _, id := range sessions {
-		gap := at[id][2].Sub(at[id][1])
-		if gap < interval*8/10 || gap > interval*12/10 {
-			t.Errorf("%s: %v between its second and third polls, want about %v", id, gap, interval)
-		}
-		phases = append(phases, time.Duration(at[id][1].UnixNano()%int64(interval)))
-	}
-	slices.Sort(phases)
-	if spread := phases[len(phases)-1] - phases[0]; spread < interval/4 {
-		t.Errorf("phases of 8 sessions spread over %v of a %v interval: %v", spread, interval, phases)
 	}
 }
 
@@ -470,65 +415,6 @@ func TestManagerUntrackMidPoll(t *testing.T) {
 	eventually(t, "the session followed for its room", func() bool { return cmp.Equal(want, m.status(t)) })
 	if n := most.Load(); n != 1 {
 		t.Errorf("%d polls of one session at once, want 1", n)
-	}
-}
-
-// TestManagerMemoryBounded: a worker that has followed many sessions that all ended
-// holds no more than one that followed a few: sessions come and end in waves of
-// memoryWave, and after the last wave the goroutines, and the heap that allocations
-// made in package poller hold, are what they were after the first. (The whole heap
-// also holds the embedded server's caches of the sessions' events, which are not the
-// worker's; and Go maps keep their largest size, so the first wave is the baseline.)
-func TestManagerMemoryBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("follows a thousand sessions")
-	}
-	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
-	runtime.MemProfileRate = 1
-	const wave = 100
-	w := newWorld(t)
-	r := newRig(t, w, true)
-	// Idle keep-alive connections hold goroutines of their own: closed before counting.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	client := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, PerPage: wave, HTTPClient: &http.Client{Transport: tr}})
-	r.poller = r.with(client)
-	m := r.manage(t, func(c *poller.ManagerConfig) {
-		// Polls far apart: the room's listing announces the ends.
-		c.Schedule, c.Discover, c.Rooms = every(time.Minute), every(200*time.Millisecond), client
-	})
-	startGoroutines, startHeap := usage()
-	var goroutines []int
-	var heaps []int64
-	for i := range *memorySessions / wave {
-		var ids []string
-		for j := range wave {
-			id := fmt.Sprintf("mem-%d-%d", i, j)
-			w.api.StartSession(id, "big-room")
-			w.api.Join(id, "p", "name-p")
-			ids = append(ids, id)
-		}
-		m.track("config", nil, []string{"big-room"})
-		eventually(t, "every session polling", func() bool { return len(m.status(t)) == wave+1 })
-		for _, id := range ids {
-			w.api.EndSession(id)
-		}
-		eventually(t, "every session ended and released", func() bool { return len(m.status(t)) == 1 })
-		m.track("config", nil, nil) // so that no listing is in flight when measuring
-		eventually(t, "the room untracked", func() bool { return len(m.status(t)) == 0 })
-		var n int
-		eventually(t, "the goroutines back to their number at the start", func() bool {
-			tr.CloseIdleConnections()
-			n, _ = usage()
-			return n <= startGoroutines+5
-		})
-		_, heap := usage()
-		goroutines, heaps = append(goroutines, n), append(heaps, heap)
-	}
-	t.Logf("%d sessions followed in waves of %d; at the start %d goroutines and %d KiB; after each wave: %v goroutines, %v bytes",
-		*memorySessions, wave, startGoroutines, startHeap>>10, goroutines, heaps)
-	// A few KiB may come and go: a pooled buffer, a connection's state.
-	if first, last := heaps[0], heaps[len(heaps)-1]; last > first+32<<10 {
-		t.Errorf("package poller holds %d KiB after %d sessions, %d KiB after the first %d", last>>10, *memorySessions, first>>10, wave)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
@@ -368,91 +367,102 @@ func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID strin
 
 // scan fetches every page, forward from page 1 to its lastPage if last is 0, else
 // backward from page last to 1. why says how the pages disagreed, if they did.
-func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, last int) (snap diff.Snapshot, why string, err error) {
+func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, last int) (diff.Snapshot, string, error) {
+	sc := scanning{last: last, snap: diff.Snapshot{SessionID: sessionID}, seen: make(map[string]bool)}
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
-	snap = diff.Snapshot{SessionID: sessionID}
-	var first Page
-	nameless := 0
-	listed := 0
-	seen := make(map[string]bool)
-	n := max(last, 1)
-	for fetched := 0; ; fetched++ {
-		body, err := c.get(ctx, log, metrics.EndpointActive, path, url.Values{"page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)}}, foreground)
-		if err != nil {
-			return snap, "", err
-		}
-		page, err := DecodePage(body)
-		if err != nil {
-			return snap, "", fmt.Errorf("page %d: %w; the body begins %q", n, err, snippet(body))
-		}
-		recycle(body) // the page holds copies of what it keeps
-		switch {
-		case fetched == 0:
-			first = page
-			if !page.Paged {
-				first.LastPage = 1 // the older shape holds everyone at once
-			}
-			if last > 0 && first.LastPage != last {
-				why = fmt.Sprintf("lastPage %d, not %d", first.LastPage, last)
-			}
-		case page.Total != first.Total || page.LastPage != first.LastPage:
-			why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(last, 1), first.Total, first.LastPage)
-		}
-		listedBefore := listed
-		listed += page.Listed
-		nameless += page.Nameless
-		for _, s := range page.Sessions {
-			if s.SessionID != sessionID {
-				return snap, "", fmt.Errorf("page %d: %w: it is for session %q", n, ErrMalformed, s.SessionID)
-			}
-			snap.Found = true
-			if snap.RoomID == "" {
-				snap.RoomID, snap.Start = s.RoomID, s.Start
-			}
-			// Any page saying ended is enough: the session ended during the scan.
-			if snap.Status != diff.StatusEnded {
-				snap.Status = s.Status
-			}
-			if s.End != nil {
-				snap.End = s.End
-			}
-			snap.SetAside = append(snap.SetAside, s.SetAside...)
-			for _, p := range s.Participants {
-				if seen[p.ID] {
-					why = fmt.Sprintf("participant %s listed twice", p.ID)
-					continue
-				}
-				seen[p.ID] = true
-				snap.Participants = append(snap.Participants, p)
-			}
-		}
-		if why == "" && listed == listedBefore && n < first.LastPage {
-			why = fmt.Sprintf("page %d empty, lastPage %d", n, first.LastPage)
-		}
-		if why != "" {
-			// The scan is void: read no further pages of a list that has changed or
-			// whose lastPage is wrong, up to maxPages of them.
-			break
-		}
-		if last > 0 {
-			if n--; n < 1 {
-				break
-			}
-		} else if n++; n > first.LastPage {
-			break
-		}
+	if err := walk(ctx, c, log, metrics.EndpointActive, path, nil, foreground, "", max(last, 1), DecodePage, sc.add); err != nil {
+		return sc.snap, "", err
 	}
-	snap.Pages = max(first.LastPage, 1)
-	if why == "" && first.Paged && listed != first.Total {
-		why = fmt.Sprintf("%d participants listed, total says %d", listed, first.Total)
+	snap := sc.snap
+	snap.Pages = max(sc.first.LastPage, 1)
+	if sc.why == "" && sc.first.Paged && sc.listed != sc.first.Total {
+		sc.why = fmt.Sprintf("%d participants listed, total says %d", sc.listed, sc.first.Total)
 	}
 	switch {
 	case !snap.Found:
 		log.Warn("no session document in the answer: no participant's absence counts this cycle")
-	case nameless > 0:
+	case sc.nameless > 0:
 		// They are in SetAside, for the loop to say.
 	default:
 		snap.Complete = true
 	}
-	return snap, why, nil
+	return snap, sc.why, nil
+}
+
+// scanning is one scan under way.
+type scanning struct {
+	last     int // the page it started from, going backward; 0 going forward
+	first    Page
+	pages    int // read so far
+	snap     diff.Snapshot
+	seen     map[string]bool // participantIds listed
+	listed   int             // participants listed, as total counts them
+	nameless int             // participants listed without a participantId
+	why      string          // how the pages disagreed, if they did
+}
+
+// add takes in page n, and returns the next page to read, or 0 when the scan is
+// over: every page read, or the pages disagree, so that a list that changed, or
+// whose lastPage is wrong, is read no further (up to maxPages of it).
+func (sc *scanning) add(n int, page Page) (int, error) {
+	switch sc.pages++; {
+	case sc.pages == 1:
+		sc.first = page
+		if !page.Paged {
+			sc.first.LastPage = 1 // the older shape holds everyone at once
+		}
+		if sc.last > 0 && sc.first.LastPage != sc.last {
+			sc.why = fmt.Sprintf("lastPage %d, not %d", sc.first.LastPage, sc.last)
+		}
+	case page.Total != sc.first.Total || page.LastPage != sc.first.LastPage:
+		sc.why = fmt.Sprintf("page %d: total %d, lastPage %d; page %d: total %d, lastPage %d", n, page.Total, page.LastPage, max(sc.last, 1), sc.first.Total, sc.first.LastPage)
+	}
+	sc.listed += page.Listed
+	sc.nameless += page.Nameless
+	for _, s := range page.Sessions {
+		if err := sc.merge(s); err != nil {
+			return n, err
+		}
+	}
+	switch {
+	case sc.why == "" && page.Listed == 0 && n < sc.first.LastPage:
+		sc.why = fmt.Sprintf("page %d empty, lastPage %d", n, sc.first.LastPage)
+		return 0, nil
+	case sc.why != "":
+		return 0, nil
+	case sc.last > 0:
+		return n - 1, nil
+	case n < sc.first.LastPage:
+		return n + 1, nil
+	}
+	return 0, nil
+}
+
+// merge adds a session document of a page to the snapshot.
+func (sc *scanning) merge(s diff.Snapshot) error {
+	snap := &sc.snap
+	if s.SessionID != snap.SessionID {
+		return fmt.Errorf("%w: it is for session %q", ErrMalformed, s.SessionID)
+	}
+	snap.Found = true
+	if snap.RoomID == "" {
+		snap.RoomID, snap.Start = s.RoomID, s.Start
+	}
+	// Any page saying ended is enough: the session ended during the scan.
+	if snap.Status != diff.StatusEnded {
+		snap.Status = s.Status
+	}
+	if s.End != nil {
+		snap.End = s.End
+	}
+	snap.SetAside = append(snap.SetAside, s.SetAside...)
+	for _, p := range s.Participants {
+		if sc.seen[p.ID] {
+			sc.why = fmt.Sprintf("participant %s listed twice", p.ID)
+			continue
+		}
+		sc.seen[p.ID] = true
+		snap.Participants = append(snap.Participants, p)
+	}
+	return nil
 }

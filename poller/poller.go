@@ -45,6 +45,7 @@
 package poller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,6 +204,8 @@ func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, en
 
 // cycle is Poll, or End when ended gives the snapshot of the session's end; with a
 // cache, it starts from the state in it, if any, and leaves the state it saved there.
+// It reads top to bottom: load, observe, diff (with the list of all participants
+// when needed), save and publish, report.
 func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache, list List) (res Result, err error) {
 	start := time.Now()
 	defer func() { p.record(start, res, err) }()
@@ -211,99 +214,137 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	defer func() { release() }()
-	var prev diff.State
-	var rev uint64
-	if cache != nil && cache.ok {
-		prev, rev = cache.state, cache.rev
-	} else if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
+	prev, rev, err := p.load(ctx, log, sessionID, cache)
+	switch {
+	case err != nil:
 		return Result{}, err
-	}
-	if cache != nil {
-		cache.Drop() // until this poll has saved what it leaves
-	}
-	if prev.Outbox != nil {
-		// The last cycle stopped before its events were acknowledged.
-		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
-		p.metrics.OutboxResends.Add(float64(len(prev.Outbox.Changes)))
-		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
-			return Result{}, fmt.Errorf("previous cycle's events: %w", err)
-		}
-		prev.Outbox = nil
-	}
-	if prev.Ended {
+	case prev.Ended:
 		// Ended on an earlier cycle that stopped before its tombstone was written.
 		return Result{Ended: true, Complete: true, Found: true}, p.store.End(ctx, sessionID, prev, rev)
-	}
-	var snap diff.Snapshot
-	switch {
 	case ended != nil && !prev.Started:
 		return Result{Ended: true, Complete: true, Found: true}, nil // nothing was announced: nothing to end
-	case ended != nil:
-		snap = *ended
-	default:
-		if snap, err = p.src.Snapshot(ctx, log, sessionID); err != nil {
-			return Result{}, fmt.Errorf("fetch: %w", err)
-		}
-		snap = p.exclude(prev, snap)
-		if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
-			snap = p.exclude(prev, p.confirm(ctx, log, sessionID, snap))
+	}
+	snap := ended
+	if snap == nil {
+		if snap, err = p.observe(ctx, log, sessionID, prev); err != nil {
+			return Result{}, err
 		}
 	}
-	if snap.RoomID == "" {
-		snap.RoomID = prev.RoomID
-	}
-	now := p.now()        // when the poll saw what it saw: the list, read next, may be slow
-	var all diff.Snapshot // the list of all participants, if read
-	var listErr error
-	changes, next := diff.Compute(prev, snap, now, p.leftTimeWait)
-	if wantsList(prev, snap, list, changes, next) {
-		// Compute again with the list: it is pure, and this is the rare poll.
-		if all, listErr = p.src.Everyone(ctx, log, sessionID); listErr != nil {
-			log.Debug("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", listErr)
-		} else {
-			snap.Everyone = p.excludeFrom(prev, all.Participants)
-		}
-		changes, next = diff.Compute(prev, snap, now, p.leftTimeWait)
-	}
-	setAside := slices.Concat(snap.SetAside, all.SetAside)
-	if id, older := prev.Older(snap); older {
-		setAside = append(setAside, diff.SetAside{ID: id, Reason: diff.ReasonOlder,
-			Detail: "the answer shows this participant in an older stint than the state: nothing of it is used"})
-	}
+	snap.RoomID = cmp.Or(snap.RoomID, prev.RoomID)
+	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
+	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, list)
 	p.conflicts(log, prev, next)
-	switch {
-	case len(changes) > 0:
-		meta := snap
-		meta.Participants, meta.Everyone = nil, nil
-		next.Outbox = &diff.Outbox{Session: meta, ObservedAt: now, Changes: changes}
+	if len(changes) > 0 {
+		// A cycle with changes saves and publishes on a delivering slot, and gives
+		// its fetching slot to the next session.
 		deliverer, err := acquire(ctx, p.delivering)
 		if err != nil {
 			return Result{}, err
 		}
 		release()
 		release = deliverer
-		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
-			return Result{}, err
-		}
-		if rev, err = p.deliver(ctx, sessionID, next, rev); err != nil {
-			return Result{}, err
-		}
-		next.Outbox = nil
-	case !next.Equal(prev):
-		if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
-			return Result{}, err
-		}
+	}
+	if rev, err = p.save(ctx, sessionID, prev, next, rev, *snap, now, changes); err != nil {
+		return Result{}, err
 	}
 	if cache != nil && !next.Ended {
 		*cache = Cache{state: next, rev: rev, ok: true}
 	}
 	joined, left := p.count(changes)
-	for _, a := range setAside {
-		p.metrics.RecordsRejected.WithLabelValues(a.Reason).Inc()
-	}
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
 		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: all.Pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now),
-		SetAside: setAside}, nil
+		SetAside: p.setAside(prev, *snap, all)}, nil
+}
+
+// load returns the session's state from cache if it holds it, else from the store,
+// with its revision, after sending again the events of a cycle that stopped before
+// the stream acknowledged them. The cache is empty until the poll has saved what it
+// leaves.
+func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (prev diff.State, rev uint64, err error) {
+	if cache != nil && cache.ok {
+		prev, rev = cache.state, cache.rev
+	} else if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
+		return diff.State{}, 0, err
+	}
+	if cache != nil {
+		cache.Drop()
+	}
+	if prev.Outbox != nil {
+		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
+		p.metrics.OutboxResends.Add(float64(len(prev.Outbox.Changes)))
+		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
+			return diff.State{}, 0, fmt.Errorf("previous cycle's events: %w", err)
+		}
+		prev.Outbox = nil
+	}
+	return prev, rev, nil
+}
+
+// observe fetches a snapshot of the session's active list, without the participants
+// excluded, confirmed by a second scan when it rests a left on absence from a list of
+// several pages.
+func (p *Poller) observe(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State) (*diff.Snapshot, error) {
+	snap, err := p.src.Snapshot(ctx, log, sessionID)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	snap = p.exclude(prev, snap)
+	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
+		snap = p.exclude(prev, p.confirm(ctx, log, sessionID, snap))
+	}
+	return &snap, nil
+}
+
+// compute diffs snap against prev, and again with the list of all participants when
+// the changes need it and list allows (see wantsList), which it then returns too.
+func (p *Poller) compute(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State, snap *diff.Snapshot, now time.Time, list List) (
+	changes []diff.Change, next diff.State, all diff.Snapshot, listErr error) {
+	changes, next = diff.Compute(prev, *snap, now, p.leftTimeWait)
+	if !wantsList(prev, *snap, list, changes, next) {
+		return changes, next, all, nil
+	}
+	// Compute again with the list: it is pure, and this is the rare poll.
+	if all, listErr = p.src.Everyone(ctx, log, sessionID); listErr != nil {
+		log.Debug("reading the list of all participants failed: lefts wait for their end, and missed stints for the next reading", "err", listErr)
+	} else {
+		snap.Everyone = p.excludeFrom(prev, all.Participants)
+	}
+	changes, next = diff.Compute(prev, *snap, now, p.leftTimeWait)
+	return changes, next, all, listErr
+}
+
+// save stores next, saved at rev before, if it changed; with changes, it saves them
+// with it as its outbox, publishes them, and saves next without them once the stream
+// has acknowledged them (see deliver). It returns the revision saved.
+func (p *Poller) save(ctx context.Context, sessionID string, prev, next diff.State, rev uint64, snap diff.Snapshot, now time.Time, changes []diff.Change) (uint64, error) {
+	if len(changes) == 0 {
+		if next.Equal(prev) {
+			return rev, nil
+		}
+		return p.store.Save(ctx, sessionID, next, rev)
+	}
+	snap.Participants, snap.Everyone = nil, nil
+	next.Outbox = &diff.Outbox{Session: snap, ObservedAt: now, Changes: changes}
+	rev, err := p.store.Save(ctx, sessionID, next, rev)
+	if err != nil {
+		return 0, err
+	}
+	return p.deliver(ctx, sessionID, next, rev)
+}
+
+// setAside lists the records of a poll's answers that could not be used, each
+// counted: those of the active list and of the list of all participants, and the
+// whole active list when it is older than the state.
+func (p *Poller) setAside(prev diff.State, snap, all diff.Snapshot) []diff.SetAside {
+	out := slices.Concat(snap.SetAside, all.SetAside)
+	if id, older := prev.Older(snap); older {
+		out = append(out, diff.SetAside{ID: id, Reason: diff.ReasonOlder,
+			Detail: "the answer shows this participant in an older stint than the state: nothing of it is used"})
+	}
+	for _, a := range out {
+		p.metrics.RecordsRejected.WithLabelValues(a.Reason).Inc()
+	}
+	return out
 }
 
 // givesUpIn is how long after now the first thing that waits for the list of all

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
@@ -81,31 +80,34 @@ func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]S
 	var out []SessionInfo
 	var bad []diff.SetAside
 	seen := make(map[string]bool)
-	for n, last := 1, 1; n <= last; n++ {
-		body, err := c.get(ctx, log, metrics.EndpointSessions, "/v2/sessions/", url.Values{
-			"roomId": {roomID}, "page": {strconv.Itoa(n)}, "perPage": {strconv.Itoa(c.cfg.PerPage)},
-		}, background)
-		if err != nil {
-			return nil, nil, err
-		}
-		info, page, aside, err := DecodeSessions(body)
-		if err != nil {
-			return nil, nil, fmt.Errorf("sessions of room %s, page %d: %w; the body begins %q", roomID, n, err, snippet(body))
-		}
-		last = info.LastPage
-		bad = append(bad, aside...)
-		live := false
-		for _, s := range page {
-			// A session started mid-listing shifts the pages: one may be listed twice.
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				out = append(out, s)
+	type listing struct {
+		info     pageInfo
+		sessions []SessionInfo
+		bad      []diff.SetAside
+	}
+	decode := func(body []byte) (l listing, err error) {
+		l.info, l.sessions, l.bad, err = DecodeSessions(body)
+		return l, err
+	}
+	err := walk(ctx, c, log, metrics.EndpointSessions, "/v2/sessions/", url.Values{"roomId": {roomID}}, background,
+		"sessions of room "+roomID+", ", 1, decode, func(n int, page listing) (int, error) {
+			bad = append(bad, page.bad...)
+			live := false
+			for _, s := range page.sessions {
+				// A session started mid-listing shifts the pages: one may be listed twice.
+				if !seen[s.ID] {
+					seen[s.ID] = true
+					out = append(out, s)
+				}
+				live = live || !s.Ended()
 			}
-			live = live || !s.Ended()
-		}
-		if !all && !live {
-			break
-		}
+			if n < page.info.LastPage && (all || live) {
+				return n + 1, nil
+			}
+			return 0, nil
+		})
+	if err != nil {
+		return nil, nil, err
 	}
 	return out, bad, nil
 }

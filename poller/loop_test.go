@@ -1,0 +1,679 @@
+package poller_test
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/poller"
+)
+
+// The Manager's scheduling, in virtual time (testing/synctest): a fake poll records
+// when each session is polled. What a poll does is tested against real NATS and HTTP
+// elsewhere (poller_test.go, manager_test.go, cmd/rollcall's end-to-end tests).
+
+// fakePolls records polls by session, at the virtual time they began.
+type fakePolls struct {
+	mu     sync.Mutex
+	polls  map[string][]time.Duration // since the bubble's start
+	ends   map[string][]time.Duration
+	start  time.Time
+	answer func(id string) (poller.Result, error) // nil: a complete poll, nothing new
+	block  chan struct{}                          // if set, every poll waits on it
+	delay  time.Duration                          // every poll takes this long
+	inPoll map[string]int                         // polls of a session under way
+	twice  []string                               // sessions polled by two loops at once
+}
+
+func newFakePolls() *fakePolls {
+	return &fakePolls{polls: map[string][]time.Duration{}, ends: map[string][]time.Duration{}, inPoll: map[string]int{}, start: time.Now()}
+}
+
+func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _ *poller.Cache, _ poller.List) (poller.Result, error) {
+	f.mu.Lock()
+	f.polls[id] = append(f.polls[id], time.Since(f.start))
+	if f.inPoll[id]++; f.inPoll[id] > 1 {
+		f.twice = append(f.twice, id)
+	}
+	block, answer, delay := f.block, f.answer, f.delay
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.inPoll[id]--; f.mu.Unlock() }()
+	time.Sleep(delay)
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return poller.Result{}, ctx.Err()
+		}
+	}
+	if answer != nil {
+		return answer(id)
+	}
+	return poller.Result{Complete: true, Found: true}, nil
+}
+
+func (f *fakePolls) End(_ context.Context, _ *slog.Logger, id string, _ *time.Time) (poller.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ends[id] = append(f.ends[id], time.Since(f.start))
+	return poller.Result{Ended: true, Complete: true, Found: true}, nil
+}
+
+// count is how many polls there were in all.
+func (f *fakePolls) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, p := range f.polls {
+		n += len(p)
+	}
+	return n
+}
+
+func (f *fakePolls) times(id string) []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.polls[id])
+}
+
+// fakeRooms lists each room's sessions as its map says, and notes when a listing
+// first showed a session ended.
+type fakeRooms struct {
+	mu     sync.Mutex
+	lists  map[string][]poller.SessionInfo
+	start  time.Time
+	ending map[string]time.Duration // by session
+}
+
+func (r *fakeRooms) set(room string, list ...poller.SessionInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lists[room] = list
+}
+
+func (r *fakeRooms) RoomSessions(_ context.Context, room string, _ bool) ([]poller.SessionInfo, []diff.SetAside, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.lists[room] {
+		if _, seen := r.ending[s.ID]; s.Ended() && !seen {
+			r.ending[s.ID] = time.Since(r.start)
+		}
+	}
+	return slices.Clone(r.lists[room]), nil, nil
+}
+
+// bubble runs a Manager with polls and cfg's changes in virtual time; track sends an
+// update; stop ends it and waits for it.
+type bubble struct {
+	m       *poller.Manager
+	updates chan poller.Update
+	stop    func()
+}
+
+// polling lists the sessions the Manager polls.
+func (b *bubble) polling(t *testing.T) []string {
+	t.Helper()
+	list, err := b.m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list {
+		if s.Kind == poller.KindSession {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+func startManager(t *testing.T, polls poller.Polls, change func(*poller.ManagerConfig)) *bubble {
+	cfg := poller.ManagerConfig{Poller: polls, Schedule: every(5 * time.Second), Discover: every(30 * time.Second), Log: quiet()}
+	if change != nil {
+		change(&cfg)
+	}
+	m := poller.NewManager(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &bubble{m: m, updates: make(chan poller.Update)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx, ctx, b.updates)
+	}()
+	b.stop = func() { cancel(); <-done }
+	return b
+}
+
+func (b *bubble) track(sessions ...string) {
+	b.updates <- poller.Update{Origin: "config", Sessions: sessions}
+}
+
+// offset is where in each interval session id is polled: the Manager's FNV-1a of it.
+func offset(id string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// TestLoopTicks: each session is polled at once when tracked, then once an
+// interval, at its own offset in the interval, whatever the others do.
+func TestLoopTicks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		b := startManager(t, f, nil)
+		b.track("s1", "s2", "s3")
+		time.Sleep(21 * time.Second)
+		b.stop()
+		for _, id := range []string{"s1", "s2", "s3"} {
+			want := []time.Duration{0}
+			for at := offset(id, 5*time.Second); at < 21*time.Second; at += 5 * time.Second {
+				if at > 0 {
+					want = append(want, at)
+				}
+			}
+			if d := gocmp.Diff(want, f.times(id)); d != "" {
+				t.Errorf("%s polled at (-want +got):\n%s", id, d)
+			}
+		}
+	})
+}
+
+// TestLoopBackOff: a session the API does not know is asked again after 30 s, then
+// twice as long each time; while the API rejects the credentials, after 10 s, 20 s,
+// 40 s, then every minute. Once it answers, the schedule is back.
+func TestLoopBackOff(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want []time.Duration // the first polls' times
+	}{
+		{"404", poller.ErrNotFound, []time.Duration{0, 30 * time.Second, 90 * time.Second, 210 * time.Second}},
+		{"401", poller.ErrUnauthorized, []time.Duration{0, 10 * time.Second, 30 * time.Second, 70 * time.Second, 130 * time.Second, 190 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakePolls()
+				f.answer = func(string) (poller.Result, error) { return poller.Result{}, tt.err }
+				b := startManager(t, f, nil)
+				b.track("s1")
+				time.Sleep(tt.want[len(tt.want)-1] + time.Second)
+				f.mu.Lock()
+				f.answer = nil // it answers again, from the next poll on (at most 10 min away)
+				f.mu.Unlock()
+				if d := gocmp.Diff(tt.want, f.times("s1"), ticksOf("s1")); d != "" {
+					t.Errorf("polled at (-want +got):\n%s", d)
+				}
+				time.Sleep(10 * time.Minute)
+				before := len(f.times("s1"))
+				time.Sleep(time.Minute)
+				b.stop()
+				if n := len(f.times("s1")) - before; n != 60/5 {
+					t.Errorf("%d polls in a minute once it answers again, want one every 5 s", n)
+				}
+			})
+		})
+	}
+}
+
+// ticksOf compares poll times up to the session's next tick: a wait is counted from
+// the poll, and the poll comes at the first tick after it.
+func ticksOf(id string) gocmp.Option {
+	return gocmp.Comparer(func(a, b time.Duration) bool {
+		d := a - b
+		return d >= -5*time.Second && d <= 5*time.Second
+	})
+}
+
+// TestLoopUntrackAndTrackAgain: a session untracked is polled no more; tracked again,
+// it is polled at once, and then on its schedule.
+func TestLoopUntrackAndTrackAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		b := startManager(t, f, nil)
+		b.track("s1")
+		time.Sleep(12 * time.Second)
+		before := len(f.times("s1"))
+		b.track()
+		time.Sleep(time.Minute)
+		if n := len(f.times("s1")); n != before {
+			t.Errorf("%d polls while untracked", n-before)
+		}
+		b.track("s1")
+		synctest.Wait()
+		got := f.times("s1")
+		if len(got) != before+1 || got[before] != 72*time.Second {
+			t.Errorf("tracked again at 72 s: polled at %v", got[before:])
+		}
+		b.stop()
+	})
+}
+
+// TestLoopStoppedInItsPoll: a session untracked while its poll hangs, then tracked
+// again, is not polled by a second loop while the first is still in its poll: the
+// new loop starts once the old one returns.
+func TestLoopStoppedInItsPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.block = make(chan struct{})
+		b := startManager(t, f, nil)
+		b.track("s1")
+		synctest.Wait() // in its first poll, which hangs
+		b.track()
+		b.track("s1")
+		time.Sleep(time.Minute)
+		if got := f.times("s1"); len(got) != 1 {
+			t.Errorf("polled at %v while its first poll hung, want once", got)
+		}
+		close(f.block) // the poll returns at 60 s
+		synctest.Wait()
+		time.Sleep(time.Second)
+		b.stop()
+		got := f.times("s1")
+		if len(got) < 2 || got[1] != time.Minute || len(f.twice) > 0 {
+			t.Errorf("polled at %v (twice at once: %v); want again at once when the first poll returned, never two at once", got, f.twice)
+		}
+	})
+}
+
+// TestLoopPoked: a session of a room whose listing shows it ended is polled at once
+// (End, since its active list does not say so): at the instant of that listing, not
+// at the session's next tick.
+func TestLoopPoked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.answer = func(string) (poller.Result, error) { return poller.Result{Complete: true}, nil } // no session document
+		rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
+		rooms.set("r1", poller.SessionInfo{ID: "s1", Status: "ongoing"})
+		b := startManager(t, f, func(c *poller.ManagerConfig) { c.Rooms = rooms })
+		b.updates <- poller.Update{Origin: "config", Rooms: []string{"r1"}}
+		time.Sleep(time.Second)
+		rooms.set("r1", poller.SessionInfo{ID: "s1", Status: "ended"})
+		time.Sleep(30 * time.Second) // the room's next listing is within 30 s
+		synctest.Wait()
+		b.stop()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		rooms.mu.Lock()
+		defer rooms.mu.Unlock()
+		want, listed := rooms.ending["s1"]
+		if d := gocmp.Diff([]time.Duration{want}, f.ends["s1"]); d != "" || !listed || offset("s1", 5*time.Second) == want%(5*time.Second) {
+			t.Errorf("ended at (-want: the listing that showed it ended +got):\n%s", d)
+		}
+	})
+}
+
+// memLeases is an in-memory lease bucket, as publisher.Leases keeps one in KV: a key
+// (a lease, or a replica's heartbeat) expires ttl after it was last written. Each
+// renewal takes slow.
+type memLeases struct {
+	mu     sync.Mutex
+	ttl    time.Duration
+	slow   time.Duration
+	keys   map[string]*memKey // leases by key; heartbeats as "hb."+replica
+	serial uint64
+	woken  []chan struct{} // one for each WatchReleases
+}
+
+// WatchReleases calls released whenever a lease is released, until ctx ends.
+func (s *memLeases) WatchReleases(ctx context.Context, released func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.woken = append(s.woken, ch)
+	s.mu.Unlock()
+	for {
+		select {
+		case <-ch:
+			released()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// wake tells the watchers of a release; s.mu must be held.
+func (s *memLeases) wake() {
+	for _, ch := range s.woken {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+type memKey struct {
+	owner   string
+	rev     uint64
+	written time.Time
+}
+
+func newMemLeases(ttl time.Duration) *memLeases {
+	return &memLeases{ttl: ttl, keys: map[string]*memKey{}}
+}
+
+// get returns key if it has not expired; s.mu must be held.
+func (s *memLeases) get(key string) *memKey {
+	k := s.keys[key]
+	if k != nil && time.Since(k.written) >= s.ttl {
+		delete(s.keys, key)
+		return nil
+	}
+	return k
+}
+
+// put writes key; s.mu must be held.
+func (s *memLeases) put(key, owner string) uint64 {
+	s.serial++
+	s.keys[key] = &memKey{owner: owner, rev: s.serial, written: time.Now()}
+	return s.serial
+}
+
+func (s *memLeases) Heartbeat(_ context.Context, replica string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.put("hb."+replica, replica), nil
+}
+
+func (s *memLeases) Leave(_ context.Context, replica string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, "hb."+replica)
+	return nil
+}
+
+func (s *memLeases) Live(context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for key := range s.keys {
+		if r, ok := strings.CutPrefix(key, "hb."); ok && s.get(key) != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (s *memLeases) Claim(_ context.Context, key, replica string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.get(key) != nil {
+		return 0, nil
+	}
+	return s.put(key, replica), nil
+}
+
+func (s *memLeases) Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error) {
+	s.mu.Lock()
+	slow := s.slow
+	s.mu.Unlock()
+	select {
+	case <-time.After(slow):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.get(key); k == nil || k.rev != rev {
+		return 0, nil
+	}
+	return s.put(key, replica), nil
+}
+
+func (s *memLeases) Owners(context.Context) (map[string]string, map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owner, rev := map[string]string{}, map[string]uint64{}
+	for key := range s.keys {
+		if k := s.get(key); k != nil && !strings.HasPrefix(key, "hb.") {
+			owner[key], rev[key] = k.owner, k.rev
+		}
+	}
+	return owner, rev, nil
+}
+
+func (s *memLeases) Release(_ context.Context, key string, rev uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := s.get(key); k != nil && k.rev == rev {
+		delete(s.keys, key)
+		s.wake()
+	}
+	return nil
+}
+
+// TestLoopLeasesNeverStallPolls: while a lease round waits on a slow KV (each renewal
+// takes 4 s, under a 15 s TTL), the sessions whose leases are held are polled on
+// their schedule all the same: a poll never waits for a round. (Were a poll to wait
+// on a mutex a round holds, virtual time could not advance, and this test would hang
+// until go test's -timeout: a failure all the same.)
+func TestLoopLeasesNeverStallPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		leases := newMemLeases(15 * time.Second)
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			c.Leases, c.Replica, c.LeaseTTL = leases, "a", 15*time.Second
+		})
+		b.track("s1")
+		time.Sleep(time.Second) // claimed, and polled
+		leases.mu.Lock()
+		leases.slow = 4 * time.Second
+		leases.mu.Unlock()
+		time.Sleep(30 * time.Second)
+		b.stop()
+		got := f.times("s1")
+		for i := 1; i < len(got); i++ {
+			if gap := got[i] - got[i-1]; gap > 5*time.Second {
+				t.Errorf("a gap of %v between polls at %v: a poll waited for a lease round", gap, got[i-1])
+			}
+		}
+		if len(got) < 30/5 {
+			t.Errorf("polled at %v, want every 5 s", got)
+		}
+	})
+}
+
+// TestLoopLeasesFenceAPartitionedReplica: replica p loses the lease bucket (a
+// partition, or a pause: its renewals fail) while its sessions go on. Once its leases
+// are past their deadline it polls none of them, and a takes them when they expire;
+// back, p finds them taken, and the two share again, slowly.
+func TestLoopLeasesFenceAPartitionedReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = leaseTTL
+		leases := newMemLeases(ttl)
+		a := replica(t, "a", leases, newFakePolls())
+		store := &cut{LeaseStore: leases}
+		fp := newFakePolls()
+		p := replica(t, "p", store, fp)
+		defer p.stop()
+		defer a.stop()
+		time.Sleep(20 * time.Second) // a gives p its share, a tenth a round
+		if na, np := len(a.polling(t)), len(p.polling(t)); na != 6 || np != 6 {
+			t.Fatalf("a polls %d sessions, p %d; want six each", na, np)
+		}
+
+		store.off.Store(true)
+		// p's leases end a TTL after their last renewal, at most a TTL after the cut:
+		// from then on, not one poll of p's.
+		time.Sleep(ttl + 200*time.Millisecond)
+		n := fp.count()
+		time.Sleep(5 * time.Second)
+		if more := fp.count() - n; more > 0 {
+			t.Errorf("p polled %d times a TTL after it lost the lease bucket", more)
+		}
+		if na := len(a.polling(t)); na != 12 {
+			t.Errorf("a polls %d sessions once p's leases expired, want all twelve", na)
+		}
+
+		store.off.Store(false)
+		time.Sleep(30 * time.Second)
+		if na, np := len(a.polling(t)), len(p.polling(t)); na != 6 || np != 6 {
+			t.Errorf("back, a polls %d sessions, p %d; want six each", na, np)
+		}
+	})
+}
+
+// twelve are the sessions that replicas share in the lease tests.
+var twelve = func() (ids []string) {
+	for i := range 12 {
+		ids = append(ids, fmt.Sprintf("s%02d", i))
+	}
+	return ids
+}()
+
+// replica runs a Manager named name over the lease store, polling into f every
+// 100 ms, with leases of leaseTTL (rounds every second); it tracks twelve sessions.
+func replica(t *testing.T, name string, store poller.LeaseStore, f *fakePolls, opts ...func(*poller.ManagerConfig)) *bubble {
+	b := startManager(t, f, func(c *poller.ManagerConfig) {
+		c.Schedule, c.Leases, c.Replica, c.LeaseTTL = every(100*time.Millisecond), store, name, leaseTTL
+		for _, o := range opts {
+			o(c)
+		}
+	})
+	b.track(twelve...)
+	return b
+}
+
+// TestLoopLeasesShare: two replicas share twelve sessions, six each, none polled by
+// both, so that each session is polled once an interval in all; when one stops, it
+// gives its leases up and the other takes every session at once.
+func TestLoopLeasesShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newMemLeases(leaseTTL)
+		f := newFakePolls() // both replicas poll into it: a session polled by both shows
+		a := replica(t, "a", leases, f)
+		defer a.stop()
+		b := replica(t, "b", leases, f)
+		time.Sleep(20 * time.Second) // a gives b its share, a tenth a round
+		pa, pb := a.polling(t), b.polling(t)
+		if len(pa) != 6 || len(pb) != 6 || slices.ContainsFunc(pa, func(id string) bool { return slices.Contains(pb, id) }) {
+			t.Fatalf("a polls %v, b %v; want six each, none by both", pa, pb)
+		}
+		before := f.count()
+		time.Sleep(time.Second)
+		if polls := f.count() - before; polls != 120 {
+			t.Errorf("%d polls in a second for twelve sessions polled every 100 ms, want 120", polls)
+		}
+		b.stop()
+		synctest.Wait()
+		if n := len(a.polling(t)); n != 12 {
+			t.Errorf("a polls %d sessions at once after b stopped, want all twelve", n)
+		}
+	})
+}
+
+// TestLoopLeasesMoveOnceTheirPollsReturn: when a replica joins and the first gives
+// sessions up, a session moves only once the poll under way on the first has
+// returned: never are two replicas' polls of one session under way at once (the old
+// holder's poll would save its state after the new one loaded it, and fail).
+func TestLoopLeasesMoveOnceTheirPollsReturn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newMemLeases(leaseTTL)
+		f := newFakePolls()
+		f.delay = 2500 * time.Millisecond // longer than a lease round: a poll is under way nearly all the time
+		a := replica(t, "a", leases, f)
+		defer a.stop()
+		time.Sleep(time.Second)
+		b := replica(t, "b", leases, f)
+		defer b.stop()
+		time.Sleep(30 * time.Second)
+		if na, nb := len(a.polling(t)), len(b.polling(t)); na != 6 || nb != 6 {
+			t.Errorf("a polls %d sessions, b %d; want six each", na, nb)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.twice) > 0 {
+			t.Errorf("sessions polled by two replicas at once: %v", f.twice)
+		}
+	})
+}
+
+// TestLoopMemoryBounded: a Manager that has followed many sessions that all ended
+// holds no more than one that followed a few: sessions of a room come and end in
+// waves of 100, and after the last wave the goroutines, and the heap that
+// allocations made in package poller hold, are what they were after the first (Go
+// maps keep their largest size, so the first wave is the baseline). What a session's
+// poll keeps between polls is its loop's, and goes with it.
+func TestLoopMemoryBounded(t *testing.T) {
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	synctest.Test(t, func(t *testing.T) {
+		const wave = 100
+		f := newFakePolls()
+		var mu sync.Mutex
+		ended := map[string]bool{}
+		f.answer = func(id string) (poller.Result, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return poller.Result{Complete: true, Found: true, Ended: ended[id]}, nil
+		}
+		rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			// Polls far apart: the room's listing announces the ends.
+			c.Schedule, c.Discover, c.Rooms = every(time.Minute), every(200*time.Millisecond), rooms
+		})
+		defer b.stop()
+		startGoroutines, startHeap := usage()
+		var goroutines []int
+		var heaps []int64
+		for i := range *memorySessions / wave {
+			var list []poller.SessionInfo
+			for j := range wave {
+				list = append(list, poller.SessionInfo{ID: fmt.Sprintf("mem-%d-%d", i, j), Status: "ongoing"})
+			}
+			rooms.set("big-room", list...)
+			b.updates <- poller.Update{Origin: "config", Rooms: []string{"big-room"}}
+			time.Sleep(time.Second)
+			if n := len(b.polling(t)); n != wave {
+				t.Fatalf("wave %d: %d sessions polled, want %d", i, n, wave)
+			}
+			mu.Lock()
+			for k := range list {
+				list[k].Status = "ended"
+				ended[list[k].ID] = true
+			}
+			mu.Unlock()
+			rooms.set("big-room", list...)
+			time.Sleep(time.Second)
+			b.updates <- poller.Update{Origin: "config"} // so that no listing is under way when measuring
+			// A timer stopped in a bubble stays in its clock until it would have
+			// fired: let the loops' last ticks (a minute away at most) pass.
+			time.Sleep(time.Minute)
+			// The fake's own record of polls is allocated under package poller's
+			// frames too: not the Manager's.
+			f.mu.Lock()
+			f.polls, f.ends, f.inPoll = map[string][]time.Duration{}, map[string][]time.Duration{}, map[string]int{}
+			f.mu.Unlock()
+			rooms.mu.Lock()
+			rooms.ending = map[string]time.Duration{}
+			rooms.mu.Unlock()
+			mu.Lock()
+			ended = map[string]bool{}
+			mu.Unlock()
+			if n := len(b.polling(t)); n != 0 {
+				t.Fatalf("wave %d: %d sessions still polled once every one ended and the room is untracked", i, n)
+			}
+			n, heap := usage()
+			goroutines, heaps = append(goroutines, n), append(heaps, heap)
+		}
+		t.Logf("%d sessions followed in waves of %d; at the start %d goroutines and %d KiB; after each wave: %v goroutines, %v bytes",
+			*memorySessions, wave, startGoroutines, startHeap>>10, goroutines, heaps)
+		for i, n := range goroutines {
+			if n > startGoroutines {
+				t.Errorf("%d goroutines after wave %d, %d at the start", n, i, startGoroutines)
+			}
+		}
+		// A few KiB may come and go: a buffer, a map's growth.
+		if first, last := heaps[0], heaps[len(heaps)-1]; last > first+32<<10 {
+			t.Errorf("package poller holds %d KiB after %d sessions, %d KiB after the first %d", last>>10, *memorySessions, first>>10, wave)
+		}
+	})
+}
