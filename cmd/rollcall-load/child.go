@@ -22,9 +22,9 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// The simulator and the embedded NATS server run in processes of their own (this
-// program again, with childEnv naming the part), so that the CPU and memory this
-// process measures are the worker's alone.
+// childEnv names the part a child process plays: the simulator and the embedded NATS
+// server run in processes of their own (this program again), so that the CPU and
+// memory this process measures are the worker's alone.
 const childEnv = "ROLLCALL_LOAD_CHILD"
 
 const (

@@ -356,7 +356,6 @@ func (r *crashRun) waitCycles(t *testing.T, n int) {
 	}
 }
 
-// saveRunLogs writes every run's log to the test's artifact directory.
 // keepLogsOnFailure saves the logs of the runs in *runs, as they are when the test
 // ends, if it failed.
 func keepLogsOnFailure(t *testing.T, runs *[]*crashRun) {
@@ -367,6 +366,7 @@ func keepLogsOnFailure(t *testing.T, runs *[]*crashRun) {
 	})
 }
 
+// saveRunLogs writes every run's log to the test's artifact directory.
 func saveRunLogs(t *testing.T, runs []*crashRun) {
 	dir := t.ArtifactDir()
 	for _, r := range runs {

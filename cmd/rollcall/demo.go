@@ -32,8 +32,8 @@ const (
 	demoPerPage  = 3
 	demoSchedule = "@every 1s"
 	demoDiscover = "@every 2s"
-	// A reconciliation every few seconds, so that the feed shows the visits the polls
-	// missed soon after them.
+	// demoReconcile: a reconciliation every few seconds, so that the feed shows the
+	// visits the polls missed soon after them.
 	demoReconcile = "@every 5s"
 )
 

@@ -692,5 +692,6 @@ func StartEmbedded(storeDir string, log *slog.Logger) (ns *server.Server, stop f
 	}), nil
 }
 
-// EmbeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
+// EmbeddedURLFile is the file, in store_dir, that holds the URL of the embedded
+// server while it runs.
 const EmbeddedURLFile = "nats.url"
