@@ -154,13 +154,14 @@ type Outbox struct {
 type Kind int
 
 const (
-	// Joined: a stint was seen for the first time.
+	// Joined means a stint was seen for the first time.
 	Joined Kind = iota + 1
-	// Left: a stint that was seen before has ended.
+	// Left means a stint that was seen before has ended.
 	Left
-	// SessionStarted: the session was seen for the first time.
+	// SessionStarted means the session was seen for the first time.
 	SessionStarted
-	// SessionEnded: the session ended; it follows the Left of everyone still present.
+	// SessionEnded means the session ended; it follows the Left of everyone still
+	// present.
 	SessionEnded
 )
 

@@ -179,7 +179,7 @@ func publishOnly(ctx context.Context, js jetstream.JetStream, o options, sample 
 	if err := publisher.EnsureStream(ctx, js, publisher.StreamConfig{Name: name, Prefix: prefix, Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: time.Hour}, discard); err != nil {
 		return 0, 0, err
 	}
-	defer js.DeleteStream(context.WithoutCancel(ctx), name)
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }() // best effort, as in measureWorker
 	pub := publisher.New(js, prefix, discard)
 	batch := func(i int) (diff.Snapshot, []diff.Change) {
 		snap := sample
@@ -241,7 +241,9 @@ func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float6
 	cmd := exec.CommandContext(ctx, path, "bench", "js", "pub", "async", "rollcall-load-bench."+runID(), "--server", natsURL,
 		"--msgs", strconv.Itoa(msgs), "--size", strconv.Itoa(size), "--dedup", "--create", "--stream", stream, "--no-progress", "--no-context")
 	out, err := cmd.CombinedOutput()
-	defer exec.Command(path, "stream", "rm", "-f", stream, "--server", natsURL, "--no-context").Run()
+	defer func() { // best effort
+		_ = exec.Command(path, "stream", "rm", "-f", stream, "--server", natsURL, "--no-context").Run()
+	}()
 	if err != nil {
 		return 0, "", 0, fmt.Errorf("nats bench: %w: %s", err, out)
 	}

@@ -22,9 +22,9 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-// The simulator and the embedded NATS server run in processes of their own (this
-// program again, with childEnv naming the part), so that the CPU and memory this
-// process measures are the worker's alone.
+// childEnv names the part a child process plays: the simulator and the embedded NATS
+// server run in processes of their own (this program again), so that the CPU and
+// memory this process measures are the worker's alone.
 const childEnv = "ROLLCALL_LOAD_CHILD"
 
 const (
@@ -86,10 +86,10 @@ func serveSim(o options) (string, func(), error) {
 	mux.HandleFunc("GET "+pathExpected, func(rw http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
-		json.NewEncoder(rw).Encode(w.expected())
+		_ = json.NewEncoder(rw).Encode(w.expected()) // a failed answer fails the run that asked
 	})
 	mux.HandleFunc("GET "+pathStats, func(rw http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(rw).Encode(simStats{Requests: int64(api.Requests()), Conns: conns.Load()})
+		_ = json.NewEncoder(rw).Encode(simStats{Requests: int64(api.Requests()), Conns: conns.Load()}) // likewise
 	})
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		time.Sleep(o.latency)
@@ -105,9 +105,11 @@ func serveSim(o options) (string, func(), error) {
 			conns.Add(1)
 		}
 	}
-	go srv.Serve(l) // no connection cap: it would throttle the load measured
+	// No connection cap: it would throttle the load measured. Serve stops when srv is
+	// closed; if it failed sooner, the polls would fail, and the run with them.
+	go func() { _ = srv.Serve(l) }()
 
-	return "http://" + l.Addr().String(), func() { srv.Close() }, nil
+	return "http://" + l.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
 // serveNATS runs a NATS server with JetStream on a loopback port, storing in a
@@ -119,19 +121,19 @@ func serveNATS() (string, func(), error) {
 	}
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoSigs: true})
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return "", nil, err
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return "", nil, errors.New("the NATS server did not start within 10s")
 	}
 	return ns.ClientURL(), func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 	}, nil
 }
 
@@ -165,22 +167,24 @@ func startChild(ctx context.Context, role string, args []string, stderr io.Write
 	}
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		stdin.Close()
-		cmd.Wait()
+		// The error to report is the one above; the part's own went to stderr.
+		_ = stdin.Close()
+		_ = cmd.Wait()
 		return nil, fmt.Errorf("the %s did not start: %w", role, err)
 	}
 	return &child{cmd: cmd, stdin: stdin, url: strings.TrimSpace(line)}, nil
 }
 
-// stop asks the part to stop, and kills it if it has not within 10s.
+// stop asks the part to stop, and kills it if it has not within 10s. The part's
+// errors go to stderr: its exit status says nothing more.
 func (c *child) stop() {
-	c.stdin.Close()
+	_ = c.stdin.Close() // the part stops when its stdin closes
 	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
+	go func() { _ = c.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		c.cmd.Process.Kill()
+		_ = c.cmd.Process.Kill() // it fails only if the part has exited
 		<-done
 	}
 }

@@ -250,10 +250,11 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	defer w.Close()
 	js := w.JetStream()
 	defer func() {
+		// Best effort: the run's result does not depend on its clean-up.
 		ctx := context.WithoutCancel(ctx)
-		js.DeleteStream(ctx, n.Stream)
-		js.DeleteKeyValue(ctx, n.StateBucket)
-		js.DeleteKeyValue(ctx, n.TrackingBucket)
+		_ = js.DeleteStream(ctx, n.Stream)
+		_ = js.DeleteKeyValue(ctx, n.StateBucket)
+		_ = js.DeleteKeyValue(ctx, n.TrackingBucket)
 	}()
 	stream, err := js.Stream(ctx, n.Stream)
 	if err != nil {
@@ -271,14 +272,17 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	go func() { done <- w.Run(runCtx) }()
 	defer func() {
 		stopRun()
-		<-done
+		<-done //nolint:errcheck // waits for Run to return: it logs the error that stops it, and waitFor reports one before the stop
 	}()
 	m.burstEvents = uint64(o.sessions * (1 + o.participants))
 	err = waitFor(ctx, stream, m.burstEvents, done)
 	m.burst, m.burstCPU, m.burstOthers = time.Since(start), cpuTime()-cpu0, partsCPU(parts)-others0
-	stopProfile()
+	profileErr := stopProfile()
 	if err != nil {
 		return m, fmt.Errorf("first poll: %w", err)
+	}
+	if profileErr != nil {
+		return m, profileErr
 	}
 
 	// The steady state: whole intervals in which nothing changes, once the loops have
@@ -299,7 +303,9 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	m.steadyCPU, m.steadyOthers = cpuTime()-cpu0, partsCPU(parts)-others0
 	m.steadyRequests, m.steadyTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(steady0)
 	polls1, hist1 := gatherPolls(w.Metrics())
-	stopProfile()
+	if err := stopProfile(); err != nil {
+		return m, err
+	}
 	m.steadyPolls = polls1 - polls0
 	m.pollP50, m.pollP99 = hist1.minus(hist0).quantile(0.5), hist1.minus(hist0).quantile(0.99)
 	m.rssNow, m.peakRSS = procStatus("VmRSS"), procStatus("VmHWM")
@@ -523,10 +529,11 @@ func streamCounts(ctx context.Context, s jetstream.Stream, prefix string) (count
 }
 
 // startProfile writes a CPU profile to dir/name until the returned function is
-// called; with no dir, it does nothing.
-func startProfile(dir, name string) (func(), error) {
+// called, which says if the file could not be completed; with no dir, it does
+// nothing.
+func startProfile(dir, name string) (stop func() error, err error) {
 	if dir == "" {
-		return func() {}, nil
+		return func() error { return nil }, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -536,12 +543,12 @@ func startProfile(dir, name string) (func(), error) {
 		return nil, err
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close() // the error to report is the one above
 		return nil, err
 	}
-	return func() {
+	return func() error {
 		pprof.StopCPUProfile()
-		f.Close()
+		return f.Close()
 	}, nil
 }
 
@@ -551,7 +558,7 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
+		_ = f.Close() // the error to report is the one above
 		return err
 	}
 	return f.Close()

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -180,11 +179,11 @@ func TestClusterReplicas(t *testing.T) {
 	w1.kill(t) // its leases expire after lease_ttl
 	time.Sleep(2 * leaseTTL)
 	w1 = start("w1") // back under its name: takes its share again, slowly
-	if err := w2.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := pause(w2.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * leaseTTL) // paused past its leases' end
-	if err := w2.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := resume(w2.cmd.Process); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(leaseTTL)

@@ -288,7 +288,7 @@ func startReplica(t *testing.T, bin, config, dir string, n int, replica string) 
 		case err := <-r.done:
 			r.done <- err
 		default:
-			r.cmd.Process.Kill()
+			_ = r.cmd.Process.Kill() // it fails only if the process has exited: r.done has its end either way
 			r.done <- <-r.done
 		}
 	})
@@ -356,7 +356,6 @@ func (r *crashRun) waitCycles(t *testing.T, n int) {
 	}
 }
 
-// saveRunLogs writes every run's log to the test's artifact directory.
 // keepLogsOnFailure saves the logs of the runs in *runs, as they are when the test
 // ends, if it failed.
 func keepLogsOnFailure(t *testing.T, runs *[]*crashRun) {
@@ -367,6 +366,7 @@ func keepLogsOnFailure(t *testing.T, runs *[]*crashRun) {
 	})
 }
 
+// saveRunLogs writes every run's log to the test's artifact directory.
 func saveRunLogs(t *testing.T, runs []*crashRun) {
 	dir := t.ArtifactDir()
 	for _, r := range runs {
@@ -724,7 +724,9 @@ func latencyProxy(t *testing.T, target string, delay time.Duration) string {
 		}
 	})
 	t.Cleanup(func() {
-		ln.Close()
+		if err := ln.Close(); err != nil {
+			t.Error(err)
+		}
 		mu.Lock()
 		closed = true
 		for _, c := range conns {

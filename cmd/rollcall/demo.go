@@ -32,8 +32,8 @@ const (
 	demoPerPage  = 3
 	demoSchedule = "@every 1s"
 	demoDiscover = "@every 2s"
-	// A reconciliation every few seconds, so that the feed shows the visits the polls
-	// missed soon after them.
+	// demoReconcile: a reconciliation every few seconds, so that the feed shows the
+	// visits the polls missed soon after them.
 	demoReconcile = "@every 5s"
 )
 
@@ -57,7 +57,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // best effort: a temporary directory
 	key, secret := "demo-api-key", randomSecret()
 	api := sim.New(sim.Config{APIKey: key, Secret: secret})
 	rooms := demoWorld(api)
@@ -150,11 +150,12 @@ func serve(h http.Handler, addr string) (string, func(), error) {
 		return "", nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	srv := httpserver.New(h, slog.NewLogLogger(slog.DiscardHandler, 0))
-	go httpserver.Serve(srv, l)
+	// Until stopped; if it failed sooner, the polls would fail, and say so.
+	go func() { _ = httpserver.Serve(srv, l) }()
 	return "http://" + l.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		_ = srv.Shutdown(ctx) // best effort: the demo is ending
 	}, nil
 }
 

@@ -128,8 +128,7 @@ func write(w io.Writer, stints []*stint) error {
 	slices.SortStableFunc(stints, func(a, b *stint) int {
 		return cmp.Or(cmp.Compare(a.session, b.session), a.joined.Compare(b.joined), cmp.Compare(a.participant, b.participant))
 	})
-	out := csv.NewWriter(w)
-	out.Write([]string{"session", "participant", "name", "joinedAt", "leftAt", "seconds"})
+	rows := [][]string{{"session", "participant", "name", "joinedAt", "leftAt", "seconds"}}
 	totals := make(map[string]float64)
 	names := make(map[string]string)
 	for _, s := range stints {
@@ -140,15 +139,13 @@ func write(w io.Writer, stints []*stint) error {
 			totals[s.participant] += d
 		}
 		names[s.participant] = s.name
-		out.Write([]string{s.session, s.participant, s.name, stamp(s.joined), left, secs})
+		rows = append(rows, []string{s.session, s.participant, s.name, stamp(s.joined), left, secs})
 	}
-	out.Write(nil)
-	out.Write([]string{"participant", "name", "seconds"})
+	rows = append(rows, nil, []string{"participant", "name", "seconds"})
 	for _, p := range slices.Sorted(maps.Keys(names)) {
-		out.Write([]string{p, names[p], strconv.FormatFloat(totals[p], 'f', 3, 64)})
+		rows = append(rows, []string{p, names[p], strconv.FormatFloat(totals[p], 'f', 3, 64)})
 	}
-	out.Flush()
-	return out.Error()
+	return csv.NewWriter(w).WriteAll(rows)
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(events.TimeLayout) }

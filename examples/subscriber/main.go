@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer seen.Close()
+	defer func() { _ = seen.Close() }() // each add was synced: nothing is lost if it fails
 	c, err := js.CreateOrUpdateConsumer(ctx, *stream, jetstream.ConsumerConfig{
 		Durable: *durable, FilterSubject: *filter, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 	})
@@ -161,7 +161,7 @@ func openSeen(path string) (*seenFile, error) {
 		s.ids[sc.Text()] = true
 	}
 	if err := sc.Err(); err != nil {
-		f.Close()
+		_ = f.Close() // the error to report is the read's
 		return nil, err
 	}
 	return s, nil

@@ -56,8 +56,12 @@ func TestSubscriber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(third.ID + "\n")
-	f.Close()
+	if _, err := f.WriteString(third.ID + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	second := subscribe("-n", "1")
 
 	got := append(append(slices.Clone(first), line(third)), second...)

@@ -46,14 +46,13 @@ func Start(t testing.TB, api *sim.Server, sessions ...string) string {
 		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.Run(ctx)
-	}()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("the worker: %v", err)
+		}
 		w.Close()
 	})
 	return ns.ClientURL()

@@ -49,7 +49,9 @@ func TestLimitListener(t *testing.T) {
 		if n := len(accepted); n != 2 {
 			t.Fatalf("%d connections accepted after one closed, want 2 (one more)", n)
 		}
-		l.Close()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 		synctest.Wait()
 		(<-accepted).Close()
 		(<-accepted).Close()
@@ -102,7 +104,10 @@ func TestIdleConnectionsDoNotStarveIt(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Minute)) // a bound on a broken test, not a timing
+			if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil { // a bound on a broken test, not a timing
+				errs <- err
+				return
+			}
 			if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 				errs <- err
 				return
@@ -113,8 +118,12 @@ func TestIdleConnectionsDoNotStarveIt(t *testing.T) {
 				errs <- fmt.Errorf("client %d: %w", i, err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %w", i, err)
+				return
+			}
 			// Kept alive and idle: the server must close it.
 			if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 				errs <- fmt.Errorf("client %d: the idle connection was not closed by the server: %v", i, err)
@@ -152,7 +161,9 @@ func TestSlowAndLargeRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
+	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	fmt.Fprint(c, "GET /healthz HTTP/1.1\r\n") // and no more
 	if _, err := io.ReadAll(c); err != nil {
 		t.Errorf("a connection that never finished its headers: %v, want it closed", err)
@@ -259,8 +270,9 @@ func serve(t *testing.T, srv *http.Server, limit int) *openConns {
 	}
 	srv.Addr = l.Addr().String()
 	open := &openConns{}
-	go srv.Serve(&countingListener{Listener: LimitListener(l, limit), open: open})
-	t.Cleanup(func() { srv.Close() })
+	// Until the test ends; if it failed sooner, the test's requests would fail.
+	go func() { _ = srv.Serve(&countingListener{Listener: LimitListener(l, limit), open: open}) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return open
 }
 

@@ -65,7 +65,9 @@ func BenchmarkFirstBurst(b *testing.B) {
 		b.ReportMetric(float64(want)/took.Seconds(), "events/s")
 		b.ReportMetric(float64(sessions)/took.Seconds(), "sessions/s")
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 		w.Close()
 		srv.Close()
 		b.StartTimer()

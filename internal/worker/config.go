@@ -20,7 +20,7 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// Config is rollcall's configuration: config.toml decoded over defaultConfig,
+// Config is rollcall's configuration: config.toml decoded over Default,
 // then overridden by the environment. It holds only the keys of capabilities
 // that exist; any other key is rejected, never accepted and ignored.
 type Config struct {
@@ -48,7 +48,7 @@ type VideoSDK struct {
 
 // Poll is when sessions are polled, and who is left out of the events.
 type Poll struct {
-	Schedule         string   `toml:"schedule"`          // robfig/cron spec, see parseSchedule
+	Schedule         string   `toml:"schedule"`          // robfig/cron spec, see ParseSchedule
 	DiscoverSchedule string   `toml:"discover_schedule"` // when rooms' session lists are read
 	ExcludeModes     []string `toml:"exclude_modes"`     // e.g. "VIEWER": no events for them
 	ExcludeSDKTypes  []string `toml:"exclude_sdk_types"` // e.g. "recorder"
@@ -122,6 +122,8 @@ func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(d.String()), nil
 }
 
+// Default is the configuration of an empty config file: every key's default, as
+// docs/configuration.md lists them.
 func Default() Config {
 	return Config{
 		VideoSDK: VideoSDK{
@@ -150,12 +152,12 @@ func Default() Config {
 	}
 }
 
-// loadConfig reads the config file at path; see parseConfig.
+// Load reads the config file at path; see parseConfig.
 func Load(path string, getenv func(string) string) (Config, error) {
 	return LoadFor(path, getenv, true)
 }
 
-// loadConfigFor reads the config file at path; without api, the VideoSDK credentials
+// LoadFor reads the config file at path; without api, the VideoSDK credentials
 // are not required (for the commands that only talk to NATS).
 func LoadFor(path string, getenv func(string) string, api bool) (Config, error) {
 	data, err := os.ReadFile(path)
@@ -309,7 +311,7 @@ func tomlType(v any) string {
 	}
 }
 
-// applyEnv lets the environment override the file, so that secrets need not
+// ApplyEnv lets the environment override the file, so that secrets need not
 // be written in it. An empty variable overrides nothing.
 func (c *Config) ApplyEnv(getenv func(string) string) {
 	for _, o := range []struct {
@@ -331,16 +333,17 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 }
 
 var (
-	// Names and subject tokens made of the characters every NATS API accepts:
-	// no wildcards, '$', spaces or path separators.
+	// natsName and natsSubject match names and subject tokens made of the
+	// characters every NATS API accepts: no wildcards, '$', spaces or path
+	// separators.
 	natsName    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	natsSubject = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 )
 
-// validate reports every invalid value, one per line, in file order.
+// Validate reports every invalid value, one per line, in file order.
 func (c Config) Validate() error { return c.check(true) }
 
-// check is validate; without api, the VideoSDK credentials are not required.
+// check is Validate; without api, the VideoSDK credentials are not required.
 func (c Config) check(api bool) error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -499,6 +502,7 @@ func idErrors(table string, ids []string) []error {
 	return errs
 }
 
+// SessionIDs returns the IDs of the sessions the config file tracks, in file order.
 func (c Config) SessionIDs() []string {
 	ids := make([]string, len(c.Sessions))
 	for i, s := range c.Sessions {
@@ -507,6 +511,7 @@ func (c Config) SessionIDs() []string {
 	return ids
 }
 
+// RoomIDs returns the IDs of the rooms the config file tracks, in file order.
 func (c Config) RoomIDs() []string {
 	ids := make([]string, len(c.Rooms))
 	for i, r := range c.Rooms {
@@ -583,13 +588,15 @@ func (c Config) Redacted() Config {
 
 // Bounds of values that would stall or flood the worker rather than configure it.
 const (
-	// A request that must be answered sooner cannot be: every poll would fail.
+	// minRequestTimeout: a request that must be answered sooner cannot be, and
+	// every poll would fail.
 	minRequestTimeout = 100 * time.Millisecond
-	// Sessions fetched at once: past a few dozen, more only queue at the API and the
-	// broker (docs/performance.md); thousands would be thousands of connections.
+	// maxConcurrency, of sessions fetched at once: past a few dozen, more only queue
+	// at the API and the broker (docs/performance.md); thousands would be thousands
+	// of connections.
 	maxConcurrency = 1000
-	// Below a request every 100 s, no schedule is kept: every poll waits its turn for
-	// minutes, and nothing says why.
+	// minRateLimit: below a request every 100 s, no schedule is kept: every poll
+	// waits its turn for minutes, and nothing says why.
 	minRateLimit = 0.01
 )
 
@@ -629,7 +636,7 @@ func checkFires(spec string, sched cron.Schedule, now time.Time) error {
 // with seconds, and descriptors such as "@every 5s" and "@hourly".
 var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// parseSchedule parses a robfig/cron spec.
+// ParseSchedule parses a robfig/cron spec.
 func ParseSchedule(spec string) (sched cron.Schedule, err error) {
 	// robfig/cron v3.0.1 panics on some specs, such as "TZ=UTC" with no
 	// schedule after it.

@@ -188,7 +188,7 @@ func TestLoadConfigGood(t *testing.T) {
 }
 
 // wantDefaults is the spec's defaults, written out rather than taken from
-// defaultConfig so that a changed default fails a test.
+// Default so that a changed default fails a test.
 func wantDefaults() Config {
 	return Config{
 		VideoSDK: VideoSDK{
@@ -312,8 +312,8 @@ url = "nats://file:4222"
 	}
 }
 
-// The environment applies before validation: credentials may come from it
-// alone, and a bad NATS_URL is caught.
+// TestParseConfigEnvValidated: the environment applies before validation:
+// credentials may come from it alone, and a bad NATS_URL is caught.
 func TestParseConfigEnvValidated(t *testing.T) {
 	const file = "[[sessions]]\nid = \"s1\"\n"
 	if _, err := parseConfig([]byte(file), env(map[string]string{"VIDEOSDK_TOKEN": "t"}), true); err != nil {
@@ -326,8 +326,8 @@ func TestParseConfigEnvValidated(t *testing.T) {
 	}
 }
 
-// The example shipped at the repository root is valid once the credentials
-// it leaves to the environment are given, and shows the defaults.
+// TestExampleConfig: the example shipped at the repository root is valid once the
+// credentials it leaves to the environment are given, and shows the defaults.
 func TestExampleConfig(t *testing.T) {
 	got, err := Load(filepath.Join("..", "..", "config.toml"), env(map[string]string{
 		"VIDEOSDK_API_KEY": "key",

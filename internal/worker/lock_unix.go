@@ -19,11 +19,11 @@ func lockDir(dir string) (unlock func(), err error) {
 		return nil, fmt.Errorf("nats.store_dir: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+		_ = f.Close() // the error to report is the lock's
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("nats.store_dir %s is in use by another rollcall", dir)
 		}
 		return nil, fmt.Errorf("nats.store_dir: lock: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return func() { _ = f.Close() }, nil // closing the file drops the lock, whatever it returns
 }

@@ -159,7 +159,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
 		w.http = httpserver.New(w.handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
-		go httpserver.Serve(w.http, l)
+		go func() {
+			if err := httpserver.Serve(w.http, l); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("no longer serving /metrics, /healthz and /readyz", "err", err)
+			}
+		}()
 		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
 	if url == "" {
@@ -355,7 +359,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // store_dir/nats.url is gone.
 func (w *Worker) Close() {
 	if w.http != nil {
-		w.http.Close()
+		_ = w.http.Close() // it fails only on closing its listener, which is let go either way
 	}
 	if w.nc != nil {
 		w.nc.Close()
@@ -663,7 +667,7 @@ func StartEmbedded(storeDir string, log *slog.Logger) (ns *server.Server, stop f
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		port = -1
 	} else {
-		l.Close()
+		_ = l.Close() // a probe: the embedded server listens on the port next
 	}
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("nats.store_dir: %w", err)
@@ -692,5 +696,6 @@ func StartEmbedded(storeDir string, log *slog.Logger) (ns *server.Server, stop f
 	}), nil
 }
 
-// EmbeddedURLFile, in store_dir, holds the URL of the embedded server while it runs.
+// EmbeddedURLFile is the file, in store_dir, that holds the URL of the embedded
+// server while it runs.
 const EmbeddedURLFile = "nats.url"
