@@ -246,14 +246,6 @@ func object(raw json.RawMessage) json.RawMessage {
 
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
-func msPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	m := ms(*t)
-	return &m
-}
-
 // participant reads a participant in its current stint, or says why it is set
 // aside: an ID, a time or a text that breaks the rules of package diff, or no
 // timelog entry to take as its stint.

@@ -539,13 +539,13 @@ func acquire(ctx context.Context, slots chan struct{}) (func(), error) {
 // without their end in the metrics.
 func (p *Poller) count(changes []diff.Change) (joined, left int) {
 	for _, c := range changes {
-		switch {
-		case c.Kind == diff.Joined:
+		switch c.Kind {
+		case diff.Joined:
 			joined++
 			if c.Reconciled {
 				p.metrics.Reconciled.Inc()
 			}
-		case c.Kind == diff.Left:
+		case diff.Left:
 			left++
 			if c.LeftAt == nil {
 				p.metrics.LeftsUntimed.Inc()
