@@ -363,9 +363,13 @@ func (c *computation) left(p Participant, end *time.Time, since time.Time, recon
 		ch.LeftAt = &since // it had ended when the session was found ended
 	}
 	if ch.LeftAt != nil && ch.LeftAt.Before(p.JoinedAt) {
-		// A session that ended before the stint began, as the API tells it: the
-		// stint lasted no time, rather than less than none.
-		ch.LeftAt = &p.JoinedAt
+		// A session that ended before the stint began, as the API tells it: its end
+		// is not the stint's. A reconciled left must have one: the stint lasted no
+		// time, rather than less than none.
+		ch.LeftAt = nil
+		if reconciled {
+			ch.LeftAt = &p.JoinedAt
+		}
 	}
 	if since.Before(c.now) {
 		ch.ObservedAt = &since

@@ -312,11 +312,11 @@ func TestCompute(t *testing.T) {
 		},
 		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
-		name:        "a session that ended, as the API tells it, before a stint began: the left is at the stint's start, never before",
+		name:        "a session that ended, as the API tells it, before a stint began: the left has no end, never one before its start",
 		prev:        state(p("z", 60)),
 		next:        endedWith(tl("z", [2]int{60, -1})),
 		now:         70,
-		wantChanges: []change{{Kind: "left", ID: "z", Start: 60, LeftAt: ptr(at(60))}, {Kind: "session.ended"}},
+		wantChanges: []change{{Kind: "left", ID: "z", Start: 60}, {Kind: "session.ended"}},
 		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
 		name: "an ended session whose lefts wait for their end: so does session.ended",

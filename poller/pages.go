@@ -184,6 +184,10 @@ func newPage(pi *pageInfo, docs []sessionDoc) (Page, error) {
 			s.Start = *start
 		}
 		s.End = sessionTime(&s, "end", doc.End)
+		if s.End != nil && s.End.Before(s.Start) {
+			s.SetAside = append(s.SetAside, diff.SetAside{Reason: diff.ReasonOrder, Detail: "the session ends before it starts: its end is taken as unknown"})
+			s.End = nil
+		}
 		if n := len(doc.Participants); n > 0 {
 			s.Participants = make([]diff.Participant, 0, n)
 		}

@@ -175,6 +175,8 @@ func TestDecodePageEdges(t *testing.T) {
 			wantSetAside: []diff.SetAside{{ID: "mxavzgb5", Reason: diff.ReasonTimelog}}, wantSessions: 1},
 		{file: "time-not-rfc3339.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:27.185Z")},
 			wantSetAside: []diff.SetAside{{ID: "iqpq5uen", Reason: diff.ReasonTime}}, wantSessions: 1},
+		{file: "session-ends-before-it-starts.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z"), joined("2023-07-24T08:28:27.185Z")},
+			wantSetAside: []diff.SetAside{{Reason: diff.ReasonOrder}}, wantSessions: 1},
 		{file: "participant-without-id.json", wantJoinedAt: []time.Time{joined("2023-07-24T08:28:09.650Z")},
 			wantSetAside: []diff.SetAside{{Reason: diff.ReasonID}}, wantSessions: 1},
 		{file: "empty-data.json"},
@@ -196,6 +198,11 @@ func TestDecodePageEdges(t *testing.T) {
 			}
 			if d := cmp.Diff(tt.wantSetAside, page.SetAside, cmpopts.IgnoreFields(diff.SetAside{}, "Detail")); d != "" {
 				t.Errorf("set aside (-want +got):\n%s", d)
+			}
+			for _, s := range page.Sessions {
+				if s.End != nil && s.End.Before(s.Start) {
+					t.Errorf("session end %v before its start %v", s.End, s.Start)
+				}
 			}
 		})
 	}

@@ -46,7 +46,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 		default:
 			failing.over(log, "listing the room's sessions works again")
 			listed = true
-			l.trouble(aside.note(log, bad), "")
+			l.trouble(aside.note(log, now, bad), "")
 			l.set(StatusFollowing, now, 0, 0)
 			found(list)
 		}

@@ -64,6 +64,10 @@ func DecodeSessions(body []byte) (pageInfo, []SessionInfo, []diff.SetAside, erro
 		if s.End, err = apiTime(d.End); err != nil {
 			bad = append(bad, diff.SetAside{ID: s.ID, Reason: diff.ReasonTime, Detail: "session end: " + err.Error()})
 		}
+		if s.End != nil && s.End.Before(s.Start) {
+			bad = append(bad, diff.SetAside{ID: s.ID, Reason: diff.ReasonOrder, Detail: "the session ends before it starts: its end is taken as unknown"})
+			s.End = nil
+		}
 		out = append(out, s)
 	}
 	return *raw.PageInfo, out, bad, nil

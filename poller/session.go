@@ -141,7 +141,7 @@ func (s *sessionLoop) after(polls context.Context, res Result, err error, took t
 	if err != nil {
 		s.l.trouble(0, err.Error())
 	} else {
-		s.l.trouble(s.aside.note(s.log, res.SetAside), "")
+		s.l.trouble(s.aside.note(s.log, now, res.SetAside), "")
 		level := slog.LevelDebug // a poll that changes nothing is not news
 		if res.Joined+res.Left > 0 {
 			level = slog.LevelInfo
