@@ -65,7 +65,9 @@ func (r *replicas) start(t *testing.T, name string, store poller.LeaseStore, opt
 }
 
 // polling returns the sessions m polls.
-func polling(t *testing.T, m *managed) []string {
+func polling(t *testing.T, m interface {
+	Status(context.Context) ([]poller.Status, error)
+}) []string {
 	t.Helper()
 	list, err := m.Status(context.Background())
 	if err != nil {

@@ -123,17 +123,7 @@ type bubble struct {
 // polling lists the sessions the Manager polls.
 func (b *bubble) polling(t *testing.T) []string {
 	t.Helper()
-	list, err := b.m.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, s := range list {
-		if s.Kind == poller.KindSession {
-			out = append(out, s.ID)
-		}
-	}
-	return out
+	return polling(t, b.m)
 }
 
 func startManager(t *testing.T, polls poller.Polls, change func(*poller.ManagerConfig)) *bubble {
