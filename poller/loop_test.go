@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -9,12 +10,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/poller"
 )
 
@@ -189,12 +192,16 @@ func TestLoopBackOff(t *testing.T) {
 		{"404", poller.ErrNotFound, []time.Duration{0, 30 * time.Second, 90 * time.Second, 210 * time.Second}},
 		{"401", poller.ErrUnauthorized, []time.Duration{0, 10 * time.Second, 30 * time.Second, 70 * time.Second, 130 * time.Second, 190 * time.Second}},
 	}
+	// What the loop says: a 404 once when it begins and once when it ends; a
+	// rejection nothing (the Client says it once for every session).
+	said := map[error][2]int{poller.ErrNotFound: {1, 1}, poller.ErrUnauthorized: {0, 0}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakePolls()
 				f.answer = func(string) (poller.Result, error) { return poller.Result{}, tt.err }
-				b := startManager(t, f, nil)
+				var logs testkit.Buffer
+				b := startManager(t, f, func(c *poller.ManagerConfig) { c.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
 				b.track("s1")
 				time.Sleep(tt.want[len(tt.want)-1] + time.Second)
 				f.mu.Lock()
@@ -209,6 +216,9 @@ func TestLoopBackOff(t *testing.T) {
 				b.stop()
 				if n := len(f.times("s1")) - before; n != 60/5 {
 					t.Errorf("%d polls in a minute once it answers again, want one every 5 s", n)
+				}
+				if errs, found := strings.Count(logs.String(), "level=ERROR"), strings.Count(logs.String(), "session found"); errs != said[tt.err][0] || found != said[tt.err][1] {
+					t.Errorf("%d errors and %d lines saying it was found, want %v:\n%s", errs, found, said[tt.err], logs.String())
 				}
 			})
 		})
@@ -667,3 +677,170 @@ func TestLoopMemoryBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopSaysWhenPollsRunLate: polls that finish more than an interval after they
+// were due (an API slower than the schedule) are said once a minute, not once each;
+// polls on time say nothing.
+func TestLoopSaysWhenPollsRunLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const warning = "polls finish more than an interval after they are due"
+		f := newFakePolls()
+		f.delay = 100 * time.Millisecond
+		var logs testkit.Buffer
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			c.Schedule, c.Log = every(250*time.Millisecond), slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		defer b.stop()
+		b.track("s1", "s2")
+		time.Sleep(time.Second) // four intervals on time
+		if strings.Contains(logs.String(), warning) {
+			t.Fatalf("polls on time were called late:\n%s", logs.String())
+		}
+		f.mu.Lock()
+		f.delay = 800 * time.Millisecond
+		f.mu.Unlock()
+		time.Sleep(50 * time.Second)
+		if n := strings.Count(logs.String(), warning); n != 1 {
+			t.Errorf("said %d times in 50 s of late polls, want once:\n%s", n, logs.String())
+		}
+		time.Sleep(time.Minute)
+		if n := strings.Count(logs.String(), warning); n != 2 {
+			t.Errorf("said %d times in 110 s of late polls, want twice (once a minute)", n)
+		}
+	})
+}
+
+// TestLoopLeasesTakenOverFromAVanishedReplica: replica old dies holding every lease,
+// in a bucket whose keys live a minute. Its successor, told that old has vanished,
+// takes them over at once, by compare-and-set, and polls every session; told nothing,
+// it leaves them to expire, and does not ask again. An old that runs on is not taken
+// over when, later, no one answers for it (cut off from NATS a moment).
+func TestLoopLeasesTakenOverFromAVanishedReplica(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		dies     bool // else it runs on, renewing its leases
+		vanished bool // what the successor is told of it
+	}{
+		{name: "killed, vanished: taken over at once", dies: true, vanished: true},
+		{name: "killed, maybe alive: left to expire", dies: true},
+		{name: "renewing, not answering: left alone", vanished: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				leases := newMemLeases(time.Minute)
+				old := replica(t, "old", killed{leases}, newFakePolls())
+				time.Sleep(time.Second)
+				if n := len(old.polling(t)); n != 12 {
+					t.Fatalf("old polls %d sessions, want twelve", n)
+				}
+				if tt.dies {
+					old.stop()
+				} else {
+					defer old.stop()
+				}
+				var asked atomic.Int32
+				var armed atomic.Bool // the answer is tt.vanished once armed
+				armed.Store(tt.dies)
+				var logs testkit.Buffer
+				next := replica(t, "next", leases, newFakePolls(), func(c *poller.ManagerConfig) {
+					c.Log = slog.New(slog.NewTextHandler(&logs, nil))
+					c.Vanished = func(_ context.Context, replica string) bool {
+						asked.Add(1)
+						return replica == "old" && tt.vanished && armed.Load()
+					}
+				})
+				defer next.stop()
+				switch {
+				case tt.dies && tt.vanished:
+					synctest.Wait()
+					if n := len(next.polling(t)); n != 12 {
+						t.Errorf("next polls %d sessions at once, want all twelve", n)
+					}
+					owner, _, _ := leases.Owners(context.Background())
+					for key, o := range owner {
+						if o != "next" {
+							t.Errorf("lease %s held by %s, want next", key, o)
+						}
+					}
+					if live, _ := leases.Live(context.Background()); !slices.Equal(live, []string{"next"}) {
+						t.Errorf("live replicas %v, want next alone: old's heartbeat deleted", live)
+					}
+				case tt.dies:
+					time.Sleep(3 * time.Second) // three rounds
+					if n := len(next.polling(t)); n != 0 {
+						t.Errorf("next polls %d sessions whose leases a replica that may be alive holds", n)
+					}
+					if n := asked.Load(); n != 1 {
+						t.Errorf("asked %d times about old, want once, at start", n)
+					}
+				default:
+					// Old renews every second. Once it has since next started, no one
+					// answers for it; next, claiming its share as old gives it up,
+					// reads the leases every round.
+					time.Sleep(2 * time.Second)
+					armed.Store(true)
+					time.Sleep(2 * time.Second)
+					if strings.Contains(logs.String(), "taking over") {
+						t.Errorf("next took over old, which renews its leases:\n%s", logs.String())
+					}
+				}
+			})
+		})
+	}
+}
+
+const leaseTTL = 3 * time.Second // rounds every second
+
+// polling returns the sessions m polls.
+func polling(t *testing.T, m interface {
+	Status(context.Context) ([]poller.Status, error)
+}) []string {
+	t.Helper()
+	list, err := m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list {
+		if s.Kind == poller.KindSession {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// cut is a lease store that a partition can cut off: while cut, every call fails as
+// a request to an unreachable server would.
+type cut struct {
+	poller.LeaseStore
+	off atomic.Bool
+}
+
+var errCut = errors.New("partitioned")
+
+func (c *cut) Heartbeat(ctx context.Context, replica string) (uint64, error) {
+	if c.off.Load() {
+		return 0, errCut
+	}
+	return c.LeaseStore.Heartbeat(ctx, replica)
+}
+
+func (c *cut) Live(ctx context.Context) ([]string, error) {
+	if c.off.Load() {
+		return nil, errCut
+	}
+	return c.LeaseStore.Live(ctx)
+}
+
+func (c *cut) Renew(ctx context.Context, key, replica string, rev uint64) (uint64, error) {
+	if c.off.Load() {
+		return 0, errCut
+	}
+	return c.LeaseStore.Renew(ctx, key, replica, rev)
+}
+
+// killed is a lease store whose replica dies as kill -9 does: it gives nothing up.
+type killed struct{ poller.LeaseStore }
+
+func (killed) Leave(context.Context, string) error           { return nil }
+func (killed) Release(context.Context, string, uint64) error { return nil }

@@ -223,40 +223,6 @@ func TestManagerSlowSessionHoldsUpNoOther(t *testing.T) {
 	}
 }
 
-// TestManagerUnknownSession: a 404 yields no event, is logged once when it begins and
-// once when it ends, and the session is asked again after NotFoundWait, then twice as
-// long, rather than every interval. Once it exists, it is polled on schedule again.
-func TestManagerUnknownSession(t *testing.T) {
-	w := newWorld(t)
-	r := newRig(t, w, true)
-	reqs := r.logged(t)
-	var logs testkit.Buffer
-	const wait = 600 * time.Millisecond
-	m := r.manage(t, func(c *poller.ManagerConfig) {
-		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		c.NotFoundWait, c.MaxNotFoundWait = wait, 4*wait
-	})
-	start := time.Now()
-	m.track("config", []string{"later"}, nil)
-	eventually(t, "three 404s", func() bool { return reqs.count("later") >= 3 })
-	// Asked at 0, after wait and after 2×wait more: at 100ms a poll, that is 3 requests
-	// instead of about 18.
-	if took := time.Since(start); took < 3*wait {
-		t.Errorf("three requests for an unknown session within %v, want them %v and %v apart", took, wait, 2*wait)
-	}
-	w.api.StartSession("later", "room-later")
-	w.api.Join("later", "x", "name-x")
-	eventually(t, "x joined", func() bool { return slices.Contains(streamEvents(t, r.js), "participant.joined x@0") })
-	found := reqs.count("later")
-	eventually(t, "polled on schedule again", func() bool { return reqs.count("later") >= found+3 })
-	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
-		t.Errorf("%d errors logged for several 404s, want 1:\n%s", n, logs.String())
-	}
-	if n := strings.Count(logs.String(), "session found"); n != 1 {
-		t.Errorf("%d lines say the session was found, want 1:\n%s", n, logs.String())
-	}
-}
-
 // TestManagerRooms: a room with a long history is listed in full once; only its
 // ongoing session is polled; a session that ends is announced at once, the room's next
 // one is found and polled; untracking the room stops its sessions' loops and
@@ -577,44 +543,6 @@ func TestManagerFailuresLoggedOnce(t *testing.T) {
 	})
 	if n := strings.Count(logs.String()[before:], "cycle failed"); n != 1 {
 		t.Errorf("%d lines for a session failing 20 cycles in a row, want 1:\n%s", n, logs.String()[before:])
-	}
-}
-
-// TestManagerSaysWhenPollsRunLate: polls that finish more than an interval after they
-// were due (an API slower than the schedule) are said once a minute, not once each;
-// polls on time say nothing.
-func TestManagerSaysWhenPollsRunLate(t *testing.T) {
-	w := newWorld(t, "a")
-	w.api.StartSession("other", "r2")
-	var slow atomic.Bool
-	var slowPolls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		if slow.Load() {
-			slowPolls.Add(1)
-			time.Sleep(800 * time.Millisecond) // the interval is 250ms
-		}
-		w.api.ServeHTTP(rw, req)
-	}))
-	defer srv.Close()
-	r := newRig(t, w, true)
-	var logs testkit.Buffer
-	c := poller.NewClient(poller.ClientConfig{BaseURL: srv.URL, Tokens: w.tokens, RequestTimeout: time.Minute})
-	m := r.manage(t, func(cfg *poller.ManagerConfig) {
-		cfg.Poller = r.with(c)
-		cfg.Schedule = every(250 * time.Millisecond)
-		cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
-	})
-	const warning = "polls finish more than an interval after they are due"
-	m.track("config", []string{session, "other"}, nil)
-	eventually(t, "both polled", func() bool { return len(streamEvents(t, r.js)) >= 3 })
-	time.Sleep(time.Second) // four intervals on time
-	if strings.Contains(logs.String(), warning) {
-		t.Fatalf("polls on time were called late:\n%s", logs.String())
-	}
-	slow.Store(true)
-	eventually(t, "several late polls", func() bool { return slowPolls.Load() >= 4 })
-	if n := strings.Count(logs.String(), warning); n != 1 {
-		t.Errorf("said %d times, want once:\n%s", n, logs.String())
 	}
 }
 
