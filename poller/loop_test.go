@@ -666,8 +666,10 @@ func TestLoopMemoryBounded(t *testing.T) {
 		}
 		t.Logf("%d sessions followed in waves of %d; at the start %d goroutines and %d KiB; after each wave: %v goroutines, %v bytes",
 			*memorySessions, wave, startGoroutines, startHeap>>10, goroutines, heaps)
+		// A leak would be a hundred a wave; the process may run a few of its own
+		// (the race detector's, a finalizer) outside the bubble.
 		for i, n := range goroutines {
-			if n > startGoroutines {
+			if n > startGoroutines+5 {
 				t.Errorf("%d goroutines after wave %d, %d at the start", n, i, startGoroutines)
 			}
 		}
