@@ -24,6 +24,11 @@ import (
 // The Manager's scheduling, in virtual time (testing/synctest): a fake poll records
 // when each session is polled. What a poll does is tested against real NATS and HTTP
 // elsewhere (poller_test.go, manager_test.go, cmd/rollcall's end-to-end tests).
+//
+// Under -race, repeating these tests ten times or more in one process (-count=10)
+// crashes the race detector's own stack depot (SIGSEGV in __sanitizer::StackDepot,
+// Go 1.26.8); one run, as CI makes, and up to six repeats are fine, and without
+// -race any number is.
 
 // fakePolls records polls by session, at the virtual time they began.
 type fakePolls struct {
