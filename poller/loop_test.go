@@ -798,17 +798,25 @@ func TestLoopLeasesTakenOverFromAVanishedReplica(t *testing.T) {
 
 const leaseTTL = 3 * time.Second // rounds every second
 
-// polling returns the sessions m polls.
-func polling(t *testing.T, m interface {
+// statuses returns what m tracks, as its Status says.
+func statuses(t *testing.T, m interface {
 	Status(context.Context) ([]poller.Status, error)
-}) []string {
+}) []poller.Status {
 	t.Helper()
 	list, err := m.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return list
+}
+
+// polling returns the sessions m polls.
+func polling(t *testing.T, m interface {
+	Status(context.Context) ([]poller.Status, error)
+}) []string {
+	t.Helper()
 	var out []string
-	for _, s := range list {
+	for _, s := range statuses(t, m) {
 		if s.Kind == poller.KindSession {
 			out = append(out, s.ID)
 		}

@@ -68,12 +68,8 @@ func (m *managed) track(origin string, sessions, rooms []string) {
 // status returns the manager's view as "kind id status from" lines.
 func (m *managed) status(t *testing.T) []string {
 	t.Helper()
-	list, err := m.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, s := range list {
+	for _, s := range statuses(t, m) {
 		out = append(out, fmt.Sprintf("%s %s %s %s", s.Kind, s.ID, s.Status, strings.Join(s.From, ",")))
 	}
 	return out
