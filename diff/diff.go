@@ -597,18 +597,18 @@ func (s State) Equal(o State) bool {
 // Compute takes nothing from it.
 func (s State) Older(snap Snapshot) (id string, older bool) {
 	stints := make(map[string]time.Time, len(s.Present)+len(s.Pending))
-	for _, p := range s.stints() {
+	for _, p := range s.Present {
 		stints[p.ID] = p.JoinedAt
 	}
-	listed := make(map[string]bool, len(snap.Participants))
+	for _, p := range s.Pending {
+		stints[p.ID] = p.JoinedAt
+	}
 	for _, p := range snap.Participants {
-		if listed[p.ID] {
-			continue // listed twice: the first counts
-		}
-		listed[p.ID] = true
-		if at, ok := stints[p.ID]; ok && p.JoinedAt.Before(at) {
+		at, ok := stints[p.ID]
+		if ok && p.JoinedAt.Before(at) {
 			return p.ID, true
 		}
+		delete(stints, p.ID) // listed twice: the first counts
 	}
 	return "", false
 }

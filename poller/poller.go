@@ -253,7 +253,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
 		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: all.Pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now),
-		SetAside: p.setAside(prev, *snap, all)}, nil
+		SetAside: p.setAside(prev, *snap, all, len(changes) == 0)}, nil
 }
 
 // load returns the session's state from cache if it holds it, else from the store,
@@ -334,10 +334,11 @@ func (p *Poller) save(ctx context.Context, sessionID string, prev, next diff.Sta
 
 // setAside lists the records of a poll's answers that could not be used, each
 // counted: those of the active list and of the list of all participants, and the
-// whole active list when it is older than the state.
-func (p *Poller) setAside(prev diff.State, snap, all diff.Snapshot) []diff.SetAside {
+// whole active list when it is older than the state (only a poll without changes
+// can have had one).
+func (p *Poller) setAside(prev diff.State, snap, all diff.Snapshot, unchanged bool) []diff.SetAside {
 	out := slices.Concat(snap.SetAside, all.SetAside)
-	if id, older := prev.Older(snap); older {
+	if id, older := prev.Older(snap); unchanged && older {
 		out = append(out, diff.SetAside{ID: id, Reason: diff.ReasonOlder,
 			Detail: "the answer shows this participant in an older stint than the state: nothing of it is used"})
 	}

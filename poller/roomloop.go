@@ -3,7 +3,6 @@ package poller
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -66,33 +65,4 @@ func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionIn
 	case <-ctx.Done():
 		return nil, false
 	}
-}
-
-// lateness counts the polls that finished more than an interval after they were due,
-// and says so at most once a minute: a schedule the rate limit, max_concurrency or
-// the API's latency cannot keep up with, which otherwise shows only in
-// rollcall_oldest_complete_poll_age_seconds.
-type lateness struct {
-	mu     sync.Mutex
-	count  int
-	logged time.Time
-}
-
-func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.count++
-	if now.Sub(l.logged) < time.Minute {
-		return
-	}
-	log.Warn("polls finish more than an interval after they are due: the rate limit, max_concurrency or the API's latency cannot keep up with poll.schedule",
-		"late_polls", l.count, "interval", every, "session_id", id, "late_by", by.Round(time.Millisecond))
-	l.count, l.logged = 0, now
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

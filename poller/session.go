@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -73,7 +74,7 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 			s.listed = poked
 		}
 		began := time.Now()
-		res, err, held := s.poll(polls, began)
+		res, held, err := s.poll(polls, began)
 		now := time.Now()
 		next = s.ticks.after(now)
 		if !held {
@@ -94,14 +95,14 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 // (held false: not polled, and what the loop kept is stale), reading the list of all
 // participants as the budget allows; and ends the session if the active list no
 // longer tells that it ended while its room's list does.
-func (s *sessionLoop) poll(polls context.Context, began time.Time) (res Result, err error, held bool) {
+func (s *sessionLoop) poll(polls context.Context, began time.Time) (res Result, held bool, err error) {
 	pctx, done, ok := s.m.underLease(polls, s.lease)
 	if !ok {
 		// The lease is gone (a pause, a partition): not a request, not a write. The
 		// lease round stops the loop.
 		s.log.Debug("lease gone: not polled here", "lease", s.lease)
 		s.cache.Drop()
-		return Result{}, nil, false
+		return Result{}, false, nil
 	}
 	defer done()
 	res, err = s.guarded(pctx, func() (Result, error) {
@@ -116,7 +117,7 @@ func (s *sessionLoop) poll(polls context.Context, began time.Time) (res Result, 
 		s.cache.Drop()
 		res, err = s.guarded(pctx, func() (Result, error) { return s.m.cfg.Poller.End(pctx, s.log, s.l.id, s.listed.End) })
 	}
-	return res, err, true
+	return res, true, err
 }
 
 // guarded runs a cycle, turning a panic into its failure: a bug met by one session
@@ -186,4 +187,33 @@ func (s *sessionLoop) after(polls context.Context, res Result, err error, took t
 	}
 	s.l.set(StatusPolling, complete, res.Present, res.Waiting)
 	return 0, false
+}
+
+// lateness counts the polls that finished more than an interval after they were due,
+// and says so at most once a minute: a schedule the rate limit, max_concurrency or
+// the API's latency cannot keep up with, which otherwise shows only in
+// rollcall_oldest_complete_poll_age_seconds.
+type lateness struct {
+	mu     sync.Mutex
+	count  int
+	logged time.Time
+}
+
+func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.count++
+	if now.Sub(l.logged) < time.Minute {
+		return
+	}
+	log.Warn("polls finish more than an interval after they are due: the rate limit, max_concurrency or the API's latency cannot keep up with poll.schedule",
+		"late_polls", l.count, "interval", every, "session_id", id, "late_by", by.Round(time.Millisecond))
+	l.count, l.logged = 0, now
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
