@@ -129,12 +129,12 @@ func BenchmarkPoll(b *testing.B) {
 
 	b.Run("unchanged", func(b *testing.B) {
 		var cache poller.Cache
-		if _, err := p.PollCached(ctx, log, session, &cache, poller.ListIfNeeded); err != nil {
+		if _, err := p.PollCached(ctx, log, session, &cache); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if res, err := p.PollCached(ctx, log, session, &cache, poller.ListIfNeeded); err != nil || res.Joined+res.Left > 0 {
+			if res, err := p.PollCached(ctx, log, session, &cache); err != nil || res.Joined+res.Left > 0 {
 				b.Fatalf("%+v: %v", res, err)
 			}
 		}

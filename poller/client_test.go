@@ -3,15 +3,19 @@ package poller_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/sim"
 )
@@ -153,7 +157,7 @@ func TestSnapshotRetries(t *testing.T) {
 		{name: "500", faults: []sim.Fault{{Status: 500, Body: `{"statusCode":500}`}}, wantRequests: 3},
 		{name: "502 with an HTML page", faults: []sim.Fault{{Status: 502, Header: http.Header{"Content-Type": {"text/html"}}, Body: "<html>Bad Gateway</html>"}}, wantRequests: 3},
 		{name: "503 twice", faults: []sim.Fault{{Status: 503, Times: 2}}, wantRequests: 4},
-		{name: "slower than request_timeout", faults: []sim.Fault{{Delay: 5 * time.Second}}, wantRequests: 3},
+		{name: "slower than request_timeout", faults: []sim.Fault{{Delay: 5 * time.Second}}, timeout: 300 * time.Millisecond, wantRequests: 3},
 		{name: "a 401 for a token the server stopped accepting: minted afresh once", faults: []sim.Fault{{Status: 401}}, wantRequests: 3, wantDropped: 1},
 		{name: "401 again after a fresh token", faults: []sim.Fault{{Status: 401, Times: 2}}, wantErrText: "http 401", wantRequests: 2, wantDropped: 2},
 		{name: "500 on every attempt", faults: []sim.Fault{{Status: 500, Times: 3}}, wantErrText: "http 500", wantRequests: 3},
@@ -297,5 +301,59 @@ func TestTooManyRequestsHoldsRequestsWaitingForTheLimiter(t *testing.T) {
 	defer mu.Unlock()
 	if held := otherAt.Sub(limitedAt); held < 2*time.Second {
 		t.Errorf("the waiting request went out %v after the 429, want at least the Retry-After of 2s", held)
+	}
+}
+
+// swappable are tokens minted with a secret that the test can change.
+type swappable struct{ m atomic.Pointer[poller.Minter] }
+
+func (s *swappable) Token() (poller.Token, error) { return s.m.Load().Token() }
+func (s *swappable) Invalidate(t poller.Token)    { s.m.Load().Invalidate(t) }
+
+// TestClientSaysRejectedCredentialsOnce: a wrong API secret is said once, as the one
+// error, for all of five sessions' polls, and once when it is right again.
+func TestClientSaysRejectedCredentialsOnce(t *testing.T) {
+	w := newWorld(t, "a")
+	tokens := &swappable{}
+	tokens.m.Store(poller.NewMinter(apiKey, "a wrong secret", time.Hour, w.clock.Now))
+	var logs testkit.Buffer
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: tokens, Attempts: 2, Backoff: time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	ids := []string{session}
+	for i := range 4 {
+		id := fmt.Sprintf("s%d", i)
+		w.api.StartSession(id, "r")
+		ids = append(ids, id)
+	}
+	snapshots := func() (errs []error) {
+		var wg sync.WaitGroup
+		errs = make([]error, len(ids))
+		for i, id := range ids {
+			wg.Go(func() { _, errs[i] = c.Snapshot(context.Background(), quiet(), id) })
+		}
+		wg.Wait()
+		return errs
+	}
+	for range 2 {
+		for i, err := range snapshots() {
+			if !errors.Is(err, poller.ErrUnauthorized) {
+				t.Fatalf("%s: %v, want ErrUnauthorized", ids[i], err)
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "rejects the credentials"); n != 1 {
+		t.Errorf("%d lines about the credentials for 10 polls, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d errors logged, want the one about the credentials:\n%s", n, logs.String())
+	}
+	tokens.m.Store(poller.NewMinter(apiKey, secret, time.Hour, w.clock.Now))
+	for i, err := range append(snapshots(), snapshots()...) {
+		if err != nil {
+			t.Fatalf("%s with the right secret: %v", ids[i%len(ids)], err)
+		}
+	}
+	if n := strings.Count(logs.String(), "accepts the credentials again"); n != 1 {
+		t.Errorf("%d lines say the credentials work again, want 1:\n%s", n, logs.String())
 	}
 }

@@ -209,6 +209,7 @@ func TestPollUnsafeSessionID(t *testing.T) {
 func TestPollReconcilesADiscardedScansStint(t *testing.T) {
 	w := newWorld(t, "a", "b", "c", "d", "e", "f")
 	r := newRig(t, w, true)
+	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now))
 	r.poll(t)
 	w.clock.Add(10 * time.Second) // 16
 	w.api.Join(session, "z", "name-z")
@@ -220,10 +221,17 @@ func TestPollReconcilesADiscardedScansStint(t *testing.T) {
 	if d := gocmp.Diff([]string{"participant.joined y@16"}, r.poll(t)); d != "" {
 		t.Errorf("the cycle that saw z on a discarded scan (-want +got):\n%s", d)
 	}
-	if got := r.poll(t); len(got) != 0 {
+	// A loop's cache whose reconciliation falls due at the first tick after its
+	// first poll, within a second.
+	cache := poller.NewCache(session, every(time.Nanosecond), every(time.Second), w.clock.Now())
+	if _, err := r.poller.PollCached(context.Background(), quiet(), session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.newEvents(t); len(got) != 0 {
 		t.Errorf("a poll that finds no one gone reads no list, and publishes nothing: %v", got)
 	}
-	if _, err := r.poller.PollCached(context.Background(), quiet(), session, &poller.Cache{}, poller.ListNow); err != nil {
+	w.clock.Add(time.Second) // 19: the reconciliation is due
+	if _, err := r.poller.PollCached(context.Background(), quiet(), session, &cache); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"participant.joined z@16 reconciled", "participant.left z@16 until 18 reconciled"}

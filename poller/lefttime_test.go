@@ -2,6 +2,8 @@ package poller_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,9 +109,11 @@ func TestPollLeftWithoutItsEnd(t *testing.T) {
 
 	// The list works again and shows b's end: nothing more, even on a reconciliation.
 	w.api.ClearFaults()
-	for _, list := range []poller.List{poller.ListIfNeeded, poller.ListNow} {
+	// The first poll starts the cache's reconciliations, and the second is one.
+	cache := poller.NewCache(session, every(time.Nanosecond), every(time.Second), w.clock.Now())
+	for range 2 {
 		w.clock.Add(5 * time.Second)
-		if _, err := r.poller.PollCached(context.Background(), quiet(), session, &poller.Cache{}, list); err != nil {
+		if _, err := r.poller.PollCached(context.Background(), quiet(), session, &cache); err != nil {
 			t.Fatal(err)
 		}
 		if got := r.newEvents(t); len(got) != 0 {
@@ -150,24 +154,112 @@ func TestPollEndedSessionWaitsForEnds(t *testing.T) {
 	}
 }
 
-// TestManagerReadsBeforeTheWaitIsOver: the list of all participants fails for 3.3 s of
-// a 4.5 s left_time_wait, so its readings back off (at 0, 0.2, 0.6, 1.4 and 3 s, the
-// next 3.2 s later, past the wait); it works again before the wait is over, and is
-// read once more two intervals before it: the left goes out with its end, not without.
-func TestManagerReadsBeforeTheWaitIsOver(t *testing.T) {
-	w := newWorld(t, "a", "b")
+// loopRig is a rig whose poller runs on the world's clock, as a session's loop
+// polling every interval runs it: pollAfter moves the clock on by an interval and
+// polls with the loop's cache, the list-reading budget in it.
+type loopRig struct {
+	*rig
+	cache    poller.Cache
+	interval time.Duration
+}
+
+func newLoopRig(t *testing.T, w *world, interval, leftTimeWait time.Duration) *loopRig {
+	t.Helper()
 	r := newRig(t, w, true)
-	r.poller = r.with(w.client(2), poller.WithLeftTimeWait(4500*time.Millisecond))
-	m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(100 * time.Millisecond) })
-	m.track("config", []string{session}, nil)
-	eventually(t, "the first poll", func() bool { return len(streamEvents(t, r.js)) == 3 })
+	r.poller = r.with(w.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(leftTimeWait))
+	return &loopRig{rig: r, cache: poller.NewCache(session, every(interval), nil, w.clock.Now()), interval: interval}
+}
+
+func (r *loopRig) pollAfter(t *testing.T) {
+	t.Helper()
+	r.clock.Add(r.interval)
+	if _, err := r.poller.PollCached(context.Background(), quiet(), session, &r.cache); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPollReadsBeforeTheWaitIsOver: the list of all participants fails for 3.3 s of
+// a 4.5 s left_time_wait, polls 0.1 s apart, so its readings back off (at 0, 0.2,
+// 0.6, 1.4 and 3 s, the next 3.2 s later, past the wait); it works again before the
+// wait is over, and is read once more two intervals before it: the left goes out with
+// its end, not without.
+func TestPollReadsBeforeTheWaitIsOver(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	r := newLoopRig(t, w, 100*time.Millisecond, 4500*time.Millisecond)
+	r.pollAfter(t)
+	r.newEvents(t)
 
 	w.api.InjectFault(sim.Fault{PathSuffix: "/participants", Status: 500, Times: 1 << 20})
 	w.api.Leave(session, "b")
-	time.Sleep(3300 * time.Millisecond)
+	for range 33 {
+		r.pollAfter(t)
+	}
 	w.api.ClearFaults()
-	eventually(t, "b's left", func() bool { return len(streamEvents(t, r.js)) == 4 })
-	if got := streamEvents(t, r.js)[3]; got != "participant.left b@2 until 2" {
-		t.Errorf("b's left: %q, want it with its end", got)
+	var got []string
+	for range 15 { // 1.5 s: the wait is over
+		r.pollAfter(t)
+		got = append(got, r.newEvents(t)...)
+	}
+	if d := gocmp.Diff([]string{"participant.left b@2 until 2"}, got); d != "" {
+		t.Errorf("b's left (-want +got):\n%s", d)
+	}
+	// 49 polls of a one-page active list, and six readings of the list (five
+	// failing, of 3 attempts each): read every poll, it would be 33 readings.
+	if n := w.api.Requests(); n > 49+6*3 {
+		t.Errorf("%d requests, want at most 67: the failing list was not read less often", n)
+	}
+}
+
+// TestPollBoundsLongLists: a session whose list of all participants is 30 pages long
+// (60 came, 55 went; two to a page), in which someone leaves before every poll. Read
+// on every such poll, the list would cost 30 requests a poll; a loop's budget reads it
+// at most once per 30 intervals, so it costs about one request a poll, and the lefts
+// wait for the next reading. Once the world is calm, every left has gone out, each
+// with its end.
+func TestPollBoundsLongLists(t *testing.T) {
+	w := newWorld(t)
+	for i := range 60 {
+		w.api.Join(session, fmt.Sprintf("old%02d", i), "old")
+		if i >= 5 {
+			w.api.Leave(session, fmt.Sprintf("old%02d", i))
+		}
+	}
+	r := newLoopRig(t, w, time.Second, time.Hour)
+	reqs := r.logged(t)
+	r.poller = r.with(r.client(2), poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Hour))
+	r.pollAfter(t)
+	for i := range 30 { // a new participant each interval, the one before gone
+		w.api.Join(session, fmt.Sprintf("new%02d", i), "new")
+		if i > 0 {
+			w.api.Leave(session, fmt.Sprintf("new%02d", i-1))
+		}
+		r.pollAfter(t)
+	}
+	const polls = 31
+	list := reqs.count("/participants?")
+	t.Logf("%d polls: %d requests for the active list, %d for the list of all participants (30 pages and more)",
+		polls, reqs.count("/participants/active"), list)
+	if limit := polls + 32; list > limit {
+		t.Errorf("%d requests for the list of all participants in %d polls, want at most %d (one a poll, and a reading's worth)", list, polls, limit)
+	}
+	lefts := func() (n, timed int) {
+		for _, e := range streamEvents(t, r.js) {
+			if strings.HasPrefix(e, "participant.left new") {
+				n++
+				if strings.Contains(e, " until ") {
+					timed++
+				}
+			}
+		}
+		return n, timed
+	}
+	for range 100 {
+		if n, _ := lefts(); n == 29 {
+			break
+		}
+		r.pollAfter(t)
+	}
+	if n, timed := lefts(); n != 29 || timed != 29 {
+		t.Errorf("%d lefts, %d of them with their end, after 100 calm polls; want all 29 with their end", n, timed)
 	}
 }

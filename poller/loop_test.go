@@ -47,7 +47,7 @@ func newFakePolls() *fakePolls {
 	return &fakePolls{polls: map[string][]time.Duration{}, ends: map[string][]time.Duration{}, inPoll: map[string]int{}, start: time.Now()}
 }
 
-func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _ *poller.Cache, _ poller.List) (poller.Result, error) {
+func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _ *poller.Cache) (poller.Result, error) {
 	f.mu.Lock()
 	f.polls[id] = append(f.polls[id], time.Since(f.start))
 	if f.inPoll[id]++; f.inPoll[id] > 1 {
@@ -713,6 +713,88 @@ func TestLoopSaysWhenPollsRunLate(t *testing.T) {
 		time.Sleep(time.Minute)
 		if n := strings.Count(logs.String(), warning); n != 2 {
 			t.Errorf("said %d times in 110 s of late polls, want twice (once a minute)", n)
+		}
+	})
+}
+
+// TestLoopSaysAFailingSessionOnce: a session whose polls fail for 100 s (20 polls)
+// is said when its polls start failing, once more a minute on with the count, and
+// when they work again; not every poll.
+func TestLoopSaysAFailingSessionOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.answer = func(string) (poller.Result, error) { return poller.Result{}, errors.New("503 Service Unavailable") }
+		var logs testkit.Buffer
+		b := startManager(t, f, func(c *poller.ManagerConfig) { c.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+		defer b.stop()
+		b.track("s1", "s2")
+		time.Sleep(100 * time.Second)
+		f.mu.Lock()
+		f.answer = func(id string) (poller.Result, error) {
+			if id == "s2" {
+				return poller.Result{}, errors.New("503 Service Unavailable")
+			}
+			return poller.Result{Complete: true, Found: true}, nil
+		}
+		f.mu.Unlock()
+		time.Sleep(10 * time.Second)
+		if n := len(f.times("s1")); n < 20 {
+			t.Fatalf("%d polls, want one every 5 s whatever they meet", n)
+		}
+		for _, tt := range []struct {
+			msg  string
+			want int
+		}{
+			{"msg=\"cycle failed\"", 2},                    // once for each session
+			{"msg=\"cycle still failing\"", 2},             // a minute on, for each
+			{"msg=\"cycle works again\" session_id=s1", 1}, // s1's polls work again
+			{"msg=\"cycle works again\" session_id=s2", 0}, // s2's do not
+		} {
+			if n := strings.Count(logs.String(), tt.msg); n != tt.want {
+				t.Errorf("%q said %d times, want %d:\n%s", tt.msg, n, tt.want, logs.String())
+			}
+		}
+	})
+}
+
+// slowRooms takes a while to list any room.
+type slowRooms struct {
+	fakeRooms
+	took time.Duration
+}
+
+func (r *slowRooms) RoomSessions(ctx context.Context, room string, all bool) ([]poller.SessionInfo, []diff.SetAside, error) {
+	r.mu.Lock()
+	took := r.took
+	r.mu.Unlock()
+	time.Sleep(took)
+	return r.fakeRooms.RoomSessions(ctx, room, all)
+}
+
+// TestLoopSaysWhenDiscoveryIsBehind: a room's listing that takes longer than the
+// discover interval (it waits behind polls for the rate limit, or the API is slow) is
+// said while it is still under way, and when it is done; one on time says nothing.
+func TestLoopSaysWhenDiscoveryIsBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rooms := &slowRooms{fakeRooms: fakeRooms{lists: map[string][]poller.SessionInfo{}, ending: map[string]time.Duration{}, start: time.Now()}, took: 20 * time.Second}
+		var logs testkit.Buffer
+		b := startManager(t, newFakePolls(), func(c *poller.ManagerConfig) {
+			c.Rooms, c.Log = rooms, slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		defer b.stop()
+		b.updates <- poller.Update{Origin: "config", Rooms: []string{"r1"}}
+		time.Sleep(2 * time.Minute) // four listings of 20 s, every 30 s
+		if strings.Contains(logs.String(), "behind schedule") {
+			t.Fatalf("listings on time were called late:\n%s", logs.String())
+		}
+		rooms.mu.Lock()
+		rooms.took = 45 * time.Second
+		rooms.mu.Unlock()
+		time.Sleep(time.Minute)
+		for _, msg := range []string{"room discovery is behind schedule: the room's listing is not done", "room discovery was behind schedule"} {
+			if !strings.Contains(logs.String(), msg) {
+				t.Errorf("not said: %q\n%s", msg, logs.String())
+			}
 		}
 	})
 }

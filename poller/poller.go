@@ -34,8 +34,8 @@
 //     becomes a tombstone, and its loop returns, keeping nothing in memory.
 //
 //   - A poll that finds someone gone, or has lefts waiting for their end, reads the
-//     session's list of all participants before it publishes (unless the Manager's
-//     budget forbids it, see List): lefts take their timelog end, and the stints no
+//     session's list of all participants before it publishes (unless its loop's
+//     budget forbids it, see Cache): lefts take their timelog end, and the stints no
 //     poll saw are reconciled. A left whose end does not show waits in the state for
 //     up to WithLeftTimeWait, then goes out without it. A session that ends reads the
 //     list once more, whatever the budget.
@@ -68,20 +68,6 @@ type Source interface {
 	// it failed.
 	Everyone(ctx context.Context, log *slog.Logger, sessionID string) (all diff.Snapshot, err error)
 }
-
-// List says whether a poll may read the session's list of all participants.
-type List int
-
-const (
-	// ListIfNeeded reads it when the poll finds someone gone, or lefts wait for
-	// their end.
-	ListIfNeeded List = iota
-	// ListNow reads it whatever the poll finds: a reconciliation is due.
-	ListNow
-	// ListNot reads it only if the session has ended: the last reading was too
-	// recent for the list's length.
-	ListNot
-)
 
 // Store keeps each session's state between cycles, with compare-and-set on revision.
 type Store interface {
@@ -170,28 +156,14 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
-	return p.cycle(ctx, log, sessionID, nil, nil, ListIfNeeded)
+	return p.cycle(ctx, log, sessionID, nil, nil)
 }
-
-// Cache is a session's state as its last poll left it in the store, kept by the
-// session's loop between polls, so that a poll that changes nothing reads and writes
-// nothing in KV. The zero Cache is empty: the next poll loads the state. A poll that
-// fails leaves it empty, and so does a write that finds the state changed by someone
-// else (compare-and-set); Drop empties it from outside.
-type Cache struct {
-	state diff.State
-	rev   uint64
-	ok    bool
-}
-
-// Drop empties c: the next poll loads the state from the store.
-func (c *Cache) Drop() { *c = Cache{} }
 
 // PollCached is Poll with the session's state taken from c when c holds it, and
-// left in c when the poll succeeds; list says whether it may read the list of all
-// participants.
-func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID string, c *Cache, list List) (Result, error) {
-	return p.cycle(ctx, log, sessionID, nil, c, list)
+// left in c when the poll succeeds; it reads the list of all participants as c's
+// budget allows, and notes the reading there.
+func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID string, c *Cache) (Result, error) {
+	return p.cycle(ctx, log, sessionID, nil, c)
 }
 
 // End ends a session that the sessions list shows ended while its active list no
@@ -199,15 +171,15 @@ func (p *Poller) PollCached(ctx context.Context, log *slog.Logger, sessionID str
 // present, then session.ended, as a poll that saw it ended would have published; end
 // is the session's end, if the list gives it. A session never seen yields nothing.
 func (p *Poller) End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error) {
-	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true}, nil, ListNow)
+	return p.cycle(ctx, log, sessionID, &diff.Snapshot{SessionID: sessionID, Status: diff.StatusEnded, End: end, Found: true, Complete: true}, nil)
 }
 
 // cycle is Poll, or End when ended gives the snapshot of the session's end; with a
 // cache, it starts from the state in it, if any, and leaves the state it saved there.
 // It reads top to bottom: load, observe, diff (with the list of all participants
 // when needed), save and publish, report.
-func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache, list List) (res Result, err error) {
-	start := time.Now()
+func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, ended *diff.Snapshot, cache *Cache) (res Result, err error) {
+	start, began := time.Now(), p.now()
 	defer func() { p.record(start, res, err) }()
 	release, err := acquire(ctx, p.fetching)
 	if err != nil {
@@ -232,7 +204,8 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	snap.RoomID = cmp.Or(snap.RoomID, prev.RoomID)
 	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
-	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, list)
+	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, cache.listMode(began))
+	cache.listRead(log, began, all.Pages, listErr, p.givesUp(next))
 	p.conflicts(log, prev, next)
 	if len(changes) > 0 {
 		// A cycle with changes saves and publishes on a delivering slot, and gives
@@ -248,11 +221,11 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	if cache != nil && !next.Ended {
-		*cache = Cache{state: next, rev: rev, ok: true}
+		cache.keep(next, rev)
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), ListPages: all.Pages, ListErr: listErr, GivesUpIn: p.givesUpIn(next, now),
+		Joined: joined, Left: left, Waiting: len(next.Pending),
 		SetAside: p.setAside(prev, *snap, all, len(changes) == 0)}, nil
 }
 
@@ -297,7 +270,7 @@ func (p *Poller) observe(ctx context.Context, log *slog.Logger, sessionID string
 
 // compute diffs snap against prev, and again with the list of all participants when
 // the changes need it and list allows (see wantsList), which it then returns too.
-func (p *Poller) compute(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State, snap *diff.Snapshot, now time.Time, list List) (
+func (p *Poller) compute(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State, snap *diff.Snapshot, now time.Time, list listMode) (
 	changes []diff.Change, next diff.State, all diff.Snapshot, listErr error) {
 	changes, next = diff.Compute(prev, *snap, now, p.leftTimeWait)
 	if !wantsList(prev, *snap, list, changes, next) {
@@ -348,14 +321,13 @@ func (p *Poller) setAside(prev diff.State, snap, all diff.Snapshot, unchanged bo
 	return out
 }
 
-// givesUpIn is how long after now the first thing that waits for the list of all
-// participants in st gives up waiting (a left's end, or the session's end); 0 if
-// nothing waits.
-func (p *Poller) givesUpIn(st diff.State, now time.Time) time.Duration {
-	var first time.Duration
+// givesUp is when the first thing that waits for the list of all participants in st
+// gives up waiting (a left's end, or the session's end); zero if nothing waits.
+func (p *Poller) givesUp(st diff.State) time.Time {
+	var first time.Time
 	note := func(since time.Time) {
-		if d := max(since.Add(p.leftTimeWait).Sub(now), time.Nanosecond); first == 0 || d < first {
-			first = d
+		if t := since.Add(p.leftTimeWait); first.IsZero() || t.Before(first) {
+			first = t
 		}
 	}
 	for _, q := range st.Pending {
@@ -399,17 +371,17 @@ func (p *Poller) conflicts(log *slog.Logger, prev, next diff.State) {
 // nothing waits for it; for the others, never when list forbids it, and otherwise
 // when list asks for it, or the changes computed without it have a left without its
 // end, or lefts wait.
-func wantsList(prev diff.State, snap diff.Snapshot, list List, changes []diff.Change, next diff.State) bool {
+func wantsList(prev diff.State, snap diff.Snapshot, list listMode, changes []diff.Change, next diff.State) bool {
 	switch {
 	case !snap.Found && !prev.Started:
 		return false // nothing to read it for
-	case snap.Status == diff.StatusEnded && (list != ListNot || (len(prev.Pending) == 0 && prev.Ending == nil)):
+	case snap.Status == diff.StatusEnded && (list != listNot || (len(prev.Pending) == 0 && prev.Ending == nil)):
 		return true // the first time it is seen ended, whatever the budget
-	case list == ListNot:
+	case list == listNot:
 		return false
 	case snap.Status == diff.StatusEnded:
 		return true
-	case list == ListNow:
+	case list == listNow:
 		return true
 	}
 	return len(prev.Pending) > 0 || len(next.Pending) > 0 ||
@@ -430,14 +402,6 @@ type Result struct {
 	Joined   int    // joined events it published
 	Left     int    // left events it published
 	Waiting  int    // lefts waiting for their end after it
-	// ListPages is how many pages of the list of all participants it read: 0 if it
-	// did not read it. ListErr is why the reading failed, if it did: the poll went
-	// on without it.
-	ListPages int
-	ListErr   error
-	// GivesUpIn is how long after the poll the first left waiting for its end, or a
-	// session's end waiting for the list, gives up; 0 if none waits.
-	GivesUpIn time.Duration
 	// SetAside are the records of this poll's answers that could not be used.
 	SetAside []diff.SetAside
 }

@@ -515,7 +515,7 @@ func TestPollCached(t *testing.T) {
 	p := poller.New(w.client(2), store, publisher.New(r.js, "videosdk", quiet()))
 	ctx := context.Background()
 	var cache poller.Cache
-	poll := func() error { _, err := p.PollCached(ctx, quiet(), session, &cache, poller.ListIfNeeded); return err }
+	poll := func() error { _, err := p.PollCached(ctx, quiet(), session, &cache); return err }
 	for range 4 {
 		if err := poll(); err != nil {
 			t.Fatal(err)

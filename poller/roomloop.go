@@ -52,17 +52,3 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 		due = ticks.after(now)
 	}
 }
-
-// wait waits until t or a poke, which it returns; false if ctx ends first.
-func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionInfo, bool) {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil, true
-	case s := <-poke:
-		return &s, true
-	case <-ctx.Done():
-		return nil, false
-	}
-}

@@ -102,3 +102,36 @@ func TestRoomSessionsYieldToPolls(t *testing.T) {
 		t.Errorf("order of requests (-want +got):\n%s", d)
 	}
 }
+
+// TestRoomSessionsTakeTheirTurnAfterMaxYield: when polls keep the rate limit busy
+// for ever, a listing lets them go first only for MaxYield, then takes its turn: it
+// is done while polls still queue.
+func TestRoomSessionsTakeTheirTurnAfterMaxYield(t *testing.T) {
+	w := newWorld(t, "a")
+	c := poller.NewClient(poller.ClientConfig{BaseURL: w.url, Tokens: w.tokens, RateLimit: 20, MaxYield: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	listed := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 { // three sessions' polls, one after the other, always one waiting
+		wg.Go(func() {
+			for {
+				select {
+				case <-listed:
+					return
+				default:
+				}
+				if _, err := c.Snapshot(ctx, nil, session); err != nil {
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // the polls hold the limiter
+	_, _, err := c.RoomSessions(ctx, room, true)
+	close(listed)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("the listing never took its turn while polls kept the rate limit busy: %v", err)
+	}
+}

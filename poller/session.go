@@ -13,9 +13,9 @@ import (
 // Polls is what a session's loop needs of a poll; Poller is one.
 type Polls interface {
 	// PollCached runs one cycle of a session from the state in cache, and leaves
-	// the state it saved there; list says whether it may read the list of all
-	// participants.
-	PollCached(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache, list List) (Result, error)
+	// the state it saved there; it reads the list of all participants as the
+	// cache's budget allows.
+	PollCached(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (Result, error)
 	// End ends a session that its room's list shows ended (at end, if given).
 	End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error)
 }
@@ -34,11 +34,10 @@ type sessionLoop struct {
 	lease     string // the lease it polls under, with leases
 	ticks     ticks
 	every     time.Duration
-	cache     Cache    // the session's state between polls
-	reading   *listing // when a poll may read the list of all participants
-	fail      episode  // polls failing in a row
-	notFound  backoff  // the API does not know the session (404)
-	rejected  backoff  // the API rejects the credentials
+	cache     Cache   // the session's state between polls, and its list-reading budget
+	fail      episode // polls failing in a row
+	notFound  backoff // the API does not know the session (404)
+	rejected  backoff // the API rejects the credentials
 	aside     setAside
 	listed    *SessionInfo // a room's list shows the session ended
 }
@@ -49,7 +48,7 @@ func (m *Manager) newSessionLoop(l *loop, room, lease string) *sessionLoop {
 	if room != "" {
 		s.log, s.roomKnown = s.log.With("room_id", room), true
 	}
-	s.reading = newListing(m.cfg.Reconcile, m.anchor, l.id, time.Now())
+	s.cache = NewCache(l.id, m.cfg.Schedule, m.cfg.Reconcile, m.anchor)
 	return s
 }
 
@@ -74,7 +73,7 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 			s.listed = poked
 		}
 		began := time.Now()
-		res, held, err := s.poll(polls, began)
+		res, held, err := s.poll(polls)
 		now := time.Now()
 		next = s.ticks.after(now)
 		if !held {
@@ -95,7 +94,7 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 // (held false: not polled, and what the loop kept is stale), reading the list of all
 // participants as the budget allows; and ends the session if the active list no
 // longer tells that it ended while its room's list does.
-func (s *sessionLoop) poll(polls context.Context, began time.Time) (res Result, held bool, err error) {
+func (s *sessionLoop) poll(polls context.Context) (res Result, held bool, err error) {
 	pctx, done, ok := s.m.underLease(polls, s.lease)
 	if !ok {
 		// The lease is gone (a pause, a partition): not a request, not a write. The
@@ -106,12 +105,8 @@ func (s *sessionLoop) poll(polls context.Context, began time.Time) (res Result, 
 	}
 	defer done()
 	res, err = s.guarded(pctx, func() (Result, error) {
-		return s.m.cfg.Poller.PollCached(pctx, s.log, s.l.id, &s.cache, s.reading.mode(began))
+		return s.m.cfg.Poller.PollCached(pctx, s.log, s.l.id, &s.cache)
 	})
-	s.reading.read(s.log, began, res.ListPages, res.ListErr, s.every)
-	if res.GivesUpIn > 0 {
-		s.reading.before(began.Add(res.GivesUpIn), s.every)
-	}
 	if s.listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 		s.log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
 		s.cache.Drop()
@@ -187,6 +182,20 @@ func (s *sessionLoop) after(polls context.Context, res Result, err error, took t
 	}
 	s.l.set(StatusPolling, complete, res.Present, res.Waiting)
 	return 0, false
+}
+
+// wait waits until t or a poke, which it returns; false if ctx ends first.
+func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionInfo, bool) {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil, true
+	case s := <-poke:
+		return &s, true
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // lateness counts the polls that finished more than an interval after they were due,
