@@ -452,13 +452,17 @@ func (m *Manager) settled() bool {
 }
 
 // leaseKeys lists the lease keys of what this replica tracks: every room, and every
-// session tracked by ID (a session only found by rooms goes with its room).
+// session tracked by ID (a session only found by rooms goes with its room) but those
+// seen ended here: an ended session needs no poll, and its lease no renewal. (Each
+// replica that takes its lease polls it once, finds its state ended, and lets go.)
 func (m *Manager) leaseKeys() []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, u := range m.origins {
 		for _, id := range u.Sessions {
-			seen[leaseKey(KindSession, id)] = true
+			if l := m.sessions[id]; l == nil || !l.ended {
+				seen[leaseKey(KindSession, id)] = true
+			}
 		}
 		for _, id := range u.Rooms {
 			seen[leaseKey(KindRoom, id)] = true
@@ -488,9 +492,10 @@ func (m *Manager) underLease(polls context.Context, key string) (context.Context
 
 // owns reports whether this replica may run the loop of a session or room tracked by
 // the origins from: without leases, always; a room, or a session tracked by ID, while
-// it holds the lease; a session only found by rooms, with them (their loops run here).
+// it holds the lease; a session only found by rooms, with them (their loops run here);
+// a session seen ended here, always: its loop is over, and it needs no lease.
 func (m *Manager) owns(kind, id string, from map[string]bool) bool {
-	if m.keeper == nil {
+	if m.keeper == nil || (kind == KindSession && m.sessions[id] != nil && m.sessions[id].ended) {
 		return true
 	}
 	if kind == KindSession && !slices.ContainsFunc(slices.Collect(maps.Keys(from)), func(o string) bool { _, room := roomOrigin(o); return !room }) {

@@ -575,6 +575,42 @@ func TestLoopLeasesShare(t *testing.T) {
 	})
 }
 
+// TestLoopLeasesLetEndedSessionsGo: a session tracked by ID that ends is shown as
+// ended, and its lease is released rather than renewed for as long as it stays
+// tracked; the other replica takes it, polls it once, finds it ended, and lets go
+// too. The live sessions keep theirs.
+func TestLoopLeasesLetEndedSessionsGo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leases := newMemLeases(leaseTTL)
+		f := newFakePolls()
+		f.answer = func(id string) (poller.Result, error) {
+			return poller.Result{Complete: true, Found: true, Ended: id == twelve[0]}, nil
+		}
+		a := replica(t, "a", leases, f)
+		defer a.stop()
+		b := replica(t, "b", leases, f)
+		defer b.stop()
+		time.Sleep(time.Minute)
+		owners, _, _ := leases.Owners(context.Background())
+		if owner, ok := owners["session."+twelve[0]]; ok {
+			t.Errorf("the ended session's lease is held by %s, want released", owner)
+		}
+		if len(owners) != len(twelve)-1 {
+			t.Errorf("%d leases held, want the %d of the live sessions", len(owners), len(twelve)-1)
+		}
+		if n := len(f.times(twelve[0])); n > 2 {
+			t.Errorf("the ended session polled %d times, want at most once by each replica", n)
+		}
+		for _, r := range []*bubble{a, b} {
+			for _, s := range statuses(t, r.m) {
+				if s.ID == twelve[0] && s.Status != poller.StatusEnded {
+					t.Errorf("the ended session's status: %s, want ended", s.Status)
+				}
+			}
+		}
+	})
+}
+
 // TestLoopLeasesMoveOnceTheirPollsReturn: when a replica joins and the first gives
 // sessions up, a session moves only once the poll under way on the first has
 // returned: never are two replicas' polls of one session under way at once (the old

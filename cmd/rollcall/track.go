@@ -132,6 +132,10 @@ func askWorker(ctx context.Context, nc *nats.Conn, stream string) (*worker.Statu
 	slices.SortStableFunc(merged.Tracked, func(a, b poller.Status) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
 	})
+	// Every replica that held an ended session's lease saw it ended, and says so.
+	merged.Tracked = slices.CompactFunc(merged.Tracked, func(a, b poller.Status) bool {
+		return a.Kind == b.Kind && a.ID == b.ID && a.Status == poller.StatusEnded && b.Status == poller.StatusEnded
+	})
 	return merged, nil
 }
 
