@@ -722,13 +722,28 @@ func TestLoopMemoryBounded(t *testing.T) {
 }
 
 // TestLoopSaysWhenPollsRunLate: polls that finish more than an interval after they
-// were due (an API slower than the schedule) are said once a minute, not once each;
-// polls on time say nothing.
+// were due (an API slower than the schedule, or NATS) are said once a minute, not
+// once each, with where their time went; polls on time say nothing, and nor do
+// failed ones (their failure is said).
 func TestLoopSaysWhenPollsRunLate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const warning = "polls finish more than an interval after they are due"
 		f := newFakePolls()
 		f.delay = 100 * time.Millisecond
+		var mu sync.Mutex
+		fetching, failing := true, false // the poll's time went to the API; it fails
+		f.answer = func(string) (poller.Result, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return poller.Result{}, errors.New("nats: timeout")
+			}
+			res := poller.Result{Complete: true, Found: true}
+			if fetching {
+				res.Fetching = 800 * time.Millisecond
+			}
+			return res, nil
+		}
 		var logs testkit.Buffer
 		b := startManager(t, f, func(c *poller.ManagerConfig) {
 			c.Schedule, c.Log = every(250*time.Millisecond), slog.New(slog.NewTextHandler(&logs, nil))
@@ -749,6 +764,23 @@ func TestLoopSaysWhenPollsRunLate(t *testing.T) {
 		time.Sleep(time.Minute)
 		if n := strings.Count(logs.String(), warning); n != 2 {
 			t.Errorf("said %d times in 110 s of late polls, want twice (once a minute)", n)
+		}
+		if n := strings.Count(logs.String(), "goes to the VideoSDK API"); n != 2 {
+			t.Errorf("the API named %d times as where the time went, want 2:\n%s", n, logs.String())
+		}
+		mu.Lock()
+		fetching = false
+		mu.Unlock()
+		time.Sleep(time.Minute)
+		if n := strings.Count(logs.String(), "elsewhere than the API: NATS"); n != 1 {
+			t.Errorf("NATS named %d times once the time went elsewhere, want 1:\n%s", n, logs.String())
+		}
+		mu.Lock()
+		failing = true
+		mu.Unlock()
+		time.Sleep(2 * time.Minute)
+		if n := strings.Count(logs.String(), warning); n != 3 {
+			t.Errorf("said %d times after two minutes of failed late polls, want no more than the 3 before", n)
 		}
 	})
 }

@@ -196,6 +196,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	case ended != nil && !prev.Started:
 		return Result{Ended: true, Complete: true, Found: true}, nil // nothing was announced: nothing to end
 	}
+	fetching := time.Now()
 	snap := ended
 	if snap == nil {
 		if snap, err = p.observe(ctx, log, sessionID, prev); err != nil {
@@ -206,6 +207,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
 	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, cache.listMode(began))
 	cache.listRead(log, began, all.Pages, listErr, p.givesUp(next))
+	fetched := time.Since(fetching)
 	p.conflicts(log, prev, next)
 	if len(changes) > 0 {
 		// A cycle with changes saves and publishes on a delivering slot, and gives
@@ -225,7 +227,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending),
+		Joined: joined, Left: left, Waiting: len(next.Pending), Fetching: fetched,
 		SetAside: p.setAside(prev, *snap, all, len(changes) == 0)}, nil
 }
 
@@ -402,6 +404,9 @@ type Result struct {
 	Joined   int    // joined events it published
 	Left     int    // left events it published
 	Waiting  int    // lefts waiting for their end after it
+	// Fetching is how long it waited on the API: its answers, retries and the rate
+	// limit. The rest went to NATS and to waiting for a slot (max_concurrency).
+	Fetching time.Duration
 	// SetAside are the records of this poll's answers that could not be used.
 	SetAside []diff.SetAside
 }

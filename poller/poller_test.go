@@ -560,3 +560,18 @@ func TestPollCached(t *testing.T) {
 		t.Errorf("events after the conflict (-want +got):\n%s", d)
 	}
 }
+
+// TestPollTellsTimeOnTheAPI: a poll reports how long it waited on the API, so that
+// the loop can say where the time of a late poll went.
+func TestPollTellsTimeOnTheAPI(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true)
+	w.api.InjectFault(sim.Fault{Delay: 300 * time.Millisecond})
+	res, err := r.poller.Poll(context.Background(), quiet(), session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetching < 300*time.Millisecond {
+		t.Errorf("Fetching %v for an API that took 300ms to answer", res.Fetching)
+	}
+}

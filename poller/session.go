@@ -79,8 +79,8 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 		if !held {
 			continue
 		}
-		if poked == nil && now.Sub(due) > s.every {
-			s.m.late.note(s.m.cfg.Log, now, s.l.id, now.Sub(due), s.every)
+		if poked == nil && err == nil && now.Sub(due) > s.every { // a failed poll is said as one
+			s.m.late.note(s.m.cfg.Log, now, s.l.id, now.Sub(due), s.every, res.Fetching*2 >= now.Sub(began))
 		}
 		wait, done := s.after(polls, res, err, now.Sub(began), now)
 		if done {
@@ -199,23 +199,29 @@ func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionIn
 }
 
 // lateness counts the polls that finished more than an interval after they were due,
-// and says so at most once a minute: a schedule the rate limit, max_concurrency or
-// the API's latency cannot keep up with, which otherwise shows only in
-// rollcall_oldest_complete_poll_age_seconds.
+// and says so at most once a minute, with where the time of the latest went: a
+// schedule the rate limit, max_concurrency, the API's latency or NATS cannot keep up
+// with, which otherwise shows only in rollcall_oldest_complete_poll_age_seconds.
 type lateness struct {
 	mu     sync.Mutex
 	count  int
 	logged time.Time
 }
 
-func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration) {
+// note counts a late poll of session id, late by by; api tells whether most of its
+// time went to the VideoSDK API.
+func (l *lateness) note(log *slog.Logger, now time.Time, id string, by, every time.Duration, api bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.count++
 	if now.Sub(l.logged) < time.Minute {
 		return
 	}
-	log.Warn("polls finish more than an interval after they are due: the rate limit, max_concurrency or the API's latency cannot keep up with poll.schedule",
+	cause := "most of their time goes to the VideoSDK API: its latency, retries or the rate limit (rollcall_api_* metrics)"
+	if !api {
+		cause = "most of their time goes elsewhere than the API: NATS (publishing, the state's KV: slow or unreachable), or waiting for max_concurrency"
+	}
+	log.Warn("polls finish more than an interval after they are due: poll.schedule is not kept; "+cause,
 		"late_polls", l.count, "interval", every, "session_id", id, "late_by", by.Round(time.Millisecond))
 	l.count, l.logged = 0, now
 }
