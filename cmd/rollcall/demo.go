@@ -87,6 +87,12 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	defer w.Close()
 	url := w.NATSURL()
+	removeFile, err := leaveDemoConfig(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "cannot leave the demo's config for the commands beside it (they need -config): %v\n", err)
+		removeFile = func() {}
+	}
+	defer removeFile()
 
 	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, following %d rooms (%s): sessions polled %s, rooms listed %s.\n",
 		url, apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
@@ -96,6 +102,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub %s'%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
 		server, cfg.NATS.SubjectPrefix, url)
+	fmt.Fprintf(stdout, "Beside it, from here: go run ./cmd/rollcall tracked   (or who %s, track session ID, untrack ...)\n", rooms[0])
 	fmt.Fprintln(stdout, "Events, as they arrive (Ctrl-C to stop):")
 
 	workerDone := make(chan error, 1)

@@ -70,6 +70,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		secrets.Add(cfg.Secrets()...)
 		return cfg, err
 	}
+	// loadBeside loads the config of a command that talks to a running worker: the
+	// running demo's when none of path's runs and path was not named (see besideDemo).
+	loadBeside := func(path string, named bool) (worker.Config, error) {
+		cfg, err := load(path, false)
+		return besideDemo(cfg, err, named, func(p string) (worker.Config, error) { return load(p, false) }, stderr)
+	}
 	fs := flag.NewFlagSet("rollcall "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	switch cmd {
@@ -153,7 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err != nil {
 			return err
 		}
-		cfg, err := load(*path, false)
+		cfg, err := loadBeside(*path, flagSet(fs, "config"))
 		if err != nil {
 			return err
 		}
@@ -177,7 +183,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if len(pos) != 1 || pos[0] == "" {
 			return errors.New("usage: rollcall who SESSION_ID|ROOM_ID [-config PATH] [-json]")
 		}
-		cfg, err := load(*path, false)
+		cfg, err := loadBeside(*path, flagSet(fs, "config"))
 		if err != nil {
 			return err
 		}

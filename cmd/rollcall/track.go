@@ -48,7 +48,7 @@ func dialWorker(ctx context.Context, cfg worker.Config, name string) (*workerCon
 	if embedded {
 		b, err := os.ReadFile(filepath.Join(storeDir, worker.EmbeddedURLFile))
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w with nats.store_dir %s (no %s there): start `rollcall run` first", errNoWorker, cfg.NATS.StoreDir, worker.EmbeddedURLFile)
+			return nil, fmt.Errorf("%w with nats.store_dir %s (no %s there): start `rollcall run` (or `rollcall demo`) first", errNoWorker, cfg.NATS.StoreDir, worker.EmbeddedURLFile)
 		}
 		if err != nil {
 			return nil, err
