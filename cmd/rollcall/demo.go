@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,7 +13,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,8 +83,11 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	// The worker's own log shows only problems, so that the feed stays readable.
-	w, err := worker.New(ctx, cfg, worker.NewLogger(stderr, worker.Log{Level: "warn", Format: "text"}))
+	// The worker's own log shows only problems, and apart from the feed, so that the
+	// feed stays readable.
+	logs, logPath := openDemoLog(stderr)
+	defer logs.Close()
+	w, err := worker.New(ctx, cfg, worker.NewLogger(logs, worker.Log{Level: "warn", Format: "text"}))
 	if err != nil {
 		return err
 	}
@@ -103,6 +109,10 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "Subscribe elsewhere with: nats sub %s'%s.participant.>'   or   go run ./cmd/rollcall tail -nats %s -all\n",
 		server, cfg.NATS.SubjectPrefix, url)
 	fmt.Fprintf(stdout, "Beside it, from here: go run ./cmd/rollcall tracked   (or who %s, track session ID, untrack ...)\n", rooms[0])
+	if logPath != "" {
+		fmt.Fprintf(stdout, "The worker's warnings, if any, go to %s; the feed counts them.\n", logPath)
+		go logs.count(ctx, 10*time.Second, logPath, stdout)
+	}
 	fmt.Fprintln(stdout, "Events, as they arrive (Ctrl-C to stop):")
 
 	workerDone := make(chan error, 1)
@@ -118,6 +128,63 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 
 	err = <-workerDone
 	return errors.Join(err, <-feedDone)
+}
+
+// demoLog is where the demo's worker logs: a file, whose new lines the feed counts.
+type demoLog struct {
+	io.Writer
+	file  *os.File // nil: the lines go to stderr as they come
+	mu    sync.Mutex
+	lines int
+}
+
+// openDemoLog opens demo.log beside the demo's config, emptied, and returns it with
+// its path; stderr itself, and "", if it cannot.
+func openDemoLog(stderr io.Writer) (*demoLog, string) {
+	if path := demoFile(); path != "" {
+		path = filepath.Join(filepath.Dir(path), "demo.log")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+			if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+				return &demoLog{Writer: f, file: f}, path
+			}
+		}
+	}
+	return &demoLog{Writer: stderr}, ""
+}
+
+func (l *demoLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines += bytes.Count(p, []byte("\n"))
+	return l.Writer.Write(p)
+}
+
+// count says on out, at most once every every, how many lines came since it last said.
+func (l *demoLog) count(ctx context.Context, every time.Duration, path string, out io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	said := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		n := l.lines
+		l.mu.Unlock()
+		if n > said {
+			fmt.Fprintf(out, "(the worker logged %d more warnings or errors: see %s)\n", n-said, path)
+			said = n
+		}
+	}
+}
+
+// Close closes the file, if there is one.
+func (l *demoLog) Close() {
+	if l.file != nil {
+		_ = l.file.Close() // a log kept for reading: nothing to do if it fails
+	}
 }
 
 // runSim serves the simulated API with a churning demo world until ctx is done.

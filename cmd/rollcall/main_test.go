@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -51,6 +53,9 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for seconds")
 	}
+	home := t.TempDir() // where the demo leaves its config and log
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(home, ".cache"))
 	var out, errs testkit.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -67,6 +72,33 @@ func TestDemo(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("demo: %v\n%s", err, errs.String())
 	}
+	if strings.Contains(out.String(), "level=") {
+		t.Errorf("the worker's log in the feed:\n%s", out.String())
+	}
+}
+
+// TestDemoLogCounted: the worker's lines go to the demo's log, not the feed; the feed
+// says how many came, at most once every ten seconds, and nothing when none did.
+func TestDemoLogCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var file, out testkit.Buffer
+		l := &demoLog{Writer: &file}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go l.count(ctx, 10*time.Second, "demo.log", &out)
+		fmt.Fprintln(l, "level=WARN msg=a")
+		fmt.Fprintln(l, "level=WARN msg=b")
+		time.Sleep(25 * time.Second)
+		fmt.Fprintln(l, "level=ERROR msg=c")
+		time.Sleep(10 * time.Second)
+		want := "(the worker logged 2 more warnings or errors: see demo.log)\n(the worker logged 1 more warnings or errors: see demo.log)\n"
+		if out.String() != want {
+			t.Errorf("the feed says:\n%s\nwant:\n%s", out.String(), want)
+		}
+		if n := strings.Count(file.String(), "level="); n != 3 {
+			t.Errorf("%d lines in the log, want 3", n)
+		}
+	})
 }
 
 func TestVersion(t *testing.T) {
