@@ -21,8 +21,8 @@ import (
 )
 
 // runCheck prints the config, validated as `run` does (loaded from path), with secrets redacted;
-// online, it also asks the API and NATS, one line per check. Any failed check is an
-// error.
+// online, it also asks the API and NATS, one line per check: ✓ passed, ✗ failed, ! a
+// warning, - a note. Any failed check is an error; a warning is not.
 func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "# %s is valid; the effective config, secrets redacted:\n", path)
 	if err := toml.NewEncoder(stdout).Encode(cfg.Redacted()); err != nil {
@@ -52,19 +52,38 @@ func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, 
 		report("mint an API token from videosdk.api_key and videosdk.secret", err)
 		tokens = m
 	}
-	client := poller.NewClient(poller.ClientConfig{BaseURL: v.BaseURL, Tokens: tokens, RequestTimeout: v.RequestTimeout.Duration, Attempts: 1})
-	probe := func(kind, id string) error {
-		err := client.Probe(ctx, kind, id)
+	client := poller.NewClient(poller.ClientConfig{BaseURL: v.BaseURL, Tokens: tokens, PerPage: v.PerPage, RequestTimeout: v.RequestTimeout.Duration, Attempts: 1})
+	explain := func(err error) error {
 		if errors.Is(err, poller.ErrUnauthorized) {
 			return fmt.Errorf("%w; check VIDEOSDK_API_KEY and VIDEOSDK_SECRET (videosdk.api_key, videosdk.secret), or VIDEOSDK_TOKEN (videosdk.token)", err)
 		}
 		return err
 	}
 	for _, id := range cfg.RoomIDs() {
-		report("the API lists the sessions of room "+id, probe(poller.KindRoom, id))
+		// Every page, as run's first listing of the room reads it.
+		sessions, _, err := client.RoomSessions(ctx, id, true)
+		switch {
+		case err != nil:
+			report("the API lists the sessions of room "+id, explain(err))
+		case len(sessions) == 0:
+			// The API answers an unknown room ID with an empty list, not an error: a
+			// warning, not a failure, since a room nobody has met in yet is listed so too.
+			fmt.Fprintf(stdout, "! the API lists no session of room %s: a mistyped ID, or a room nobody has met in yet (the API lists none for a room it does not know)\n", id)
+		default:
+			noun, ongoing := "sessions", 0
+			if len(sessions) == 1 {
+				noun = "session"
+			}
+			for _, s := range sessions {
+				if !s.Ended() {
+					ongoing++
+				}
+			}
+			report(fmt.Sprintf("the API lists %d %s of room %s (%d ongoing)", len(sessions), noun, id, ongoing), nil)
+		}
 	}
 	for _, id := range cfg.SessionIDs() {
-		report("the API answers for session "+id, probe(poller.KindSession, id))
+		report("the API answers for session "+id, explain(client.Probe(ctx, poller.KindSession, id)))
 	}
 	if len(cfg.RoomIDs())+len(cfg.SessionIDs()) == 0 {
 		fmt.Fprintln(stdout, "- no rooms or sessions in the config: the API is not asked")

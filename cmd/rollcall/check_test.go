@@ -16,10 +16,14 @@ import (
 
 // TestCheck: `rollcall check` validates as run does, prints the config with its
 // secrets redacted, and with -online says, a line per check, what the API and NATS
-// answer; any failed check is a non-zero exit.
+// answer; any failed check is a non-zero exit. A room the API lists no session of
+// (nosuchroom: the API does not know it) is a warning, not a failure. One session a
+// page, the newest ended: r1's count is of every page, not only of the live ones.
 func TestCheck(t *testing.T) {
 	api := sim.New(sim.Config{APIKey: testKey, Secret: testSecret})
 	api.StartSession("s1", "r1")
+	api.StartSession("s0", "r1")
+	api.EndSession("s0")
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	ns := natstest.Start(t)
@@ -37,16 +41,18 @@ func TestCheck(t *testing.T) {
 		{name: "a good config", secret: testSecret, nats: ns.ClientURL(), extra: "user = \"u\"\npassword = \"pw-9\"\n",
 			want: []string{"is valid", `secret = "REDACTED"`, `password = "REDACTED"`}, notWant: []string{testSecret, "pw-9"}},
 		{name: "online: everything answers", secret: testSecret, nats: ns.ClientURL(), online: true,
-			want: []string{"✓ mint an API token", "✓ the API lists the sessions of room r1", "✓ the API answers for session s1", "- stream ROLLCALL is missing: `run` creates it"}},
+			want: []string{"✓ mint an API token", "✓ the API lists 2 sessions of room r1 (1 ongoing)\n",
+				"! the API lists no session of room nosuchroom: a mistyped ID, or a room nobody has met in yet (the API lists none for a room it does not know)\n",
+				"✓ the API answers for session s1", "- stream ROLLCALL is missing: `run` creates it"}},
 		{name: "online: NATS stopped", secret: testSecret, nats: "nats://" + stopped, online: true, wantErr: "1 checks failed",
 			want: []string{"✗ NATS at nats://" + stopped + " and its stream and buckets: connection refused"}},
-		{name: "online: the API rejects the key", secret: "not the secret", nats: ns.ClientURL(), online: true, wantErr: "2 checks failed",
+		{name: "online: the API rejects the key", secret: "not the secret", nats: ns.ClientURL(), online: true, wantErr: "3 checks failed",
 			want: []string{"✗ the API lists the sessions of room r1: get /v2/sessions/: the API rejects the credentials"}, notWant: []string{"not the secret"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "config.toml")
-			cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\nsecret = %q\n[[rooms]]\nid = \"r1\"\n[[sessions]]\nid = \"s1\"\n[nats]\nurl = %q\n%s",
+			cfg := fmt.Sprintf("[videosdk]\nbase_url = %q\napi_key = %q\nsecret = %q\nper_page = 1\n[[rooms]]\nid = \"r1\"\n[[rooms]]\nid = \"nosuchroom\"\n[[sessions]]\nid = \"s1\"\n[nats]\nurl = %q\n%s",
 				srv.URL, testKey, tt.secret, tt.nats, tt.extra)
 			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)

@@ -124,7 +124,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	defer nc.Close()
 	feedDone := make(chan error, 1)
-	go func() { feedDone <- tailWhenReady(ctx, nc, cfg.NATS.Stream, true, stdout) }()
+	go func() { feedDone <- tailWhenReady(ctx, nc, cfg.NATS.Stream, true, stdout, nil) }()
 
 	err = <-workerDone
 	return errors.Join(err, <-feedDone)

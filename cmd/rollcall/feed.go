@@ -15,27 +15,46 @@ import (
 	"github.com/rollcall/rollcall/internal/worker"
 )
 
-// runTail prints the stream's events as they arrive, one readable line each.
+// runTail prints the stream's events as they arrive, one readable line each, and
+// says so while it waits for the stream.
 func runTail(ctx context.Context, url string, auth []nats.Option, stream string, all bool, w io.Writer) error {
 	nc, err := nats.Connect(url, append(auth, nats.Name("rollcall tail"))...)
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}
 	defer nc.Close()
-	return tailWhenReady(ctx, nc, stream, all, w)
+	return tailWhenReady(ctx, nc, stream, all, w, w)
 }
 
 // tailWhenReady tails the stream once it exists: the worker creates it on start-up,
-// which may come after the tail.
-func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writer) error {
+// which may come after the tail. While the stream is missing it says so once on
+// notices, and again when it is there, so that a tail started first is not mute; a nil
+// notices says nothing (the demo's stream comes within a moment).
+func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, all bool, w, notices io.Writer) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	waiting := false
 	for {
-		err := tail(ctx, nc, stream, all, w)
+		msgs, err := follow(ctx, js, stream, all)
+		if err == nil {
+			if waiting && notices != nil {
+				fmt.Fprintf(notices, "stream %s is there\n", stream)
+			}
+			waiting = false
+			err = printEvents(ctx, msgs, stream, w)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
+		if !waiting && notices != nil {
+			fmt.Fprintf(notices, "waiting for stream %s on %s: the worker creates it when it starts\n", stream, worker.RedactURL(nc.ConnectedUrl()))
+		}
+		waiting = true
 		select {
 		case <-ctx.Done():
 			return nil
@@ -44,27 +63,28 @@ func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, all bool, 
 	}
 }
 
-func tail(ctx context.Context, nc *nats.Conn, stream string, all bool, w io.Writer) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+// follow starts reading the stream: its new events, or all of them.
+func follow(ctx context.Context, js jetstream.JetStream, stream string, all bool) (jetstream.MessagesContext, error) {
 	policy := jetstream.DeliverNewPolicy
 	if all {
 		policy = jetstream.DeliverAllPolicy
 	}
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: policy})
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	msgs, err := cons.Messages()
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	go func() {
-		<-ctx.Done()
-		msgs.Stop()
-	}()
+	return msgs, nil
+}
+
+// printEvents prints a line per event from msgs until ctx ends or the stream fails.
+func printEvents(ctx context.Context, msgs jetstream.MessagesContext, stream string, w io.Writer) error {
+	// Stop unblocks Next when ctx ends, and frees the consumer when the stream fails.
+	defer msgs.Stop()
+	defer context.AfterFunc(ctx, msgs.Stop)()
 	for {
 		m, err := msgs.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
