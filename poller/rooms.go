@@ -116,18 +116,10 @@ func (c *Client) RoomSessions(ctx context.Context, roomID string, all bool) ([]S
 	return out, bad, nil
 }
 
-// Probe asks the API for one page of a session's active participants or of a room's
-// sessions (kind "session" or "room"), to check that it answers and accepts the
-// credentials.
-func (c *Client) Probe(ctx context.Context, kind, id string) error {
-	log := c.cfg.Log.With(kind+"_id", id)
+// Probe asks the API for one page of a session's active participants, to check that
+// it answers and accepts the credentials.
+func (c *Client) Probe(ctx context.Context, sessionID string) error {
 	q := url.Values{"page": {"1"}, "perPage": {"1"}}
-	var err error
-	if kind == KindRoom {
-		q.Set("roomId", id)
-		_, err = c.get(ctx, log, metrics.EndpointSessions, "/v2/sessions/", q, foreground)
-	} else {
-		_, err = c.get(ctx, log, metrics.EndpointActive, "/v2/sessions/"+url.PathEscape(id)+"/participants/active", q, foreground)
-	}
+	_, err := c.get(ctx, c.cfg.Log.With("session_id", sessionID), metrics.EndpointActive, "/v2/sessions/"+url.PathEscape(sessionID)+"/participants/active", q, foreground)
 	return err
 }

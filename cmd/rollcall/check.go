@@ -83,7 +83,7 @@ func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, 
 		}
 	}
 	for _, id := range cfg.SessionIDs() {
-		report("the API answers for session "+id, explain(client.Probe(ctx, poller.KindSession, id)))
+		report("the API answers for session "+id, explain(client.Probe(ctx, id)))
 	}
 	if len(cfg.RoomIDs())+len(cfg.SessionIDs()) == 0 {
 		fmt.Fprintln(stdout, "- no rooms or sessions in the config: the API is not asked")

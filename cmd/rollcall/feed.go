@@ -17,13 +17,13 @@ import (
 
 // runTail prints the stream's events as they arrive, one readable line each, and
 // says so while it waits for the stream.
-func runTail(ctx context.Context, url string, auth []nats.Option, stream string, all bool, w io.Writer) error {
+func runTail(ctx context.Context, url string, auth []nats.Option, stream string, all bool, w, notices io.Writer) error {
 	nc, err := nats.Connect(url, append(auth, nats.Name("rollcall tail"))...)
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", worker.RedactURL(url), err)
 	}
 	defer nc.Close()
-	return tailWhenReady(ctx, nc, stream, all, w, w)
+	return tailWhenReady(ctx, nc, stream, all, w, notices)
 }
 
 // tailWhenReady tails the stream once it exists: the worker creates it on start-up,

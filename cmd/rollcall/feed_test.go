@@ -25,14 +25,14 @@ func TestTailWaitsForTheStream(t *testing.T) {
 	host := strings.TrimPrefix(ns.ClientURL(), "nats://")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var out testkit.Buffer
+	var out, notices testkit.Buffer // stdout, stderr
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"tail", "-nats", "nats://rollcall:" + password + "@" + host, "-stream", "EVENTS"}, &out, &out, func(string) string { return "" })
+		done <- run(ctx, []string{"tail", "-nats", "nats://rollcall:" + password + "@" + host, "-stream", "EVENTS"}, &out, &notices, func(string) string { return "" })
 	}()
 
 	waiting := "waiting for stream EVENTS on nats://rollcall:REDACTED@" + host + ": the worker creates it when it starts\n"
-	eventually(t, "the waiting notice", func() bool { return strings.Contains(out.String(), waiting) })
+	eventually(t, "the waiting notice", func() bool { return strings.Contains(notices.String(), waiting) })
 	// Each retry asks the JetStream API for a consumer: a few more, and still one notice.
 	asked := apiRequests(t, ns)
 	eventually(t, "3 retries", func() bool { return apiRequests(t, ns) >= asked+3 })
@@ -42,7 +42,7 @@ func TestTailWaitsForTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the stream is there", func() bool { return strings.Contains(out.String(), "stream EVENTS is there\n") })
+	eventually(t, "the stream is there", func() bool { return strings.Contains(notices.String(), "stream EVENTS is there\n") })
 	at := events.Time{Time: time.Date(2023, 7, 24, 8, 28, 9, 650e6, time.UTC)}
 	data, err := json.Marshal(events.ParticipantData{SessionID: "s1", RoomID: "r1", ParticipantID: "p1", Name: "Ada", JoinedAt: &at,
 		ObservedAt: at, Detection: events.DetectionPoll, DeviceInfo: json.RawMessage("{}"), GeoLocation: json.RawMessage("{}")})
@@ -62,8 +62,8 @@ func TestTailWaitsForTheStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("tail: %v", err)
 	}
-	if n := strings.Count(out.String(), "waiting for stream"); n != 1 || strings.Contains(out.String(), password) {
-		t.Errorf("%d waiting notices, want 1, and no password:\n%s", n, out.String())
+	if n := strings.Count(notices.String(), "waiting for stream"); n != 1 || strings.Contains(notices.String()+out.String(), password) || strings.Contains(out.String(), "stream EVENTS") {
+		t.Errorf("%d waiting notices on stderr, want 1, none on stdout, and no password:\n%s\n%s", n, notices.String(), out.String())
 	}
 }
 

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err := worker.CheckNATSURL("the NATS URL (-nats, NATS_URL, nats.url)", *url); err != nil {
 			return err
 		}
-		return runTail(ctx, *url, auth, *stream, *all, stdout)
+		return runTail(ctx, *url, auth, *stream, *all, stdout, stderr)
 	case "check":
 		path := fs.String("config", "config.toml", "config file")
 		online := fs.Bool("online", false, "also ask the API and NATS")
