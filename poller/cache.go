@@ -40,6 +40,10 @@ func (c *Cache) Drop() { c.state, c.rev, c.ok = diff.State{}, 0, false }
 // keep notes the state a poll saved, at rev.
 func (c *Cache) keep(st diff.State, rev uint64) { c.state, c.rev, c.ok = st, rev, true }
 
+// hint notes that the next poll comes from a hint (a webhook): it may read the list
+// of all participants if it needs it, whatever the budget; a hint is a reason to.
+func (c *Cache) hint() { c.reading.hinted = true }
+
 // listMode is what the budget lets a poll that begins at now read; a nil c has none.
 func (c *Cache) listMode(now time.Time) listMode {
 	if c == nil {
@@ -70,6 +74,7 @@ type listing struct {
 	notBefore time.Time // the next reading allowed
 	failing   episode   // readings failed in a row
 	backoff   backoff
+	hinted    bool // the next poll comes from a hint
 }
 
 // listMode says whether a poll may read the session's list of all participants.
@@ -90,8 +95,10 @@ func (l *listing) mode(now time.Time) listMode {
 	if l.schedule && l.due.IsZero() {
 		l.due = l.ticks.after(now)
 	}
+	hinted := l.hinted
+	l.hinted = false
 	switch {
-	case now.Before(l.notBefore):
+	case now.Before(l.notBefore) && !hinted:
 		return listNot
 	case l.schedule && !now.Before(l.due):
 		return listNow

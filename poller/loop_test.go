@@ -867,6 +867,76 @@ func TestLoopSaysWhenDiscoveryIsBehind(t *testing.T) {
 	})
 }
 
+// countingRooms counts the listings of each room.
+type countingRooms struct {
+	fakeRooms
+	listed map[string]int
+}
+
+func (r *countingRooms) RoomSessions(ctx context.Context, room string, all bool) ([]poller.SessionInfo, []diff.SetAside, error) {
+	r.mu.Lock()
+	r.listed[room]++
+	r.mu.Unlock()
+	return r.fakeRooms.RoomSessions(ctx, room, all)
+}
+
+func (r *countingRooms) count(room string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.listed[room]
+}
+
+// TestLoopHints: a hint (a webhook) polls a followed session at once, not at its next
+// tick, and hints that come while that poll runs make one poll more, not one each; a
+// hint naming a session not followed, of a followed room, and a session-started, list
+// the room at once; a hint from a room that no one tracks goes to UnknownRoom; other
+// webhook types do nothing.
+func TestLoopHints(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakePolls()
+		rooms := &countingRooms{fakeRooms: fakeRooms{lists: map[string][]poller.SessionInfo{}, ending: map[string]time.Duration{}, start: time.Now()}, listed: map[string]int{}}
+		var mu sync.Mutex
+		var unknown []string
+		b := startManager(t, f, func(c *poller.ManagerConfig) {
+			c.Schedule, c.Discover, c.Rooms = every(time.Minute), every(time.Minute), rooms
+			c.UnknownRoom = func(room string) { mu.Lock(); unknown = append(unknown, room); mu.Unlock() }
+		})
+		defer b.stop()
+		b.updates <- poller.Update{Origin: "config", Sessions: []string{"s1"}, Rooms: []string{"r1"}}
+		time.Sleep(time.Second)
+		f.mu.Lock()
+		f.delay = 10 * time.Second
+		f.mu.Unlock()
+		b.m.Hint(poller.Hint{Type: poller.HintJoined, RoomID: "r0", SessionID: "s1"})
+		for range 5 {
+			time.Sleep(time.Second)
+			b.m.Hint(poller.Hint{Type: poller.HintLeft, RoomID: "r0", SessionID: "s1"})
+		}
+		time.Sleep(25 * time.Second)
+		if d := gocmp.Diff([]time.Duration{0, time.Second, 11 * time.Second}, f.times("s1")); d != "" {
+			t.Errorf("s1 polled at (-want +got):\n%s", d)
+		}
+
+		listed := rooms.count("r1")
+		b.m.Hint(poller.Hint{Type: poller.HintJoined, RoomID: "r1", SessionID: "not-followed-yet"})
+		synctest.Wait()
+		b.m.Hint(poller.Hint{Type: poller.HintSessionStarted, RoomID: "r1", SessionID: "new"})
+		synctest.Wait()
+		b.m.Hint(poller.Hint{Type: "recording-started", RoomID: "r1", SessionID: "new"})
+		b.m.Hint(poller.Hint{Type: poller.HintJoined, RoomID: "elsewhere", SessionID: "x"})
+		b.m.Hint(poller.Hint{Type: poller.HintJoined, RoomID: "rz", SessionID: "s1"}) // s1 is tracked by ID
+		synctest.Wait()
+		if n := rooms.count("r1") - listed; n != 2 {
+			t.Errorf("r1 listed %d times on two hints, want 2", n)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if d := gocmp.Diff([]string{"elsewhere"}, unknown); d != "" {
+			t.Errorf("unknown rooms (-want +got):\n%s", d)
+		}
+	})
+}
+
 // TestLoopLeasesTakenOverFromAVanishedReplica: replica old dies holding every lease,
 // in a bucket whose keys live a minute. Its successor, told that old has vanished,
 // takes them over at once, by compare-and-set, and polls every session; told nothing,

@@ -58,7 +58,11 @@ type ManagerConfig struct {
 	// shows one of them ended has it polled once more, so that its lefts and session
 	// ended are published even though it ended while no one was looking.
 	Unfinished []string
-	Log        *slog.Logger
+	// UnknownRoom, if set, hears of a hint (see Hint) from a room that no origin
+	// tracks, nor the session it names; it runs on the Run goroutine, and must not
+	// block.
+	UnknownRoom func(roomID string)
+	Log         *slog.Logger
 	// Leases, when set, share the tracked sessions and rooms with the other replicas
 	// of rollcall: this one (named Replica) polls a session, or follows a room, only
 	// while it holds its lease, renewed every LeaseTTL/3 (default 15s). The sessions a
@@ -88,6 +92,7 @@ type Manager struct {
 	late   lateness // polls that finished more than an interval after they were due
 
 	events  chan func() // run on the Run goroutine, which alone owns the maps below
+	hints   chan Hint
 	queries chan chan []Status
 	// Filled and read only by Run.
 	sessions   map[string]*loop
@@ -108,6 +113,7 @@ type loop struct {
 	cancel   context.CancelFunc
 	done     bool             // the goroutine has returned (or never ran, for an ended session)
 	poke     chan SessionInfo // poll now: a room's list shows the session ended
+	hint     chan struct{}    // poll or list now: a webhook says something changed
 	ended    bool
 	seen     bool // a poll found the session: it has a state
 
@@ -136,7 +142,7 @@ func NewManager(cfg ManagerConfig) *Manager {
 	}
 	m := &Manager{
 		cfg: cfg, anchor: time.Now().Truncate(time.Second),
-		events: make(chan func()), queries: make(chan chan []Status),
+		events: make(chan func()), queries: make(chan chan []Status), hints: make(chan Hint, hintsQueued),
 		sessions: make(map[string]*loop), rooms: make(map[string]*loop), unfinished: make(map[string]bool),
 	}
 	for _, id := range cfg.Unfinished {
@@ -191,6 +197,8 @@ func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
 			}
 		case f := <-m.events:
 			f()
+		case h := <-m.hints:
+			m.hinted(h)
 		case q := <-m.queries:
 			q <- m.status()
 		}
@@ -272,7 +280,7 @@ func (m *Manager) sync(ctx, polls context.Context, loops map[string]*loop, kind 
 			m.cfg.Log.Info("tracked", "kind", kind, "id", id, "from", slices.Sorted(maps.Keys(from)))
 		}
 		if l == nil {
-			l = &loop{kind: kind, id: id, poke: make(chan SessionInfo, 1)}
+			l = &loop{kind: kind, id: id, poke: make(chan SessionInfo, 1), hint: make(chan struct{}, 1)}
 			loops[id] = l
 		}
 		l.from = from
@@ -372,7 +380,7 @@ func (m *Manager) found(ctx, polls context.Context, room string, list []SessionI
 			}
 		case l == nil && (!s.Ended() || m.unfinished[s.ID]):
 			delete(m.unfinished, s.ID)
-			l = &loop{kind: KindSession, id: s.ID, poke: make(chan SessionInfo, 1), from: map[string]bool{origin: true}}
+			l = &loop{kind: KindSession, id: s.ID, poke: make(chan SessionInfo, 1), hint: make(chan struct{}, 1), from: map[string]bool{origin: true}}
 			if s.Ended() {
 				l.poke <- s
 				m.cfg.Log.Info("a session of the room ended while no one followed it: polled once more", "room_id", room, "session_id", s.ID)

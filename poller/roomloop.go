@@ -7,7 +7,7 @@ import (
 )
 
 // followRoom is one room's loop: it lists the room's sessions at once, then on each
-// tick of the discover schedule, and hands what it found to found. The first listing
+// tick of the discover schedule or hint, and hands what it found to found. The first listing
 // that succeeds reads every page; later ones stop at the first page with no live
 // session. A listing that fails changes nothing.
 func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionInfo)) {
@@ -19,7 +19,7 @@ func (m *Manager) followRoom(ctx context.Context, l *loop, found func([]SessionI
 	var aside setAside
 	due := time.Now()
 	for {
-		if _, ok := wait(ctx, due, nil); !ok {
+		if _, _, ok := wait(ctx, due, nil, l.hint); !ok {
 			return
 		}
 		// A listing may wait behind polls for the rate limit, retry failures, or meet

@@ -58,9 +58,12 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 	next := time.Now()
 	for {
 		due := next
-		poked, ok := wait(ctx, next, s.l.poke)
+		poked, hinted, ok := wait(ctx, next, s.l.poke, s.l.hint)
 		if !ok {
 			return false
+		}
+		if hinted {
+			s.cache.hint()
 		}
 		if poked == nil { // the tick came first; a poke waiting is news all the same
 			select {
@@ -79,7 +82,7 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 		if !held {
 			continue
 		}
-		if poked == nil && err == nil && now.Sub(due) > s.every { // a failed poll is said as one
+		if poked == nil && !hinted && err == nil && now.Sub(due) > s.every { // a failed poll is said as one
 			s.m.late.note(s.m.cfg.Log, now, s.l.id, now.Sub(due), s.every, res.Fetching*2 >= now.Sub(began))
 		}
 		wait, done := s.after(polls, res, err, now.Sub(began), now)
@@ -184,17 +187,19 @@ func (s *sessionLoop) after(polls context.Context, res Result, err error, took t
 	return 0, false
 }
 
-// wait waits until t or a poke, which it returns; false if ctx ends first.
-func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo) (*SessionInfo, bool) {
+// wait waits until t, a poke (which it returns) or a hint; false if ctx ends first.
+func wait(ctx context.Context, t time.Time, poke <-chan SessionInfo, hint <-chan struct{}) (poked *SessionInfo, hinted, ok bool) {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		return nil, true
+		return nil, false, true
 	case s := <-poke:
-		return &s, true
+		return &s, false, true
+	case <-hint:
+		return nil, true, true
 	case <-ctx.Done():
-		return nil, false
+		return nil, false, false
 	}
 }
 
