@@ -1,6 +1,6 @@
 // Command attendance turns rollcall's stream into attendance: one CSV row per stint
-// (a participant's continuous presence in a session) with its join and leave times
-// and seconds, then each participant's total. It reads the stream from its first
+// (a participant's continuous presence in a session) with its room, its join and
+// leave times and seconds, then each participant's total. It reads the stream from its first
 // event to its last as it is when it starts, and exits.
 package main
 
@@ -33,10 +33,10 @@ func main() {
 	}
 }
 
-// stint is one row: who was in which session, from when until when.
+// stint is one row: who was in which room's session, from when until when.
 type stint struct {
-	session, participant, name string
-	joined, left               time.Time // left is zero while the stint lasts
+	room, session, participant, name string
+	joined, left                     time.Time // left is zero while the stint lasts
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -108,7 +108,7 @@ func read(ctx context.Context, js jetstream.JetStream, stream, filter string, st
 		switch e.Type {
 		case events.TypeJoined:
 			if open[key] == nil { // a repeat, if the stream ever kept one, changes nothing
-				open[key] = &stint{session: d.SessionID, participant: d.ParticipantID, name: d.Name, joined: d.JoinedAt.Time}
+				open[key] = &stint{room: d.RoomID, session: d.SessionID, participant: d.ParticipantID, name: d.Name, joined: d.JoinedAt.Time}
 				out = append(out, open[key])
 			}
 		case events.TypeLeft:
@@ -122,13 +122,23 @@ func read(ctx context.Context, js jetstream.JetStream, stream, filter string, st
 	return out, nil
 }
 
-// write writes a row per stint, by session and join time, then a total per
-// participant of the stints that have ended.
+// write writes a row per stint, by room, then session in the order they started,
+// then participant and join time; then a total per participant of the stints that
+// have ended.
 func write(w io.Writer, stints []*stint) error {
+	// A session's start is its first join read: session IDs are random, and their
+	// order says nothing.
+	start := make(map[string]time.Time)
+	for _, s := range stints {
+		if first, ok := start[s.session]; !ok || s.joined.Before(first) {
+			start[s.session] = s.joined
+		}
+	}
 	slices.SortStableFunc(stints, func(a, b *stint) int {
-		return cmp.Or(cmp.Compare(a.session, b.session), a.joined.Compare(b.joined), cmp.Compare(a.participant, b.participant))
+		return cmp.Or(cmp.Compare(a.room, b.room), start[a.session].Compare(start[b.session]), cmp.Compare(a.session, b.session),
+			cmp.Compare(a.participant, b.participant), a.joined.Compare(b.joined))
 	})
-	rows := [][]string{{"session", "participant", "name", "joinedAt", "leftAt", "seconds"}}
+	rows := [][]string{{"room", "session", "participant", "name", "joinedAt", "leftAt", "seconds"}}
 	totals := make(map[string]float64)
 	names := make(map[string]string)
 	for _, s := range stints {
@@ -139,7 +149,7 @@ func write(w io.Writer, stints []*stint) error {
 			totals[s.participant] += d
 		}
 		names[s.participant] = s.name
-		rows = append(rows, []string{s.session, s.participant, s.name, stamp(s.joined), left, secs})
+		rows = append(rows, []string{s.room, s.session, s.participant, s.name, stamp(s.joined), left, secs})
 	}
 	rows = append(rows, nil, []string{"participant", "name", "seconds"})
 	for _, p := range slices.Sorted(maps.Keys(names)) {

@@ -1,5 +1,6 @@
-// Command notify tells a webhook (or prints) when a chosen participant joins a chosen
-// room: it reads rollcall's participant.joined events of that room as they come.
+// Command notify tells a webhook (or prints) when a chosen participant, or anyone,
+// joins a chosen room: it reads rollcall's participant.joined events of that room as
+// they come.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"time"
@@ -32,20 +34,20 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("nats", nats.DefaultURL, "NATS server URL")
+	natsURL := fs.String("nats", nats.DefaultURL, "NATS server URL")
 	stream := fs.String("stream", "ROLLCALL", "rollcall's stream (nats.stream)")
 	prefix := fs.String("prefix", "videosdk", "rollcall's subject prefix (nats.subject_prefix)")
 	room := fs.String("room", "", "the room to watch (required)")
-	who := fs.String("participant", "", "the participantId to watch for (required)")
+	who := fs.String("participant", "", `the participantId to watch for ("": anyone)`)
 	webhook := fs.String("webhook", "", `URL to POST {"text": …} to ("": print)`)
 	limit := fs.Int("n", 0, "stop after this many notices (0: run until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *room == "" || *who == "" {
-		return errors.New("-room and -participant are required")
+	if *room == "" {
+		return errors.New("-room is required")
 	}
-	nc, err := nats.Connect(*url, nats.Name("rollcall notify"))
+	nc, err := nats.Connect(*natsURL, nats.Name("rollcall notify"))
 	if err != nil {
 		return err
 	}
@@ -62,6 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Nothing shows until someone joins: say what is awaited, and where.
+	whom := "anyone"
+	if *who != "" {
+		whom = "participant " + *who
+	}
+	fmt.Fprintf(stderr, "notify: waiting for %s to join room %s: new events on %s in stream %s on %s\n",
+		whom, *room, subject, *stream, server(nc))
 	seen := make(map[string]bool) // ids: an event is noticed once
 	for sent := 0; *limit == 0 || sent < *limit; {
 		msg, err := c.Next(jetstream.FetchMaxWait(time.Second))
@@ -80,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		seen[e.ID] = true
 		d, err := e.Participant()
-		if err != nil || d.ParticipantID != *who {
+		if err != nil || (*who != "" && d.ParticipantID != *who) {
 			continue
 		}
 		text := fmt.Sprintf("%s joined room %s at %s (session %s)", name(d), d.RoomID, e.Time.UTC().Format(time.RFC3339), d.SessionID)
@@ -118,6 +127,16 @@ func notice(ctx context.Context, webhook, text string, stdout io.Writer) error {
 		return fmt.Errorf("webhook: %s", resp.Status)
 	}
 	return nil
+}
+
+// server is the connected server's URL without the credentials it may hold.
+func server(nc *nats.Conn) string {
+	u, err := url.Parse(nc.ConnectedUrl())
+	if err != nil {
+		return nc.ConnectedAddr() // not expected: nats.go parsed it to connect
+	}
+	u.User = nil
+	return u.String()
 }
 
 func name(d events.ParticipantData) string {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stream := fs.String("stream", "ROLLCALL", "rollcall's stream (nats.stream)")
 	durable := fs.String("durable", "rollcall-subscriber", "the durable consumer's name: where this subscriber resumes")
 	filter := fs.String("filter", "videosdk.>", "subjects to read")
-	seenPath := fs.String("seen", "subscriber.seen", "file of the ids of events handled")
+	seenPath := fs.String("seen", "", "file of the ids of events handled (default rollcall/subscriber/DURABLE.seen in the user's cache directory)")
 	since := fs.String("since", "", "replay the events stored since this RFC 3339 time, then stop (nothing acknowledged or remembered)")
 	limit := fs.Int("n", 0, "stop after handling this many events (0: run until interrupted)")
 	if err := fs.Parse(args); err != nil {
@@ -60,17 +61,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return replay(ctx, js, *stream, *filter, from, stdout)
 	}
-	seen, err := openSeen(*seenPath)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = seen.Close() }() // each add was synced: nothing is lost if it fails
+	// The consumer first: its name, checked there, names the file of ids by default.
 	c, err := js.CreateOrUpdateConsumer(ctx, *stream, jetstream.ConsumerConfig{
 		Durable: *durable, FilterSubject: *filter, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s on stream %s: %w", *durable, *stream, err)
 	}
+	if *seenPath == "" {
+		if *seenPath, err = defaultSeen(*durable); err != nil {
+			return err
+		}
+	}
+	seen, err := openSeen(*seenPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = seen.Close() }() // each add was synced: nothing is lost if it fails
+	fmt.Fprintf(stderr, "subscriber: consumer %s on %s, %s; ids of the events handled in %s\n", *durable, *stream, *filter, *seenPath)
 	// One message at a time, and none fetched ahead: a message fetched but not handled
 	// when the subscriber stops would wait out AckWait before it is delivered again.
 	for handled := 0; *limit == 0 || handled < *limit; {
@@ -150,7 +158,21 @@ type seenFile struct {
 	ids map[string]bool
 }
 
+// defaultSeen is where the ids go without -seen: in the user's cache directory, not
+// the working directory (a repository's, often), one file per durable consumer, since
+// each consumer handles every event once.
+func defaultSeen(durable string) (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no default for -seen: %w", err)
+	}
+	return filepath.Join(dir, "rollcall", "subscriber", durable+".seen"), nil
+}
+
 func openSeen(path string) (*seenFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -81,3 +81,50 @@ func TestSubscriber(t *testing.T) {
 		t.Errorf("replay:\n%s\nwant:\n%s", strings.Join(replayed, "\n"), strings.Join(all, "\n"))
 	}
 }
+
+// TestSubscriberDefaultSeen: without -seen, the ids go to the user's cache directory,
+// not the working directory, in a file per durable consumer: a second consumer
+// handles the events the first did.
+func TestSubscriberDefaultSeen(t *testing.T) {
+	cache := t.TempDir()
+	// os.UserCacheDir's variable on Linux, macOS and Windows.
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("HOME", cache)
+	t.Setenv("LocalAppData", cache)
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+
+	api := fedtest.NewAPI()
+	api.StartSession("s1", "room-1")
+	url := fedtest.Start(t, api, "s1")
+	fedtest.WaitFor(t, url, 1) // session.started
+	started, err := events.Decode(natstest.Messages(t, natstest.JetStream(t, url), "ROLLCALL")[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, durable := range []string{"rollcall-subscriber", "other"} {
+		// A consumer that skipped the event would wait for another for ever.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var out, errs bytes.Buffer
+		if err := run(ctx, []string{"-nats", url, "-durable", durable, "-n", "1"}, &out, &errs); err != nil {
+			t.Fatalf("%v\n%s", err, errs.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != line(started) {
+			t.Errorf("consumer %s handled %q, want %q", durable, got, line(started))
+		}
+		path := filepath.Join(dir, "rollcall", "subscriber", durable+".seen")
+		if ids, err := os.ReadFile(path); err != nil || string(ids) != started.ID+"\n" {
+			t.Errorf("%s: %q, %v; want the id handled", path, ids, err)
+		}
+		if !strings.Contains(errs.String(), path) {
+			t.Errorf("stderr does not say where the ids go:\n%s", errs.String())
+		}
+	}
+	if left, _ := os.ReadDir("."); len(left) != 0 {
+		t.Errorf("the working directory holds %v, want nothing", left)
+	}
+}

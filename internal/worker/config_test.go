@@ -2,11 +2,15 @@ package worker
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
 	"github.com/robfig/cron/v3"
 )
@@ -343,6 +347,61 @@ func TestExampleConfig(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
+}
+
+// TestExampleConfigShowsEveryKey: the example config.toml shows every key of Config,
+// set or commented out, as the README says; and each commented-out one is valid as it
+// stands once uncommented.
+func TestExampleConfigShowsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A commented-out key or table header, "# creds = …" or "# [[sessions]]", as
+	// opposed to a comment in words.
+	commented := regexp.MustCompile(`^# ?(\[.*\]|[a-z_]+ = .*)$`)
+	lines := strings.Split(string(data), "\n")
+	for i, line := range lines {
+		if m := commented.FindStringSubmatch(line); m != nil {
+			lines[i] = m[1]
+		}
+	}
+	doc := strings.Join(lines, "\n")
+	if err := decodeStrict(doc, new(Config)); err != nil {
+		t.Fatalf("config.toml with its keys uncommented: %v", err)
+	}
+	var raw map[string]any
+	md, err := toml.Decode(doc, &raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := make(map[string]bool)
+	for _, k := range md.Keys() {
+		shown[k.String()] = true
+	}
+	for _, key := range tomlKeys("", reflect.TypeFor[Config]()) {
+		if !shown[key] {
+			t.Errorf("config.toml does not show %s", key)
+		}
+	}
+}
+
+// tomlKeys lists the dotted keys of the TOML tags of struct type t, under prefix; an
+// array of tables adds the keys of its element, as [[rooms]] id is "rooms.id".
+func tomlKeys(prefix string, t reflect.Type) []string {
+	var keys []string
+	for f := range t.Fields() {
+		key := prefix + f.Tag.Get("toml")
+		keys = append(keys, key)
+		ft := f.Type
+		if ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[Duration]() {
+			keys = append(keys, tomlKeys(key+".", ft)...)
+		}
+	}
+	return keys
 }
 
 func TestParseSchedule(t *testing.T) {

@@ -53,9 +53,20 @@ func NewLogger(w io.Writer, c Log) *slog.Logger {
 		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
 	}[c.Level]}
 	if c.Format == "json" {
+		opts.ReplaceAttr = durationString
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationString writes a duration as the text handler does, "1.5s", where the JSON
+// handler would write an integer of nanoseconds. It is called for the attributes in
+// groups too.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // Worker is rollcall's worker: NATS (or the embedded server), the stream and
