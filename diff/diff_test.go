@@ -319,6 +319,22 @@ func TestCompute(t *testing.T) {
 		wantChanges: []change{{Kind: "left", ID: "z", Start: 60}, {Kind: "session.ended"}},
 		wantState:   diff.State{RoomID: "r1", Started: true, Ended: true},
 	}, {
+		name: "a session first seen ended: started, every stint of its list reconciled at its own times, then the end",
+		prev: diff.State{},
+		next: endedWith(tl("a", [2]int{10, 20}), tl("b", [2]int{12, 15}, [2]int{16, 30})),
+		now:  55,
+		wait: time.Minute,
+		wantChanges: []change{
+			{Kind: "session.started"},
+			{Kind: "joined", ID: "a", Start: 10, Reconciled: true},
+			{Kind: "joined", ID: "b", Start: 12, Reconciled: true}, {Kind: "left", ID: "b", Start: 12, LeftAt: ptr(at(15)), Reconciled: true},
+			{Kind: "joined", ID: "b", Start: 16, Reconciled: true},
+			{Kind: "left", ID: "a", Start: 10, LeftAt: ptr(at(20)), Reconciled: true},
+			{Kind: "left", ID: "b", Start: 16, LeftAt: ptr(at(30)), Reconciled: true},
+			{Kind: "session.ended"},
+		},
+		wantState: diff.State{RoomID: "r1", Started: true, Ended: true},
+	}, {
 		name: "an ended session whose lefts wait for their end: so does session.ended",
 		prev: pending(state(p("a", 1), p("b", 2)), 10, p("f", 4)),
 		next: endedWith(tl("a", [2]int{1, 40}), tl("b", [2]int{2, -1}), tl("e", [2]int{3, 5}), tl("f", [2]int{4, -1})),

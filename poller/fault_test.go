@@ -175,6 +175,31 @@ func TestPollEndedSession(t *testing.T) {
 	}
 }
 
+// TestPollSessionFirstSeenEnded: a session whose first poll finds it ended (it began
+// and ended between two listings of its room) is published whole from its list of
+// all participants: started, each stint joined and left, reconciled, at its own
+// times, then ended.
+func TestPollSessionFirstSeenEnded(t *testing.T) {
+	w := newWorld(t)
+	w.clock.Add(time.Second)
+	w.api.Join(session, "a", "name-a")
+	w.clock.Add(time.Second)
+	w.api.Join(session, "b", "name-b")
+	w.clock.Add(time.Second)
+	w.api.Leave(session, "a")
+	w.clock.Add(time.Second)
+	w.api.EndSession(session)
+	r := newRig(t, w, true)
+	if res, err := r.poller.Poll(context.Background(), quiet(), session); !res.Ended || err != nil {
+		t.Fatalf("Poll = %+v, %v; want ended", res, err)
+	}
+	want := []string{"session.started", "participant.joined a@1 reconciled", "participant.joined b@2 reconciled",
+		"participant.left a@1 until 3 reconciled", "participant.left b@2 until 4 reconciled", "session.ended"}
+	if d := gocmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+}
+
 // TestPollUnsafeSessionID: IDs that are not safe subject tokens are escaped by the
 // documented rule: "_" and their unpadded base64url encoding.
 func TestPollUnsafeSessionID(t *testing.T) {
