@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/poller"
@@ -315,6 +316,88 @@ func TestLoopPoked(t *testing.T) {
 			t.Errorf("ended at (-want: the listing that showed it ended +got):\n%s", d)
 		}
 	})
+}
+
+// TestLoopSessionsBetweenListings: a session that a room's listing first shows ended
+// is polled once if it started after every session of the room's earlier listings
+// (it began and ended between two listings), however many listings show it after;
+// never if it was there in the first listing, ended before rollcall followed the
+// room, or if its start is not known. A poll finds its session ended once a listing
+// has shown it ended.
+func TestLoopSessionsBetweenListings(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	session := func(id, status string, minute int) poller.SessionInfo {
+		return poller.SessionInfo{ID: id, Status: status, Start: t0.Add(time.Duration(minute) * time.Minute)}
+	}
+	ended := func(id string, minute int) poller.SessionInfo { return session(id, "ended", minute) }
+	tests := []struct {
+		name     string
+		listings [][]poller.SessionInfo // one every 30 s, newest first as the API lists
+		want     map[string]int         // polls from the listing that first showed it ended on, by session; none for the others
+	}{{
+		name:     "ended before the room was first listed: never polled",
+		listings: [][]poller.SessionInfo{{ended("old", 0)}, {ended("old", 0)}, {ended("old", 0)}},
+	}, {
+		name:     "began and ended between two listings: polled once, however many listings show it after",
+		listings: [][]poller.SessionInfo{{ended("old", 0)}, {ended("new", 5), ended("old", 0)}, {ended("new", 5), ended("old", 0)}, {ended("new", 5), ended("old", 0)}},
+		want:     map[string]int{"new": 1},
+	}, {
+		name:     "a room listed empty at first: its first session, ended by the next listing, polled once",
+		listings: [][]poller.SessionInfo{{}, {ended("new", 5)}, {ended("new", 5)}},
+		want:     map[string]int{"new": 1},
+	}, {
+		name: "two between the same listings, one more between the next two",
+		listings: [][]poller.SessionInfo{
+			{ended("old", 0)},
+			{ended("n2", 7), ended("n1", 5), ended("old", 0)},
+			{ended("n3", 9), ended("n2", 7), ended("n1", 5), ended("old", 0)},
+		},
+		want: map[string]int{"n1": 1, "n2": 1, "n3": 1},
+	}, {
+		name:     "followed while ongoing, ended since: its loop gone, it is not taken for a new one",
+		listings: [][]poller.SessionInfo{{session("a", "ongoing", 0)}, {ended("a", 0)}, {ended("a", 0)}},
+		want:     map[string]int{"a": 1},
+	}, {
+		name:     "a start the API does not give: never taken for a new one",
+		listings: [][]poller.SessionInfo{{ended("old", 0)}, {{ID: "unknown", Status: "ended"}, ended("old", 0)}},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakePolls()
+				rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
+				f.answer = func(id string) (poller.Result, error) {
+					rooms.mu.Lock()
+					defer rooms.mu.Unlock()
+					_, ended := rooms.ending[id]
+					return poller.Result{Ended: ended, Complete: true, Found: true}, nil
+				}
+				b := startManager(t, f, func(c *poller.ManagerConfig) { c.Rooms = rooms })
+				defer b.stop()
+				rooms.set("r1", tt.listings[0]...)
+				b.updates <- poller.Update{Origin: "config", Rooms: []string{"r1"}} // listed at once, then on the room's ticks
+				time.Sleep(offset("room r1", 30*time.Second) + 15*time.Second)
+				for _, list := range tt.listings[1:] {
+					rooms.set("r1", list...) // halfway between two ticks: the next one lists it
+					time.Sleep(30 * time.Second)
+				}
+				synctest.Wait()
+				got := map[string]int{}
+				rooms.mu.Lock()
+				defer rooms.mu.Unlock()
+				for id, since := range rooms.ending {
+					for _, at := range f.times(id) {
+						if at >= since {
+							got[id]++
+						}
+					}
+				}
+				if d := gocmp.Diff(tt.want, got, cmpopts.EquateEmpty()); d != "" {
+					t.Errorf("polls by session (-want +got):\n%s", d)
+				}
+			})
+		})
+	}
 }
 
 // memLeases is an in-memory lease bucket, as publisher.Leases keeps one in KV: a key

@@ -116,6 +116,10 @@ type loop struct {
 	hint     chan struct{}    // poll or list now: a webhook says something changed
 	ended    bool
 	seen     bool // a poll found the session: it has a state
+	// A room's: whether a listing has been handed to found, and the newest session
+	// start the listings showed, in the API's clock (see found).
+	listed bool
+	newest time.Time
 
 	mu       sync.Mutex // status, written by the goroutine
 	status   string
@@ -361,31 +365,53 @@ func (m *Manager) returned(ctx, polls context.Context, l *loop, ended bool) {
 // found notes the sessions that a room's listing shows: an ongoing one not yet
 // tracked starts being polled, and one that the list shows ended, tracked or with an
 // unfinished state, is polled once more at once, so that its lefts and session.ended
-// come without delay.
+// come without delay. One that the list shows ended and that started after every
+// session of the room's earlier listings began and ended between two listings: it
+// is polled once, which publishes it whole from its list of all participants. What
+// ended before the room's first listing stays silent: rollcall did not follow it.
 func (m *Manager) found(ctx, polls context.Context, room string, list []SessionInfo) {
-	if m.rooms[room] == nil || m.rooms[room].from == nil {
+	r := m.rooms[room]
+	if r == nil || r.from == nil {
 		return // untracked meanwhile
 	}
+	// The boundary is a start the API gave, so that this host's clock need not agree
+	// with the API's: a session that no earlier listing showed started after the
+	// newest one they did. One whose start is unknown is never taken for a new one.
+	since, listed := r.newest, r.listed
+	for _, s := range list {
+		if s.Start.After(r.newest) {
+			r.newest = s.Start
+		}
+	}
+	r.listed = true
 	origin := "room " + room
 	for _, s := range list {
 		l := m.sessions[s.ID]
 		if l == nil && m.keeper != nil && m.byID(s.ID) && !m.owned[leaseKey(KindSession, s.ID)] {
 			continue // tracked by ID too, and polled by the replica that holds its lease
 		}
+		missed := listed && s.Ended() && s.Start.After(since)
 		switch {
 		case l != nil && s.Ended():
 			select {
 			case l.poke <- s:
 			default:
 			}
-		case l == nil && (!s.Ended() || m.unfinished[s.ID]):
+		case l == nil && (!s.Ended() || m.unfinished[s.ID] || missed):
+			unfinished := m.unfinished[s.ID]
 			delete(m.unfinished, s.ID)
 			l = &loop{kind: KindSession, id: s.ID, poke: make(chan SessionInfo, 1), hint: make(chan struct{}, 1), from: map[string]bool{origin: true}}
+			switch {
+			case s.Ended() && unfinished:
+				m.cfg.Log.Info("a session of the room ended while no one followed it: polled once more", "room_id", room, "session_id", s.ID)
+			case s.Ended():
+				m.cfg.Log.Info("a session of the room began and ended between two listings: polled once, to publish it from its list of all participants",
+					"room_id", room, "session_id", s.ID)
+			default:
+				m.cfg.Log.Info("a new session of the room: followed", "room_id", room, "session_id", s.ID)
+			}
 			if s.Ended() {
 				l.poke <- s
-				m.cfg.Log.Info("a session of the room ended while no one followed it: polled once more", "room_id", room, "session_id", s.ID)
-			} else {
-				m.cfg.Log.Info("a new session of the room: followed", "room_id", room, "session_id", s.ID)
 			}
 			m.sessions[s.ID] = l
 			m.start(ctx, polls, l)

@@ -458,3 +458,88 @@ func TestManagerUnfinished(t *testing.T) {
 		t.Errorf("still unfinished after its end: %v", got)
 	}
 }
+
+// TestManagerSessionBetweenListings: a room's session that starts, has two
+// participants come and go, and ends, all between two listings of the room, is
+// published whole from its list of all participants: started, each stint joined and
+// left, reconciled, at its own times, then ended; once, however many listings show
+// it ended after. The sessions that ended before the room was first listed publish
+// nothing and are never polled, whether the room had some or none.
+func TestManagerSessionBetweenListings(t *testing.T) {
+	for _, history := range []int{0, 2} { // ended sessions before the first listing: one page at 2 a page
+		t.Run(fmt.Sprintf("%d sessions before", history), func(t *testing.T) {
+			const r1 = "room-1"
+			w := newWorld(t)
+			var old []string
+			for range history {
+				w.clock.Add(time.Minute)
+				s := w.api.NextSession(r1)
+				w.api.Join(s, "a", "name-a")
+				w.api.EndSession(s)
+				old = append(old, s)
+			}
+			r := newRig(t, w, true)
+			// The test holds listing while it changes the world: a listing sees all of
+			// the change or none of it.
+			var listing sync.Mutex
+			reqs := &requestLog{}
+			srv := httptest.NewServer(reqs.wrap(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+				if req.URL.Query().Has("roomId") {
+					listing.Lock()
+					defer listing.Unlock()
+				}
+				w.api.ServeHTTP(rw, req)
+			})))
+			t.Cleanup(srv.Close)
+			r.url = srv.URL
+			r.poller = r.with(r.client(2))
+			var logs testkit.Buffer
+			m := r.manage(t, func(c *poller.ManagerConfig) { c.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+			m.track("config", nil, []string{r1})
+			// The first listing is done, and handed on, once the second is asked.
+			eventually(t, "listed twice", func() bool { return reqs.count("roomId=") >= 2 })
+
+			listing.Lock()
+			w.clock.Add(time.Minute) // 60 s after the last session began
+			short := w.api.NextSession(r1)
+			w.clock.Add(time.Second)
+			w.api.Join(short, "a", "name-a")
+			w.clock.Add(time.Second)
+			w.api.Join(short, "b", "name-b")
+			w.clock.Add(time.Second)
+			w.api.Leave(short, "a")
+			w.clock.Add(time.Second)
+			w.api.Leave(short, "b")
+			w.clock.Add(time.Second)
+			w.api.EndSession(short)
+			listing.Unlock()
+
+			at := 60 * (history + 1) // seconds from the world's start to short's
+			want := []string{
+				"session.started",
+				fmt.Sprintf("participant.joined a@%d reconciled", at+1),
+				fmt.Sprintf("participant.joined b@%d reconciled", at+2),
+				fmt.Sprintf("participant.left a@%d until %d reconciled", at+1, at+3),
+				fmt.Sprintf("participant.left b@%d until %d reconciled", at+2, at+4),
+				"session.ended",
+			}
+			eventually(t, "the short session published", func() bool { return len(sessionEvents(t, r.js, short)) == len(want) })
+			asked, listed := reqs.count(short), reqs.count("roomId=")
+			eventually(t, "listed three times more", func() bool { return reqs.count("roomId=") >= listed+3 })
+			if d := cmp.Diff(want, streamEvents(t, r.js)); d != "" {
+				t.Errorf("events (-want +got):\n%s", d)
+			}
+			if n := reqs.count(short) - asked; n != 0 {
+				t.Errorf("the short session asked %d more times once published", n)
+			}
+			if n := strings.Count(logs.String(), "began and ended between two listings"); n != 1 {
+				t.Errorf("said %d times that the short session was missed, want once:\n%s", n, logs.String())
+			}
+			for _, s := range old {
+				if n := reqs.count(s); n > 0 {
+					t.Errorf("session %s, which ended before the room was first listed, polled %d times", s, n)
+				}
+			}
+		})
+	}
+}
