@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/rollcall/rollcall/internal/worker"
@@ -84,11 +88,47 @@ func besideDemo(cfg worker.Config, err error, named bool, load func(string) (wor
 		return cfg, err
 	}
 	demo, derr := load(path)
-	if derr != nil || !embeddedRunning(demo) { // no demo, or one killed before it could remove its file
+	if derr != nil {
+		return cfg, err
+	}
+	if _, ok := demoServer(demo); !ok {
 		return cfg, err
 	}
 	fmt.Fprintf(stderr, "no worker runs with config.toml here: using the running `rollcall demo`'s config (%s)\n", path)
 	return demo, nil
+}
+
+// runningDemo returns the NATS URL of a running demo, if one runs.
+func runningDemo(load func(string) (worker.Config, error)) (string, bool) {
+	path := demoFile()
+	if path == "" {
+		return "", false
+	}
+	demo, err := load(path)
+	if err != nil {
+		return "", false
+	}
+	return demoServer(demo)
+}
+
+// demoServer returns the URL that a demo of config cfg left, if its server answers:
+// a demo killed before it could remove its files leaves them behind.
+func demoServer(cfg worker.Config) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(cfg.NATS.StoreDir, worker.EmbeddedURLFile))
+	if err != nil {
+		return "", false
+	}
+	url := strings.TrimSpace(string(b))
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return "", false
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 500*time.Millisecond)
+	if err != nil {
+		return "", false
+	}
+	_ = conn.Close() // a probe
+	return url, true
 }
 
 // embeddedRunning reports whether a worker on the embedded server runs with cfg's

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +93,17 @@ func TestCommandsBesideTheDemo(t *testing.T) {
 	}
 	if out := command("who", rooms[0]); !strings.Contains(out, rooms[0]) {
 		t.Errorf("who %s:\n%s", rooms[0], out)
+	}
+	// tail, given no -nats, shows the demo's events, from the demo's server.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tail := exec.CommandContext(ctx, bin, "tail", "-all")
+	tail.Dir, tail.Env = root, env
+	var tailOut, tailErr testkit.Buffer
+	tail.Stdout, tail.Stderr = &tailOut, &tailErr
+	_ = tail.Run() // until killed
+	if !strings.Contains(tailErr.String(), "tailing the running `rollcall demo`'s stream") || !strings.Contains(tailOut.String(), "session started") {
+		t.Errorf("tail beside the demo:\n%s\n%s", tailErr.String(), tailOut.String())
 	}
 	command("track", "session", "a-session-of-mine")
 	testkit.Eventually(t, 10*time.Second, "the session tracked", func() bool {

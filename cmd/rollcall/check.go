@@ -25,7 +25,14 @@ import (
 // warning, - a note. Any failed check is an error; a warning is not.
 func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "# %s is valid; the effective config, secrets redacted:\n", path)
-	if err := toml.NewEncoder(stdout).Encode(cfg.Redacted()); err != nil {
+	shown := cfg.Redacted()
+	// The encoder leaves out nil lists: shown empty, every key is there.
+	for _, list := range []*[]string{&shown.Poll.ExcludeModes, &shown.Poll.ExcludeSDKTypes} {
+		if *list == nil {
+			*list = []string{}
+		}
+	}
+	if err := toml.NewEncoder(stdout).Encode(shown); err != nil {
 		return err
 	}
 	if !online {
@@ -95,6 +102,9 @@ func runCheck(ctx context.Context, cfg worker.Config, path string, online bool, 
 		report("NATS at "+worker.RedactURL(cfg.NATS.URL)+" and its stream and buckets", checkNATS(ctx, cfg, stdout))
 	}
 	if failed > 0 {
+		if failed == 1 {
+			return errors.New("1 check failed")
+		}
 		return fmt.Errorf("%d checks failed", failed)
 	}
 	return nil

@@ -44,7 +44,7 @@ func TestCheck(t *testing.T) {
 			want: []string{"✓ mint an API token", "✓ the API lists 2 sessions of room r1 (1 ongoing)\n",
 				"! the API lists no session of room nosuchroom: a mistyped ID, or a room nobody has met in yet (the API lists none for a room it does not know)\n",
 				"✓ the API answers for session s1", "- stream ROLLCALL is missing: `run` creates it"}},
-		{name: "online: NATS stopped", secret: testSecret, nats: "nats://" + stopped, online: true, wantErr: "1 checks failed",
+		{name: "online: NATS stopped", secret: testSecret, nats: "nats://" + stopped, online: true, wantErr: "1 check failed",
 			want: []string{"✗ NATS at nats://" + stopped + " and its stream and buckets: connection refused"}},
 		{name: "online: the API rejects the key", secret: "not the secret", nats: ns.ClientURL(), online: true, wantErr: "3 checks failed",
 			want: []string{"✗ the API lists the sessions of room r1: get /v2/sessions/: the API rejects the credentials"}, notWant: []string{"not the secret"}},

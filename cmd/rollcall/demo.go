@@ -174,7 +174,7 @@ func (l *demoLog) count(ctx context.Context, every time.Duration, path string, o
 		n := l.lines
 		l.mu.Unlock()
 		if n > said {
-			fmt.Fprintf(out, "(the worker logged %d more warnings or errors: see %s)\n", n-said, path)
+			fmt.Fprintf(out, "%s  (the worker logged %d more %s: see %s)\n", time.Now().Format("15:04:05.000"), n-said, plural(n-said, "warning or error", "warnings or errors"), path)
 			said = n
 		}
 	}
@@ -237,4 +237,12 @@ func randomSecret() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// plural is one if n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

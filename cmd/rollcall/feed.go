@@ -37,7 +37,9 @@ func tailWhenReady(ctx context.Context, nc *nats.Conn, stream string, all bool, 
 	}
 	waiting := false
 	for {
-		msgs, err := follow(ctx, js, stream, all)
+		// A stream that was not there when the tail started holds only what came
+		// since: all of it is new.
+		msgs, err := follow(ctx, js, stream, all || waiting)
 		if err == nil {
 			if waiting && notices != nil {
 				fmt.Fprintf(notices, "stream %s is there\n", stream)

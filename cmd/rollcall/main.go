@@ -128,6 +128,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			}
 		} else if u := getenv("NATS_URL"); u != "" && !flagSet(fs, "nats") {
 			*url = u
+		} else if u, ok := runningDemo(func(p string) (worker.Config, error) { return load(p, false) }); ok && !flagSet(fs, "nats") {
+			*url = u
+			fmt.Fprintf(stderr, "tailing the running `rollcall demo`'s stream, on %s\n", u)
 		}
 		secrets.Add(worker.URLSecrets(*url)...)
 		// Checked as nats.url is, so that nats.go never quotes a URL it cannot parse.

@@ -355,7 +355,7 @@ func (c Config) check(api bool) error {
 		bad("videosdk.base_url: must be an absolute http or https URL")
 	}
 	if api && (v.APIKey == "" || v.Secret == "") && v.Token == "" {
-		bad("videosdk: need api_key and secret, or token")
+		bad("videosdk: need api_key and secret, or token (or the environment's VIDEOSDK_API_KEY and VIDEOSDK_SECRET, or VIDEOSDK_TOKEN)")
 	}
 	if v.TokenTTL.Duration < time.Minute {
 		bad("videosdk.token_ttl: must be at least 1m")

@@ -50,7 +50,7 @@ sessions[1]: must be a table, got a string`},
 rooms[1].id: empty
 rooms[2].id: duplicate of rooms[0].id
 nats.tracking_bucket: must differ from nats.state_bucket`},
-		{"no_credentials", `videosdk: need api_key and secret, or token`},
+		{"no_credentials", `videosdk: need api_key and secret, or token (or the environment's VIDEOSDK_API_KEY and VIDEOSDK_SECRET, or VIDEOSDK_TOKEN)`},
 		{"videosdk_values", `videosdk.base_url: must be an absolute http or https URL
 videosdk.token_ttl: must be at least 1m
 videosdk.per_page: must be between 1 and 1000
@@ -96,7 +96,7 @@ nats.store_dir: must be set for the embedded server (url = "")`},
 		{"http_listen", `http.listen: must be host:port (":9090" for every interface), or "" to serve nothing`},
 		{"log_values", `log.level: must be one of debug, info, warn, error
 log.format: must be one of text, json`},
-		{"file_order", `videosdk: need api_key and secret, or token
+		{"file_order", `videosdk: need api_key and secret, or token (or the environment's VIDEOSDK_API_KEY and VIDEOSDK_SECRET, or VIDEOSDK_TOKEN)
 videosdk.per_page: must be between 1 and 1000
 poll.schedule: invalid cron spec "@daily at noon": unrecognized descriptor: @daily at noon
 nats.stream: must match [A-Za-z0-9_-]+
