@@ -12,7 +12,8 @@
 // participants endpoint in its current and pre-mid-2023 shapes, the all-participants
 // endpoint, the sessions list and the single session, with the documented pagination
 // and participant timelogs (join, leave, rejoin with the same participantId, and a
-// second connection kicking the first).
+// second connection kicking the first); the public key that verifies webhook
+// signatures (Sign makes them).
 //
 // Where the VideoSDK docs are silent, the simulator assumes:
 //   - every error body has the {statusCode, error, message} form of the documented 401,
@@ -23,6 +24,7 @@
 //     the later pages; a page past lastPage is empty, not an error;
 //   - an empty page or perPage parameter means the default;
 //   - faults act before authentication, as a gateway in front of the API would;
+//   - the public key route answers {"publicKey": "<PEM>"}, as public code reads it;
 //   - links point at the host the request was sent to;
 //   - a rejoin keeps the name, mode and device of the participant's first join;
 //   - fields rollcall does not interpret (events, initTime, deviceInfo, geoLocation)
@@ -31,6 +33,7 @@ package sim
 
 import (
 	"cmp"
+	"crypto/rsa"
 	"net/http"
 	"slices"
 	"strconv"
@@ -44,6 +47,15 @@ type Config struct {
 	APIKey string           // tokens must carry this apikey claim
 	Secret string           // HS256 secret
 	Now    func() time.Time // clock for timelog entries and token expiry; nil = time.Now
+
+	// Key signs the webhooks. nil: a 2048-bit key generated on first use and shared
+	// by every Server of the process that has none.
+	Key *rsa.PrivateKey
+	// PublicKeyPKCS1 serves the public key as PKCS#1 "RSA PUBLIC KEY" PEM rather than
+	// PKIX "PUBLIC KEY" PEM, and PublicKeyBare serves the PEM alone as the body rather
+	// than in {"publicKey": "<PEM>"}: VideoSDK's docs show several shapes, and a
+	// receiver's tests try each.
+	PublicKeyPKCS1, PublicKeyBare bool
 }
 
 // Server is a simulated VideoSDK REST API. Create it with New.
@@ -52,6 +64,9 @@ type Server struct {
 	secret []byte
 	now    func() time.Time
 	mux    *http.ServeMux
+
+	privateKey        *rsa.PrivateKey // nil: defaultKey
+	keyPKCS1, keyBare bool
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -98,10 +113,13 @@ type span struct {
 // New returns a Server with an empty world.
 func New(cfg Config) *Server {
 	s := &Server{
-		apiKey:   cfg.APIKey,
-		secret:   []byte(cfg.Secret),
-		now:      cfg.Now,
-		sessions: make(map[string]*session),
+		apiKey:     cfg.APIKey,
+		secret:     []byte(cfg.Secret),
+		now:        cfg.Now,
+		privateKey: cfg.Key,
+		keyPKCS1:   cfg.PublicKeyPKCS1,
+		keyBare:    cfg.PublicKeyBare,
+		sessions:   make(map[string]*session),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -125,6 +125,12 @@ type summaryLinks struct {
 	GetSession string `json:"get_session"`
 }
 
+// publicKeyDoc is the answer of the public key route, in the shape public code that
+// verifies VideoSDK's webhooks reads; the docs do not show it.
+type publicKeyDoc struct {
+	PublicKey string `json:"publicKey"`
+}
+
 // doc renders sess with the participants pts (one page of them). base is the
 // scheme and host the request was sent to. Timelog ends after shownUntil, unless it
 // is zero, are shown as null: not known yet.
