@@ -5,8 +5,10 @@
 // through StartSession, Join, Leave and EndSession, read back the ground truth with
 // Stints and Active, and compare it with what a client saw over HTTP. Churn drives
 // the same world with seeded random arrivals and departures for demos. InjectFault
-// makes the next matching requests fail, stall or change the world mid-scan. All
-// methods are safe for concurrent use.
+// makes the next matching requests fail, stall or change the world mid-scan.
+// SendWebhooks posts VideoSDK's signed webhooks for the world's changes, late, lost or
+// twice as asked, never holding up the change. All methods are safe for concurrent
+// use.
 //
 // Simulated: token auth (HS256, apikey, role "crawler", expiry), the active
 // participants endpoint in its current and pre-mid-2023 shapes, the all-participants
@@ -25,6 +27,10 @@
 //   - an empty page or perPage parameter means the default;
 //   - faults act before authentication, as a gateway in front of the API would;
 //   - the public key route answers {"publicKey": "<PEM>"}, as public code reads it;
+//   - webhooks go to one URL for every room (VideoSDK's are registered per room, when
+//     it is created), with no retries; a session's end sends a participant-left for
+//     each participant still present, then the session-ended, and a second connection
+//     a participant-left then a participant-joined;
 //   - links point at the host the request was sent to;
 //   - a rejoin keeps the name, mode and device of the participant's first join;
 //   - fields rollcall does not interpret (events, initTime, deviceInfo, geoLocation)
@@ -75,6 +81,8 @@ type Server struct {
 	listLag  time.Duration // how long an end takes to show in the list of all participants
 	faults   []*queuedFault
 	requests int
+	senders  []*WebhookSender
+	pending  []Webhook // the changes' webhooks, sent by unlock
 }
 
 // Participant describes who joins. Mode is e.g. "CONFERENCE" or "VIEWER"; SDKType
@@ -137,7 +145,7 @@ func (s *Server) clock() time.Time {
 // session that already exists does nothing.
 func (s *Server) StartSession(sessionID, roomID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.startSession(sessionID, roomID)
 }
 
@@ -148,6 +156,7 @@ func (s *Server) startSession(sessionID, roomID string) *session {
 	sess := &session{id: sessionID, roomID: roomID, start: s.clock(), byID: make(map[string]*participant)}
 	s.sessions[sessionID] = sess
 	s.order = append(s.order, sess)
+	s.changed(Webhook{Type: SessionStarted, RoomID: roomID, SessionID: sessionID, Start: sess.start, At: sess.start})
 	return sess
 }
 
@@ -166,7 +175,7 @@ func (s *Server) JoinWith(sessionID string, p Participant) {
 	p.Mode = cmp.Or(p.Mode, "CONFERENCE")
 	p.SDKType = cmp.Or(p.SDKType, "prebuilt")
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil && sess.end == nil {
 		s.join(sess, p)
 	}
@@ -181,9 +190,16 @@ func (s *Server) join(sess *session, p Participant) {
 		sess.byID[p.ID] = pt
 		sess.participants = append(sess.participants, pt)
 	case pt.present():
-		pt.close(now)
+		s.leave(sess, pt, now)
 	}
 	pt.timelog = append(pt.timelog, span{start: now})
+	s.changed(Webhook{Type: ParticipantJoined, RoomID: sess.roomID, SessionID: sess.id, ParticipantID: pt.ID, ParticipantName: pt.Name, At: now})
+}
+
+// leave closes pt's open timelog entry at now; the caller checks that there is one.
+func (s *Server) leave(sess *session, pt *participant, now time.Time) {
+	pt.timelog[len(pt.timelog)-1].end = new(now)
+	s.changed(Webhook{Type: ParticipantLeft, RoomID: sess.roomID, SessionID: sess.id, ParticipantID: pt.ID, ParticipantName: pt.Name, At: now})
 }
 
 // ChangeMode switches a participant's mode now, as VideoSDK's changeMode does (a
@@ -202,10 +218,10 @@ func (s *Server) ChangeMode(sessionID, participantID, mode string) {
 // participant is not present.
 func (s *Server) Leave(sessionID, participantID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil {
 		if pt := sess.byID[participantID]; pt != nil && pt.present() {
-			pt.close(s.clock())
+			s.leave(sess, pt, s.clock())
 		}
 	}
 }
@@ -213,7 +229,7 @@ func (s *Server) Leave(sessionID, participantID string) {
 // EndSession closes every open timelog entry and ends the session now.
 func (s *Server) EndSession(sessionID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil {
 		s.endSession(sess)
 	}
@@ -225,9 +241,10 @@ func (s *Server) endSession(sess *session) {
 	}
 	now := s.clock()
 	for _, pt := range sess.present() {
-		pt.close(now)
+		s.leave(sess, pt, now)
 	}
 	sess.end = new(now)
+	s.changed(Webhook{Type: SessionEnded, RoomID: sess.roomID, SessionID: sess.id, Start: sess.start, At: now})
 }
 
 // NextSession ends the room's ongoing session, if any, and starts the room's next one
@@ -236,7 +253,7 @@ func (s *Server) endSession(sess *session) {
 // the world, so the same steps give the same IDs.
 func (s *Server) NextSession(roomID string) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.nextSession(roomID).id
 }
 
@@ -348,9 +365,4 @@ func (sess *session) present() []*participant {
 
 func (pt *participant) present() bool {
 	return len(pt.timelog) > 0 && pt.timelog[len(pt.timelog)-1].end == nil
-}
-
-// close ends the open timelog entry; the caller checks that there is one.
-func (pt *participant) close(now time.Time) {
-	pt.timelog[len(pt.timelog)-1].end = new(now)
 }
