@@ -74,7 +74,9 @@ func TestSimSendsWebhooks(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`webhooks: [1-9]\d* posted \(0 failed\), 0 lost, 0 sent twice`).MatchString(out.String()) {
+	// Any number posted: the stop may cut short the POST whose body the receiver has
+	// (its answer unread), and such a POST is not counted.
+	if !regexp.MustCompile(`webhooks: \d+ posted \(0 failed\), 0 lost, 0 sent twice\n`).MatchString(out.String()) {
 		t.Errorf("no count of the webhooks at the end:\n%s", out.String())
 	}
 }
