@@ -113,7 +113,7 @@ type visit struct {
 // someone in every session.
 func (s *Server) endVisit(v *visit) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	last := v.pt.timelog[len(v.pt.timelog)-1]
 	present := 0
 	for _, pt := range v.sess.participants {
@@ -122,7 +122,7 @@ func (s *Server) endVisit(v *visit) {
 		}
 	}
 	if v.sess.end == nil && last.end == nil && last.start.Equal(v.start) && present > 1 {
-		v.pt.close(s.clock())
+		s.leave(v.sess, v.pt, s.clock())
 	}
 }
 
@@ -130,7 +130,7 @@ func (s *Server) endVisit(v *visit) {
 // that the decision and the change see the same world.
 func (s *Server) churnStep(rng *rand.Rand, cfg ChurnConfig) *visit {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	var ongoing []*session
 	for _, sess := range s.order {
 		if sess.end == nil && len(ongoing) < cfg.Rooms {
@@ -184,7 +184,7 @@ func (s *Server) churnStep(rng *rand.Rand, cfg ChurnConfig) *visit {
 		return &visit{sess: sess, pt: pt, start: pt.timelog[len(pt.timelog)-1].start,
 			left: time.Duration(rng.ExpFloat64() * float64(cfg.VisitFor))}
 	default:
-		present[rng.IntN(len(present))].close(s.clock())
+		s.leave(sess, present[rng.IntN(len(present))], s.clock())
 	}
 	return nil
 }

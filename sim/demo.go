@@ -26,7 +26,7 @@ var (
 // every run; a second call adds further rooms.
 func (s *Server) DemoWorld(rooms int) []string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	ids := make([]string, 0, rooms)
 	for range rooms {
 		// Seeded by the number of sessions so far, so that each room differs and a

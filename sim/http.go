@@ -40,7 +40,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r.Header.Get("Authorization")) {
+	if r.URL.Path != publicKeyPath && !s.authorized(r.Header.Get("Authorization")) {
 		status, body := errorBody(http.StatusUnauthorized, "Token is invalid or expired")
 		writeJSON(w, status, body)
 		return
@@ -61,6 +61,7 @@ func (s *Server) routes() *http.ServeMux {
 	handle("GET /v2/sessions/{sessionId}", s.getSession)
 	handle("GET /v2/sessions/{$}", s.listSessions)
 	handle("GET /v2/sessions", s.listSessions)
+	mux.HandleFunc("GET "+publicKeyPath, s.publicKey)
 	// The catch-all keeps unknown paths and methods in the API's JSON error form
 	// rather than ServeMux's plain-text 404 and 405.
 	handle("/", func(r *http.Request) (int, any) {

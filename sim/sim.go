@@ -5,14 +5,17 @@
 // through StartSession, Join, Leave and EndSession, read back the ground truth with
 // Stints and Active, and compare it with what a client saw over HTTP. Churn drives
 // the same world with seeded random arrivals and departures for demos. InjectFault
-// makes the next matching requests fail, stall or change the world mid-scan. All
-// methods are safe for concurrent use.
+// makes the next matching requests fail, stall or change the world mid-scan.
+// SendWebhooks posts VideoSDK's signed webhooks for the world's changes, late, lost or
+// twice as asked, never holding up the change. All methods are safe for concurrent
+// use.
 //
 // Simulated: token auth (HS256, apikey, role "crawler", expiry), the active
 // participants endpoint in its current and pre-mid-2023 shapes, the all-participants
 // endpoint, the sessions list and the single session, with the documented pagination
 // and participant timelogs (join, leave, rejoin with the same participantId, and a
-// second connection kicking the first).
+// second connection kicking the first); the public key that verifies webhook
+// signatures (Sign makes them).
 //
 // Where the VideoSDK docs are silent, the simulator assumes:
 //   - every error body has the {statusCode, error, message} form of the documented 401,
@@ -23,6 +26,11 @@
 //     the later pages; a page past lastPage is empty, not an error;
 //   - an empty page or perPage parameter means the default;
 //   - faults act before authentication, as a gateway in front of the API would;
+//   - the public key route answers {"publicKey": "<PEM>"}, as public code reads it;
+//   - webhooks go to one URL for every room (VideoSDK's are registered per room, when
+//     it is created), with no retries; a session's end sends a participant-left for
+//     each participant still present, then the session-ended, and a second connection
+//     a participant-left then a participant-joined;
 //   - links point at the host the request was sent to;
 //   - a rejoin keeps the name, mode and device of the participant's first join;
 //   - fields rollcall does not interpret (events, initTime, deviceInfo, geoLocation)
@@ -31,6 +39,7 @@ package sim
 
 import (
 	"cmp"
+	"crypto/rsa"
 	"net/http"
 	"slices"
 	"strconv"
@@ -44,6 +53,15 @@ type Config struct {
 	APIKey string           // tokens must carry this apikey claim
 	Secret string           // HS256 secret
 	Now    func() time.Time // clock for timelog entries and token expiry; nil = time.Now
+
+	// Key signs the webhooks. nil: a 2048-bit key generated on first use and shared
+	// by every Server of the process that has none.
+	Key *rsa.PrivateKey
+	// PublicKeyPKCS1 serves the public key as PKCS#1 "RSA PUBLIC KEY" PEM rather than
+	// PKIX "PUBLIC KEY" PEM, and PublicKeyBare serves the PEM alone as the body rather
+	// than in {"publicKey": "<PEM>"}: VideoSDK's docs show several shapes, and a
+	// receiver's tests try each.
+	PublicKeyPKCS1, PublicKeyBare bool
 }
 
 // Server is a simulated VideoSDK REST API. Create it with New.
@@ -53,6 +71,9 @@ type Server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 
+	privateKey        *rsa.PrivateKey // nil: defaultKey
+	keyPKCS1, keyBare bool
+
 	mu       sync.Mutex
 	sessions map[string]*session
 	order    []*session // creation order
@@ -60,6 +81,8 @@ type Server struct {
 	listLag  time.Duration // how long an end takes to show in the list of all participants
 	faults   []*queuedFault
 	requests int
+	senders  []*WebhookSender
+	pending  []Webhook // the changes' webhooks, sent by unlock
 }
 
 // Participant describes who joins. Mode is e.g. "CONFERENCE" or "VIEWER"; SDKType
@@ -98,10 +121,13 @@ type span struct {
 // New returns a Server with an empty world.
 func New(cfg Config) *Server {
 	s := &Server{
-		apiKey:   cfg.APIKey,
-		secret:   []byte(cfg.Secret),
-		now:      cfg.Now,
-		sessions: make(map[string]*session),
+		apiKey:     cfg.APIKey,
+		secret:     []byte(cfg.Secret),
+		now:        cfg.Now,
+		privateKey: cfg.Key,
+		keyPKCS1:   cfg.PublicKeyPKCS1,
+		keyBare:    cfg.PublicKeyBare,
+		sessions:   make(map[string]*session),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -119,7 +145,7 @@ func (s *Server) clock() time.Time {
 // session that already exists does nothing.
 func (s *Server) StartSession(sessionID, roomID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	s.startSession(sessionID, roomID)
 }
 
@@ -130,6 +156,7 @@ func (s *Server) startSession(sessionID, roomID string) *session {
 	sess := &session{id: sessionID, roomID: roomID, start: s.clock(), byID: make(map[string]*participant)}
 	s.sessions[sessionID] = sess
 	s.order = append(s.order, sess)
+	s.changed(Webhook{Type: SessionStarted, RoomID: roomID, SessionID: sessionID, Start: sess.start, At: sess.start})
 	return sess
 }
 
@@ -148,7 +175,7 @@ func (s *Server) JoinWith(sessionID string, p Participant) {
 	p.Mode = cmp.Or(p.Mode, "CONFERENCE")
 	p.SDKType = cmp.Or(p.SDKType, "prebuilt")
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil && sess.end == nil {
 		s.join(sess, p)
 	}
@@ -163,9 +190,16 @@ func (s *Server) join(sess *session, p Participant) {
 		sess.byID[p.ID] = pt
 		sess.participants = append(sess.participants, pt)
 	case pt.present():
-		pt.close(now)
+		s.leave(sess, pt, now)
 	}
 	pt.timelog = append(pt.timelog, span{start: now})
+	s.changed(Webhook{Type: ParticipantJoined, RoomID: sess.roomID, SessionID: sess.id, ParticipantID: pt.ID, ParticipantName: pt.Name, At: now})
+}
+
+// leave closes pt's open timelog entry at now; the caller checks that there is one.
+func (s *Server) leave(sess *session, pt *participant, now time.Time) {
+	pt.timelog[len(pt.timelog)-1].end = new(now)
+	s.changed(Webhook{Type: ParticipantLeft, RoomID: sess.roomID, SessionID: sess.id, ParticipantID: pt.ID, ParticipantName: pt.Name, At: now})
 }
 
 // ChangeMode switches a participant's mode now, as VideoSDK's changeMode does (a
@@ -184,10 +218,10 @@ func (s *Server) ChangeMode(sessionID, participantID, mode string) {
 // participant is not present.
 func (s *Server) Leave(sessionID, participantID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil {
 		if pt := sess.byID[participantID]; pt != nil && pt.present() {
-			pt.close(s.clock())
+			s.leave(sess, pt, s.clock())
 		}
 	}
 }
@@ -195,7 +229,7 @@ func (s *Server) Leave(sessionID, participantID string) {
 // EndSession closes every open timelog entry and ends the session now.
 func (s *Server) EndSession(sessionID string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	if sess := s.sessions[sessionID]; sess != nil {
 		s.endSession(sess)
 	}
@@ -207,9 +241,10 @@ func (s *Server) endSession(sess *session) {
 	}
 	now := s.clock()
 	for _, pt := range sess.present() {
-		pt.close(now)
+		s.leave(sess, pt, now)
 	}
 	sess.end = new(now)
+	s.changed(Webhook{Type: SessionEnded, RoomID: sess.roomID, SessionID: sess.id, Start: sess.start, At: now})
 }
 
 // NextSession ends the room's ongoing session, if any, and starts the room's next one
@@ -218,7 +253,7 @@ func (s *Server) endSession(sess *session) {
 // the world, so the same steps give the same IDs.
 func (s *Server) NextSession(roomID string) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock()
 	return s.nextSession(roomID).id
 }
 
@@ -330,9 +365,4 @@ func (sess *session) present() []*participant {
 
 func (pt *participant) present() bool {
 	return len(pt.timelog) > 0 && pt.timelog[len(pt.timelog)-1].end == nil
-}
-
-// close ends the open timelog entry; the caller checks that there is one.
-func (pt *participant) close(now time.Time) {
-	pt.timelog[len(pt.timelog)-1].end = new(now)
 }

@@ -125,6 +125,38 @@ type summaryLinks struct {
 	GetSession string `json:"get_session"`
 }
 
+// publicKeyDoc is the answer of the public key route, in the shape public code that
+// verifies VideoSDK's webhooks reads; the docs do not show it.
+type publicKeyDoc struct {
+	PublicKey string `json:"publicKey"`
+}
+
+// webhookDoc is a webhook's body, with the fields of the docs' examples.
+type webhookDoc struct {
+	WebhookType string `json:"webhookType"`
+	Data        any    `json:"data"`
+}
+
+type participantData struct {
+	MeetingID       string `json:"meetingId"`
+	SessionID       string `json:"sessionId"`
+	ParticipantID   string `json:"participantId"`
+	ParticipantName string `json:"participantName"`
+}
+
+type sessionStartedData struct {
+	MeetingID string `json:"meetingId"`
+	SessionID string `json:"sessionId"`
+	Start     stamp  `json:"start"`
+}
+
+type sessionEndedData struct {
+	MeetingID string `json:"meetingId"`
+	SessionID string `json:"sessionId"`
+	Start     stamp  `json:"start"`
+	End       stamp  `json:"end"`
+}
+
 // doc renders sess with the participants pts (one page of them). base is the
 // scheme and host the request was sent to. Timelog ends after shownUntil, unless it
 // is zero, are shown as null: not known yet.

@@ -187,11 +187,15 @@ func (l *demoLog) Close() {
 	}
 }
 
-// runSim serves the simulated API with a churning demo world until ctx is done.
-func runSim(ctx context.Context, listen string, stdout io.Writer, getenv func(string) string) error {
+// runSim serves the simulated API with a churning demo world until ctx is done, and
+// sends its webhooks if asked.
+func runSim(ctx context.Context, listen string, hooks simWebhooks, stdout io.Writer, getenv func(string) string) error {
 	key, secret := getenv("VIDEOSDK_API_KEY"), getenv("VIDEOSDK_SECRET")
 	if key == "" || secret == "" {
 		return errors.New("set VIDEOSDK_API_KEY and VIDEOSDK_SECRET: the simulated API accepts tokens signed with them")
+	}
+	if hooks.url == "" && hooks.tuned {
+		return errors.New("-webhook-delay, -webhook-loss and -webhook-dup need -webhook URL")
 	}
 	api := sim.New(sim.Config{APIKey: key, Secret: secret})
 	rooms := demoWorld(api)
@@ -203,6 +207,16 @@ func runSim(ctx context.Context, listen string, stdout io.Writer, getenv func(st
 	fmt.Fprintf(stdout, "simulated VideoSDK API on %s\nrooms (each gets a new session now and then):\n", url)
 	for _, id := range rooms {
 		fmt.Fprintf(stdout, "  %s\n", id)
+	}
+	if hooks.url != "" {
+		hooks.opts.Seed = uint64(time.Now().UnixNano())
+		w := api.SendWebhooks(hooks.url, hooks.opts)
+		defer func() {
+			w.Close()
+			st := w.Stats()
+			fmt.Fprintf(stdout, "webhooks: %d posted (%d failed), %d lost, %d sent twice\n", st.Posted, st.Failed, st.Lost, st.Duplicated)
+		}()
+		fmt.Fprintf(stdout, "webhooks to %s, signed with the key at %s/v2/public/rsa-public-key\n", hooks.url, url)
 	}
 	api.Churn(ctx, demoChurnConfig())
 	return nil

@@ -22,7 +22,10 @@ const usage = `usage: rollcall <command> [flags]
 commands:
   run      [-config PATH]                   the worker (default config ./config.toml)
   demo     [-for DURATION]                  embedded NATS, simulated API, worker, live feed
-  sim      [-listen ADDR]                   the simulated VideoSDK API alone
+  sim      [-listen ADDR] [-webhook URL] [-webhook-delay MIN-MAX]
+           [-webhook-loss F] [-webhook-dup F]
+                                            the simulated VideoSDK API alone; -webhook: it also
+                                            sends its signed webhooks to URL (late, lost, twice)
   tail     [-config PATH] [-nats URL] [-stream NAME] [-all]
                                             print events as they arrive
   track    session|room ID [-config PATH]   track it at run time (the tracking bucket)
@@ -97,10 +100,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runDemo(ctx, *dur, stdout, stderr)
 	case "sim":
 		listen := fs.String("listen", "127.0.0.1:8080", "address to serve the simulated API on")
+		var hooks simWebhooks
+		hooks.flags(fs)
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
-		return runSim(ctx, *listen, stdout, getenv)
+		return runSim(ctx, *listen, hooks, stdout, getenv)
 	case "tail":
 		path := fs.String("config", "", "config file: its NATS server, credentials and stream")
 		url := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URL (env NATS_URL)")
