@@ -17,8 +17,9 @@ import (
 
 // Tracking is the KV bucket of the sessions and rooms tracked at run time: a key
 // session.<token> or room.<token>, where <token> is the ID escaped as in subjects
-// (events.EscapeToken), and a JSON value {"id": "…"}. The key is what counts; the value is
-// for people reading the bucket.
+// (events.EscapeToken), and a JSON value {"id": "…"}, with "origin" when the worker
+// put it there itself ("webhook"). The key is what counts; the value is for people
+// reading the bucket.
 type Tracking struct {
 	kv  jetstream.KeyValue
 	log *slog.Logger
@@ -41,11 +42,16 @@ func OpenTracking(ctx context.Context, js jetstream.JetStream, bucket string, re
 
 func trackingKey(kind, id string) string { return kind + "." + events.EscapeToken(id) }
 
+// trackingValue is the value of a key: the ID, and why the worker tracks it when it
+// put it there itself.
+type trackingValue struct {
+	ID     string `json:"id"`
+	Origin string `json:"origin,omitempty"`
+}
+
 // Track adds a session or room (kind "session" or "room").
 func (t *Tracking) Track(ctx context.Context, kind, id string) error {
-	val, err := json.Marshal(struct {
-		ID string `json:"id"`
-	}{id})
+	val, err := json.Marshal(trackingValue{ID: id})
 	if err != nil {
 		return err
 	}
@@ -53,6 +59,22 @@ func (t *Tracking) Track(ctx context.Context, kind, id string) error {
 		return fmt.Errorf("track %s %s: %w", kind, id, err)
 	}
 	return nil
+}
+
+// Follow adds a session or room that the bucket does not track yet, saying in its
+// value what made the worker follow it (origin, such as "webhook"); false, and the
+// key left as it is, if the bucket tracks it already.
+func (t *Tracking) Follow(ctx context.Context, kind, id, origin string) (bool, error) {
+	val, err := json.Marshal(trackingValue{ID: id, Origin: origin})
+	if err != nil {
+		return false, err
+	}
+	if _, err := t.kv.Create(ctx, trackingKey(kind, id), val); errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("follow %s %s: %w", kind, id, err)
+	}
+	return true, nil
 }
 
 // Untrack removes a session or room; false if the bucket did not track it.

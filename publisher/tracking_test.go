@@ -67,8 +67,8 @@ func TestStoreEnd(t *testing.T) {
 	})
 }
 
-// TestTracking: what Track and Untrack write, List and Watch read back, under the
-// documented keys; a key of another shape is passed over.
+// TestTracking: what Track, Untrack and Follow write, List and Watch read back, under
+// the documented keys; a key of another shape is passed over.
 func TestTracking(t *testing.T) {
 	ctx := context.Background()
 	js, _ := setup(t)
@@ -129,6 +129,21 @@ func TestTracking(t *testing.T) {
 	if err != nil || !cmp.Equal(sessions, []string{"a.b"}) || len(rooms) != 0 {
 		t.Errorf("List = %v, %v, %v; want [a.b], none", sessions, rooms, err)
 	}
+
+	// Follow writes a key that is not there, with its origin, and leaves one that is.
+	if ok, err := tr.Follow(ctx, "room", "r.2", "webhook"); !ok || err != nil {
+		t.Errorf("Follow of a new room = %v, %v; want true", ok, err)
+	}
+	if e, err := kv.Get(ctx, "room._ci4y"); err != nil || string(e.Value()) != `{"id":"r.2","origin":"webhook"}` {
+		t.Errorf("room r.2 is stored as %v, %v; want room._ci4y = {\"id\":\"r.2\",\"origin\":\"webhook\"}", e, err)
+	}
+	if ok, err := tr.Follow(ctx, "session", "a.b", "webhook"); ok || err != nil {
+		t.Errorf("Follow of a tracked session = %v, %v; want false", ok, err)
+	}
+	if e, err := kv.Get(ctx, "session._YS5i"); err != nil || string(e.Value()) != `{"id":"a.b"}` {
+		t.Errorf("Follow changed a tracked session: %v, %v", e, err)
+	}
+	waitFor(t, func() bool { return cmp.Equal(last(), set{Sessions: []string{"a.b"}, Rooms: []string{"r.2"}}) })
 	stop()
 	<-done
 }

@@ -39,7 +39,8 @@ func TestCheck(t *testing.T) {
 		notWant []string
 	}{
 		{name: "a good config", secret: testSecret, nats: ns.ClientURL(), extra: "user = \"u\"\npassword = \"pw-9\"\n",
-			want: []string{"is valid", `secret = "REDACTED"`, `password = "REDACTED"`}, notWant: []string{testSecret, "pw-9"}},
+			want:    []string{"is valid", `secret = "REDACTED"`, `password = "REDACTED"`, "[webhook]\n  listen = \"\"\n  path = \"/webhook\"\n  public_key_file = \"\"\n  follow_rooms = false\n"},
+			notWant: []string{testSecret, "pw-9"}},
 		{name: "online: everything answers", secret: testSecret, nats: ns.ClientURL(), online: true,
 			want: []string{"✓ mint an API token", "✓ the API lists 2 sessions of room r1 (1 ongoing)\n",
 				"! the API lists no session of room nosuchroom: a mistyped ID, or a room nobody has met in yet (the API lists none for a room it does not know)\n",

@@ -24,6 +24,14 @@ const (
 	EndpointSessions = "sessions"
 )
 
+// Results of a request to the webhook receiver, the values of
+// rollcall_webhooks_total's result label. Every request to its path counts once.
+const (
+	WebhookVerified  = "verified"  // 204: signed by VideoSDK, also of a type rollcall does not use
+	WebhookRejected  = "rejected"  // 401: no signature, a bad one, or no key to check it with
+	WebhookMalformed = "malformed" // not a webhook: 400, and 405 (another method) and 413 (too large)
+)
+
 // Metrics are rollcall's instruments.
 type Metrics struct {
 	Polls        *prometheus.CounterVec   // by outcome
@@ -64,6 +72,8 @@ type Metrics struct {
 	LeasesHeld   prometheus.Gauge   // sessions and rooms this replica holds the lease of
 	LeaseLosses  prometheus.Counter // leases found taken or expired on renewal
 	ReplicasLive prometheus.Gauge   // replicas whose heartbeat is in the lease bucket
+
+	Webhooks *prometheus.CounterVec // requests to the webhook receiver, by result
 }
 
 // New returns the instruments, registered with reg; nil registers them nowhere (for
@@ -169,6 +179,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rollcall_ready", Help: "1 when the worker is ready (connected to NATS, stream and buckets there, polls completing), else 0; as /readyz.",
 		}),
+		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_webhooks_total", Help: "Requests to the webhook receiver, by result: verified (204), rejected (401: no signature, a bad one, or no key), malformed (400, 405, 413: not a webhook).",
+		}, []string{"result"}),
 	}
 	// Every known label value starts at zero, so that rates and alerts see a zero
 	// rather than nothing before the first event of a kind.
@@ -189,11 +202,14 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{diff.ReasonID, diff.ReasonTime, diff.ReasonOrder, diff.ReasonTimelog, diff.ReasonSize, diff.ReasonOlder} {
 		m.RecordsRejected.WithLabelValues(r)
 	}
+	for _, r := range []string{WebhookVerified, WebhookRejected, WebhookMalformed} {
+		m.Webhooks.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.RecordsRejected, m.Conflicts, m.StatesRebuilt, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
-			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive)
+			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive, m.Webhooks)
 	}
 	return m
 }

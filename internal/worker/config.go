@@ -18,6 +18,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/robfig/cron/v3"
+	"github.com/rollcall/rollcall/internal/webhook"
 )
 
 // Config is rollcall's configuration: config.toml decoded over Default,
@@ -30,6 +31,7 @@ type Config struct {
 	Rooms    []Room    `toml:"rooms"`
 	NATS     NATS      `toml:"nats"`
 	HTTP     HTTP      `toml:"http"`
+	Webhook  Webhook   `toml:"webhook"`
 	Log      Log       `toml:"log"`
 }
 
@@ -96,6 +98,15 @@ type HTTP struct {
 	Listen string `toml:"listen"` // host:port; "" disables
 }
 
+// Webhook is where VideoSDK's webhooks are received: hints to poll now, never events
+// (docs/webhooks.md).
+type Webhook struct {
+	Listen        string `toml:"listen"`          // host:port of its own listener, public-facing; "" receives none
+	Path          string `toml:"path"`            // the path webhooks are POSTed to
+	PublicKeyFile string `toml:"public_key_file"` // VideoSDK's RSA public key (PEM), pinned; "" fetches it
+	FollowRooms   bool   `toml:"follow_rooms"`    // a verified webhook from a room no one tracks starts following it
+}
+
 // Log configures the process logger.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn or error
@@ -147,8 +158,9 @@ func Default() Config {
 			MaxAge:          Duration{720 * time.Hour}, // 30 days
 			StoreDir:        "./data",
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:9090"},
-		Log:  Log{Level: "info", Format: "text"},
+		HTTP:    HTTP{Listen: "127.0.0.1:9090"},
+		Webhook: Webhook{Path: "/webhook"},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -281,6 +293,10 @@ func (s *shapeCheck) check(key toml.Key, name string, v any, t reflect.Type) {
 	case t.Kind() == reflect.Int:
 		if _, ok := v.(int64); !ok {
 			mismatch("an integer")
+		}
+	case t.Kind() == reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			mismatch("a boolean")
 		}
 	case t.Kind() == reflect.Float64:
 		switch v.(type) {
@@ -473,6 +489,26 @@ func (c Config) check(api bool) error {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			bad("http.listen: must be host:port (\":9090\" for every interface), or \"\" to serve nothing")
 		}
+	}
+
+	wh := c.Webhook
+	if l := wh.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			bad("webhook.listen: must be host:port (\":8080\" for every interface), or \"\" to receive no webhooks")
+		} else if l == c.HTTP.Listen {
+			bad("webhook.listen: must differ from http.listen: webhooks have a listener of their own, the one to make public")
+		}
+	}
+	if !strings.HasPrefix(wh.Path, "/") || strings.ContainsAny(wh.Path, "?# \t\r\n") {
+		bad("webhook.path: must be a URL path starting with \"/\", such as \"/webhook\"")
+	}
+	if wh.PublicKeyFile != "" {
+		if _, err := webhook.ReadKeyFile(wh.PublicKeyFile); err != nil {
+			bad("webhook.public_key_file: %w", err)
+		}
+	}
+	if wh.FollowRooms && wh.Listen == "" {
+		bad("webhook.follow_rooms: needs webhook.listen: no webhook comes without it")
 	}
 
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

@@ -94,6 +94,14 @@ nats: need both tls_cert and tls_key, or neither`},
 		{"nats_embedded", `nats.replicas: must be 1 with the embedded server (url = "")
 nats.store_dir: must be set for the embedded server (url = "")`},
 		{"http_listen", `http.listen: must be host:port (":9090" for every interface), or "" to serve nothing`},
+		{"webhook_types", `webhook.listen: must be a string, got an integer
+webhook.follow_rooms: must be a boolean, got a string`},
+		{"webhook_values", `webhook.listen: must be host:port (":8080" for every interface), or "" to receive no webhooks
+webhook.path: must be a URL path starting with "/", such as "/webhook"
+webhook.public_key_file: open testdata/webhook/missing.pem: no such file or directory`},
+		{"webhook_key", `webhook.listen: must differ from http.listen: webhooks have a listener of their own, the one to make public
+webhook.public_key_file: testdata/webhook/not_a_key.pem: a PEM block of type "CERTIFICATE": want "PUBLIC KEY" or "RSA PUBLIC KEY"`},
+		{"webhook_follow_rooms", `webhook.follow_rooms: needs webhook.listen: no webhook comes without it`},
 		{"log_values", `log.level: must be one of debug, info, warn, error
 log.format: must be one of text, json`},
 		{"file_order", `videosdk: need api_key and secret, or token (or the environment's VIDEOSDK_API_KEY and VIDEOSDK_SECRET, or VIDEOSDK_TOKEN)
@@ -183,8 +191,9 @@ func TestLoadConfigGood(t *testing.T) {
 			MaxAge:          Duration{24 * time.Hour},
 			StoreDir:        "/var/lib/rollcall",
 		},
-		HTTP: HTTP{Listen: ":9191"},
-		Log:  Log{Level: "debug", Format: "json"},
+		HTTP:    HTTP{Listen: ":9191"},
+		Webhook: Webhook{Listen: ":8443", Path: "/hooks/videosdk", PublicKeyFile: "testdata/webhook/key.pem", FollowRooms: true},
+		Log:     Log{Level: "debug", Format: "json"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -216,8 +225,9 @@ func wantDefaults() Config {
 			MaxAge:          Duration{720 * time.Hour},
 			StoreDir:        "./data",
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:9090"},
-		Log:  Log{Level: "info", Format: "text"},
+		HTTP:    HTTP{Listen: "127.0.0.1:9090"},
+		Webhook: Webhook{Path: "/webhook"},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -37,10 +37,10 @@ import (
 	"github.com/rollcall/rollcall/publisher"
 )
 
-// Shutdown budget: the spec gives 10 s from the signal to exit. The polls in flight get
-// cycleGrace to finish; then they are abandoned (what they published stays in their
-// sessions' outboxes, and the next run finishes it) and the connection gets the rest
-// to flush.
+// Shutdown budget: the spec gives 10 s from the signal to exit. The webhooks under way
+// get webhookGrace to be answered; the polls in flight get cycleGrace to finish; then
+// they are abandoned (what they published stays in their sessions' outboxes, and the
+// next run finishes it) and the connection gets the rest to flush.
 const (
 	cycleGrace   = 6 * time.Second
 	abandonGrace = time.Second
@@ -92,6 +92,12 @@ type Worker struct {
 	wired    atomic.Bool  // New is done: the fields above are set, the handlers may use them
 	replica  string       // this replica's name in the lease bucket
 	host     string       // the host in replica, a default name; "" for $ROLLCALL_REPLICA
+
+	// The webhook receiver, nil if webhook.listen is "", and its listener, opened by
+	// New and served by Run.
+	hook         *http.Server
+	hookListener net.Listener
+	follow       chan string // rooms to follow, from UnknownRoom; nil unless webhook.follow_rooms
 }
 
 // replicaName names this process among the replicas: $ROLLCALL_REPLICA, if set, which
@@ -242,11 +248,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	pl := poller.New(client, store, publisher.New(js, n.SubjectPrefix, log, publisher.WithMetrics(w.metrics)),
 		poller.WithExclude(cfg.Poll.ExcludeModes, cfg.Poll.ExcludeSDKTypes), poller.WithMetrics(w.metrics),
 		poller.WithConcurrency(cfg.VideoSDK.MaxConcurrency), poller.WithLeftTimeWait(cfg.Poll.LeftTimeWait.Duration))
+	var unknownRoom func(string)
+	if cfg.Webhook.FollowRooms {
+		w.follow = make(chan string, followQueued)
+		unknownRoom = w.unknownRoom
+	}
 	w.manager = poller.NewManager(poller.ManagerConfig{
 		Poller: pl, Rooms: client, Schedule: sched, Discover: discover, Reconcile: reconcile,
-		Unfinished: unfinished, Log: log,
+		Unfinished: unfinished, Log: log, UnknownRoom: unknownRoom,
 		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Vanished: w.vanished, Metrics: w.metrics,
 	})
+	if cfg.Webhook.Listen != "" {
+		// Last, so that a webhook is only ever answered by a worker that can act on it.
+		if err := w.listenWebhooks(); err != nil {
+			return nil, err
+		}
+	}
 	w.wired.Store(true)
 	return w, nil
 }
@@ -302,6 +319,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("answer on %s: %w", ReplicaSubject(n.Stream, w.replica), err)
 	}
 	defer alive.Unsubscribe()
+	// Every replica takes hints, whether it receives webhooks or not: the one that
+	// holds a session's lease may not be the one VideoSDK reaches.
+	hints, err := w.nc.Subscribe(HintSubject(n.Stream), w.takeHint)
+	if err != nil {
+		return fmt.Errorf("take hints on %s: %w", HintSubject(n.Stream), err)
+	}
+	defer hints.Unsubscribe()
 
 	updates := make(chan poller.Update)
 	send := func(u poller.Update) {
@@ -332,6 +356,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	if len(cfg.Sessions)+len(cfg.Rooms) == 0 {
 		w.log.Warn("the config file tracks nothing: add [[rooms]] or [[sessions]], or use `rollcall track`")
 	}
+	if w.follow != nil {
+		go w.followRooms(ctx)
+	}
+	if w.hook != nil {
+		w.serveWebhooks()
+	}
 
 	var runErr error
 	select {
@@ -344,6 +374,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		stop()
 	}
 	w.log.Info("stopping: no new polls")
+	if w.hook != nil {
+		w.stopWebhooks()
+	}
 	select {
 	case <-idle:
 	case <-time.After(cycleGrace):
@@ -371,6 +404,10 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Close() {
 	if w.http != nil {
 		_ = w.http.Close() // it fails only on closing its listener, which is let go either way
+	}
+	if w.hook != nil {
+		_ = w.hook.Close()
+		_ = w.hookListener.Close() // if Run never served it; closed already otherwise
 	}
 	if w.nc != nil {
 		w.nc.Close()
