@@ -27,18 +27,22 @@ import (
 
 // The demo's world: a few rooms, changes about every 700 ms (short visits among them,
 // which the polls miss and reconciliations find), a new session in each room about
-// every 40 s, and small pages so that every scan crosses page boundaries.
+// every 40 s, and small pages so that every scan crosses page boundaries. Polls are
+// slow, as at scale; the simulator's webhooks, 20–200 ms after each change, are hints
+// to poll at once, so that events come within a second all the same.
 const (
-	demoRooms    = 3
-	demoChurn    = 700 * time.Millisecond
-	demoSessions = 40 * time.Second
-	demoPerPage  = 3
-	demoSchedule = "@every 1s"
-	demoDiscover = "@every 2s"
-	// demoReconcile: a reconciliation every few seconds, so that the feed shows the
-	// visits the polls missed soon after them.
-	demoReconcile = "@every 5s"
+	demoRooms     = 3
+	demoChurn     = 700 * time.Millisecond
+	demoSessions  = 40 * time.Second
+	demoPerPage   = 3
+	demoSchedule  = "@every 10s"
+	demoDiscover  = "@every 10s"
+	demoReconcile = "@every 30s"
 )
+
+// demoWebhooks are the simulator's webhooks to the demo's worker: a little late, as
+// real ones are.
+var demoWebhooks = sim.WebhookOptions{MinDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}
 
 func demoChurnConfig() sim.ChurnConfig {
 	return sim.ChurnConfig{Rooms: demoRooms, Interval: demoChurn, SessionEvery: demoSessions, Seed: uint64(time.Now().UnixNano())}
@@ -77,6 +81,7 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule, cfg.Poll.ReconcileSchedule = demoSchedule, demoDiscover, demoReconcile
 	cfg.NATS.StoreDir = dir // and url "": the embedded server
 	cfg.HTTP.Listen = ""    // no /metrics: a demo must not take a port another worker may use
+	cfg.Webhook.Listen = "127.0.0.1:0"
 	for _, id := range rooms {
 		cfg.Rooms = append(cfg.Rooms, worker.Room{ID: id})
 	}
@@ -93,6 +98,8 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	defer w.Close()
 	url := w.NATSURL()
+	hooks := api.SendWebhooks("http://"+w.WebhookAddr()+cfg.Webhook.Path, demoWebhooks)
+	defer hooks.Close()
 	removeFile, err := leaveDemoConfig(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "cannot leave the demo's config for the commands beside it (they need -config): %v\n", err)
@@ -102,6 +109,8 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 
 	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, following %d rooms (%s): sessions polled %s, rooms listed %s.\n",
 		url, apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
+	fmt.Fprintf(stdout, "The simulator sends VideoSDK's webhooks to the worker (http://%s%s): each is a hint to poll at once, so events come within a second of a change.\n",
+		w.WebhookAddr(), cfg.Webhook.Path)
 	server := ""
 	if url != nats.DefaultURL {
 		server = "-s " + url + " "

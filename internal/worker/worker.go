@@ -294,6 +294,15 @@ func retrySetup(ctx context.Context, log *slog.Logger, setup func() error) error
 // NATSURL is the URL of the NATS server the worker publishes to, without credentials.
 func (w *Worker) NATSURL() string { return RedactURL(w.nc.ConnectedUrl()) }
 
+// WebhookAddr is the address the webhook receiver listens on ("" without one): the
+// port chosen, for webhook.listen with port 0.
+func (w *Worker) WebhookAddr() string {
+	if w.hookListener == nil {
+		return ""
+	}
+	return w.hookListener.Addr().String()
+}
+
 // Metrics gathers the worker's metrics, as /metrics serves them.
 func (w *Worker) Metrics() prometheus.Gatherer { return w.registry }
 
