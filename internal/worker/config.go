@@ -495,7 +495,7 @@ func (c Config) check(api bool) error {
 	if l := wh.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
 			bad("webhook.listen: must be host:port (\":8080\" for every interface), or \"\" to receive no webhooks")
-		} else if l == c.HTTP.Listen {
+		} else if l == c.HTTP.Listen && port != "0" { // port 0: each gets a port of its own
 			bad("webhook.listen: must differ from http.listen: webhooks have a listener of their own, the one to make public")
 		}
 	}
