@@ -178,7 +178,7 @@ func runTrack(ctx context.Context, cfg worker.Config, args []string, stdout io.W
 		return err
 	}
 	if inConfig(cfg, kind, id) {
-		fmt.Fprintf(stdout, "%s %s is tracked already, by the config file\n", kind, id)
+		fmt.Fprintf(stdout, "%s %s is tracked already, by the config file\n", kind, printable(id))
 		return nil
 	}
 	c, err := dialWorker(ctx, cfg, "rollcall track")
@@ -208,7 +208,7 @@ func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io
 		return err
 	}
 	if inConfig(cfg, kind, id) {
-		return fmt.Errorf("%s %s is tracked by the config file ([[%ss]]): remove it there and restart the worker", kind, id, kind)
+		return fmt.Errorf("%s %s is tracked by the config file ([[%ss]]): remove it there and restart the worker", kind, printable(id), kind)
 	}
 	c, err := dialWorker(ctx, cfg, "rollcall untrack")
 	if err != nil {
@@ -223,9 +223,9 @@ func runUntrack(ctx context.Context, cfg worker.Config, args []string, stdout io
 		if s, found := c.find(kind, id); found {
 			return fmt.Errorf("%s %s is not in the tracking bucket: it is followed through %s; untrack that instead", kind, printable(id), printable(strings.Join(s.From, ", ")))
 		}
-		return fmt.Errorf("%s %s is not tracked", kind, id)
+		return fmt.Errorf("%s %s is not tracked", kind, printable(id))
 	}
-	fmt.Fprintf(stdout, "no longer tracking %s %s (no one is announced as gone; its state is kept)\n", kind, id)
+	fmt.Fprintf(stdout, "no longer tracking %s %s (no one is announced as gone; its state is kept)\n", kind, printable(id))
 	return nil
 }
 
