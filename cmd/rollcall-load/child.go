@@ -37,6 +37,7 @@ const (
 	pathChange   = "/_load/change"   // POST: change the world once
 	pathExpected = "/_load/expected" // GET: counts the world calls for
 	pathStats    = "/_load/stats"    // GET: requests served, connections accepted
+	pathWebhooks = "/_load/webhooks" // POST: send webhooks to the URL in the body; GET: the webhookLog
 )
 
 // apiKey and apiSecret are the simulated account's; the simulator runs on loopback.
@@ -95,6 +96,10 @@ func serveSim(o options) (string, func(), error) {
 		time.Sleep(o.latency)
 		api.ServeHTTP(rw, r)
 	})
+	stopHooks := func() {}
+	if o.webhooks {
+		stopHooks = serveWebhooks(mux, api, o)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -109,7 +114,7 @@ func serveSim(o options) (string, func(), error) {
 	// closed; if it failed sooner, the polls would fail, and the run with them.
 	go func() { _ = srv.Serve(l) }()
 
-	return "http://" + l.Addr().String(), func() { _ = srv.Close() }, nil
+	return "http://" + l.Addr().String(), func() { stopHooks(); _ = srv.Close() }, nil
 }
 
 // serveNATS runs a NATS server with JetStream on a loopback port, storing in a
