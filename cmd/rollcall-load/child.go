@@ -34,7 +34,7 @@ const (
 
 // Simulator endpoints besides the API, for the measuring process.
 const (
-	pathChange   = "/_load/change"   // POST: change the world once
+	pathChange   = "/_load/change"   // POST ?over=D: change every session once, spread over D
 	pathExpected = "/_load/expected" // GET: counts the world calls for
 	pathStats    = "/_load/stats"    // GET: requests served, connections accepted
 	pathWebhooks = "/_load/webhooks" // POST: send webhooks to the URL in the body; GET: the webhookLog
@@ -79,10 +79,15 @@ func serveSim(o options) (string, func(), error) {
 	var mu sync.Mutex // the world's own state
 	var conns atomic.Int64
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathChange, func(rw http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		w.change()
+	mux.HandleFunc("POST "+pathChange, func(rw http.ResponseWriter, r *http.Request) {
+		over, err := time.ParseDuration(r.URL.Query().Get("over"))
+		if err != nil || over < 0 {
+			http.Error(rw, "over: want a duration", http.StatusBadRequest)
+			return
+		}
+		if err := w.changeOver(r.Context(), over, &mu); err != nil {
+			http.Error(rw, err.Error(), http.StatusServiceUnavailable) // the run that asked is gone
+		}
 	})
 	mux.HandleFunc("GET "+pathExpected, func(rw http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
@@ -216,8 +221,10 @@ func (s simClient) do(ctx context.Context, method, path string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (s simClient) change(ctx context.Context) error {
-	return s.do(ctx, http.MethodPost, pathChange, nil)
+// change changes every session of the world once, spread over over, and returns
+// once all have changed.
+func (s simClient) change(ctx context.Context, over time.Duration) error {
+	return s.do(ctx, http.MethodPost, pathChange+"?over="+over.String(), nil)
 }
 
 func (s simClient) expected(ctx context.Context) (c counts, err error) {

@@ -362,10 +362,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 	requests0, churn0 := gatherRequests(w.Metrics()), time.Now()
 	for range o.churnIntervals {
-		if err := sc.change(ctx); err != nil {
-			return m, err
-		}
-		if err := sleep(ctx, o.interval); err != nil {
+		if err := sc.change(ctx, o.interval); err != nil {
 			return m, err
 		}
 	}
