@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of each session's participants whose stint changes per churn interval")
 	fs.StringVar(&o.natsURL, "nats", "", `NATS server URL ("": an embedded server in a process of its own)`)
 	fs.StringVar(&o.natsCLI, "nats-cli", "nats", "the NATS CLI, for nats bench")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the burst and the steady state, and a heap profile of the steady state, into this directory")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the burst, the steady state and the churn, and a heap profile of the steady state, into this directory")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes the world makes, and of the webhooks' fates")
 	var tuned bool
@@ -360,11 +360,17 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	if served0, err = sc.stats(ctx); err != nil {
 		return m, err
 	}
+	if stopProfile, err = startProfile(o.cpuProfile, "churn.pprof"); err != nil {
+		return m, err
+	}
 	requests0, churn0 := gatherRequests(w.Metrics()), time.Now()
 	for range o.churnIntervals {
 		if err := sc.change(ctx, o.interval); err != nil {
 			return m, err
 		}
+	}
+	if err := stopProfile(); err != nil {
+		return m, err
 	}
 	if m.want, err = sc.expected(ctx); err != nil {
 		return m, err

@@ -238,14 +238,17 @@ type latencies struct {
 	webhooks bool            // the simulator sent webhooks
 	arrived  []time.Duration // changes whose webhook was sent (with webhooks)
 	rest     []time.Duration // changes whose webhook was lost, or all without webhooks
-	// With webhooks, of the arrived: from the first copy's answer to the event, and
-	// from the change to that answer.
-	afterHook, hookDelay []time.Duration
-	noLeftAt             int // lefts without leftAt: no time to measure from
-	reconciled           int // changes found in the list of all participants: another path
-	negative             int // events stored before their change: the clocks differ
-	unanswered           int // arrived changes whose webhook has no answer on record
-	lostUnmatched        int // lost webhooks of changes that have no poll event
+	// With webhooks: of the arrived, from the change to its webhook's first answer;
+	// of every change, from the first answer to a webhook of its session since the
+	// change (its own, or another's: the first hint that could find it) to its event,
+	// unless a scheduled poll stored it before any such hint (unhinted).
+	hookDelay, hinted []time.Duration
+	unhinted          int
+	noLeftAt          int // lefts without leftAt: no time to measure from
+	reconciled        int // changes found in the list of all participants: another path
+	negative          int // events stored before their change: the clocks differ
+	unanswered        int // arrived changes whose webhook has no answer on record
+	lostUnmatched     int // lost webhooks of changes that have no poll event
 }
 
 // measureLatencies classifies the participant events in evs whose change (joinedAt,
@@ -256,13 +259,26 @@ func measureLatencies(evs []storedEvent, since time.Time, hooks *webhookLog) lat
 	since = since.Truncate(time.Millisecond) // as the API's times are
 	lost := map[hookKey]bool{}
 	answered := map[hookKey]time.Time{}
+	bySession := map[string][]hookAnswer{}
 	if hooks != nil {
 		for _, k := range hooks.Lost {
 			lost[k] = true
 		}
 		for _, a := range hooks.Answered {
 			answered[a.hookKey] = a.Answered
+			bySession[a.SessionID] = append(bySession[a.SessionID], a)
 		}
+	}
+	// firstHint is when the first webhook of session since at was answered, or the
+	// zero time.
+	firstHint := func(session string, at time.Time) time.Time {
+		var first time.Time
+		for _, a := range bySession[session] {
+			if a.At >= at.UnixMilli() && (first.IsZero() || a.Answered.Before(first)) {
+				first = a.Answered
+			}
+		}
+		return first
 	}
 	lostSeen := map[hookKey]bool{}
 	for _, e := range evs {
@@ -284,21 +300,26 @@ func measureLatencies(evs []storedEvent, since time.Time, hooks *webhookLog) lat
 		if d < 0 {
 			l.negative++
 		}
-		k := hookKey{Type: typ, SessionID: e.SessionID, ParticipantID: e.ParticipantID, At: at.UnixMilli()}
-		switch {
-		case hooks == nil:
+		if hooks == nil {
 			l.rest = append(l.rest, d)
-		case lost[k]:
+			continue
+		}
+		k := hookKey{Type: typ, SessionID: e.SessionID, ParticipantID: e.ParticipantID, At: at.UnixMilli()}
+		if lost[k] {
 			l.rest = append(l.rest, d)
 			lostSeen[k] = true
-		default:
+		} else {
 			l.arrived = append(l.arrived, d)
-			t, ok := answered[k]
-			if !ok {
+			if t, ok := answered[k]; ok {
+				l.hookDelay = append(l.hookDelay, t.Sub(*at))
+			} else {
 				l.unanswered++
-				continue
 			}
-			l.afterHook, l.hookDelay = append(l.afterHook, e.Stored.Sub(t)), append(l.hookDelay, t.Sub(*at))
+		}
+		if hint := firstHint(e.SessionID, *at); !hint.IsZero() && !e.Stored.Before(hint) {
+			l.hinted = append(l.hinted, e.Stored.Sub(hint))
+		} else {
+			l.unhinted++
 		}
 	}
 	for k := range lost {
@@ -332,8 +353,9 @@ func reportLatencies(w io.Writer, o options, l latencies, hooks *webhookLog) {
 	}
 	st := hooks.Stats
 	fmt.Fprintf(w, "webhooks:  %d called for: %d lost, %d doubled; %d POSTs, %d failed\n", st.Webhooks, st.Lost, st.Duplicated, st.Posted, st.Failed)
-	fmt.Fprintf(w, "           arrived: first copy answered after its change: %s; event stored after that answer: %s\n",
-		quantiles(l.hookDelay), quantiles(l.afterHook))
+	fmt.Fprintf(w, "           arrived: first copy answered after its change: %s\n", quantiles(l.hookDelay))
+	fmt.Fprintf(w, "           event stored after the first webhook of its session answered since the change: %s; %d changes stored before any\n",
+		quantiles(l.hinted), l.unhinted)
 	if l.unanswered > 0 || l.lostUnmatched > 0 {
 		fmt.Fprintf(w, "           %d arrived changes with no answer on record, %d lost webhooks with no poll event\n", l.unanswered, l.lostUnmatched)
 	}

@@ -56,7 +56,7 @@ func TestMeasureLatencies(t *testing.T) {
 		Answered: []hookAnswer{
 			{key(sim.ParticipantJoined, "s1", "a", at(0)), stored(100)},
 			{key(sim.ParticipantJoined, "s1", "b", at(1_000)), stored(1_200)},
-			{key(sim.ParticipantLeft, "s1", "b", at(3_000)), stored(3_500)}, // after a scheduled poll found it
+			{key(sim.ParticipantLeft, "s1", "b", at(3_000)), stored(3_500)},
 			{key(sim.ParticipantJoined, "s2", "d", at(2_000)), stored(2_050)},
 		},
 	}
@@ -69,11 +69,14 @@ func TestMeasureLatencies(t *testing.T) {
 	}
 	got := measureLatencies(evs, since, hooks)
 	want := latencies{
-		webhooks:      true,
-		arrived:       ms(150, 250, 400, 500),
-		rest:          ms(300, 6_000),
-		afterHook:     ms(50, 50, -100, 450),
-		hookDelay:     ms(100, 200, 500, 50),
+		webhooks:  true,
+		arrived:   ms(150, 250, 400, 500),
+		rest:      ms(300, 6_000),
+		hookDelay: ms(100, 200, 500, 50),
+		// b's first left is lost, and found by the poll its joined's webhook hints;
+		// its second left is stored by a scheduled poll before its webhook came.
+		hinted:        ms(50, 100, 50, 5_500, 450),
+		unhinted:      1,
 		noLeftAt:      1,
 		reconciled:    1,
 		lostUnmatched: 1,
@@ -95,7 +98,8 @@ func TestMeasureLatencies(t *testing.T) {
 		"webhook arrived: 4 changes, p50 250ms, p99 500ms, max 500ms (target ≤ 1s)",
 		"webhook lost:    2 changes, p50 300ms, p99 6s, max 6s (target ≤ interval + 1s = 11s)",
 		"not measured: 1 lefts without leftAt, 1 reconciled",
-		"event stored after that answer: p50 50ms, p99 450ms, max 450ms",
+		"first copy answered after its change: p50 100ms, p99 500ms, max 500ms",
+		"answered since the change: p50 100ms, p99 5.5s, max 5.5s; 1 changes stored before any",
 		"0 arrived changes with no answer on record, 1 lost webhooks with no poll event",
 	} {
 		if !strings.Contains(out.String(), line) {

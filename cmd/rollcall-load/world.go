@@ -56,8 +56,8 @@ func (w *world) join(id, pid string) string {
 // returns when all have changed, or ctx is done. The changes come as a steady stream,
 // as those of independent meetings do, and not all at once: a burst of thousands of
 // webhooks is more than the simulator can sign in the time their delays allow on a
-// small machine. A session's own changes stay one over apart. mu is held while a
-// session changes.
+// small machine. It returns over after it began, so that a session's own changes
+// stay at least one over apart. mu is held while a session changes.
 func (w *world) changeOver(ctx context.Context, over time.Duration, mu *sync.Mutex) error {
 	start := time.Now()
 	for i, id := range w.sessions {
@@ -68,7 +68,7 @@ func (w *world) changeOver(ctx context.Context, over time.Duration, mu *sync.Mut
 		w.change(id)
 		mu.Unlock()
 	}
-	return nil
+	return sleep(ctx, time.Until(start.Add(over))) // the next changes come an interval later
 }
 
 // change ends perCycle stints of session id, each among those present before the
