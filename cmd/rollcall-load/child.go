@@ -34,9 +34,10 @@ const (
 
 // Simulator endpoints besides the API, for the measuring process.
 const (
-	pathChange   = "/_load/change"   // POST: change the world once
+	pathChange   = "/_load/change"   // POST ?over=D: change every session once, spread over D
 	pathExpected = "/_load/expected" // GET: counts the world calls for
 	pathStats    = "/_load/stats"    // GET: requests served, connections accepted
+	pathWebhooks = "/_load/webhooks" // POST: send webhooks to the URL in the body; GET: the webhookLog
 )
 
 // apiKey and apiSecret are the simulated account's; the simulator runs on loopback.
@@ -78,10 +79,15 @@ func serveSim(o options) (string, func(), error) {
 	var mu sync.Mutex // the world's own state
 	var conns atomic.Int64
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathChange, func(rw http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		w.change()
+	mux.HandleFunc("POST "+pathChange, func(rw http.ResponseWriter, r *http.Request) {
+		over, err := time.ParseDuration(r.URL.Query().Get("over"))
+		if err != nil || over < 0 {
+			http.Error(rw, "over: want a duration", http.StatusBadRequest)
+			return
+		}
+		if err := w.changeOver(r.Context(), over, &mu); err != nil {
+			http.Error(rw, err.Error(), http.StatusServiceUnavailable) // the run that asked is gone
+		}
 	})
 	mux.HandleFunc("GET "+pathExpected, func(rw http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
@@ -95,6 +101,10 @@ func serveSim(o options) (string, func(), error) {
 		time.Sleep(o.latency)
 		api.ServeHTTP(rw, r)
 	})
+	stopHooks := func() {}
+	if o.webhooks {
+		stopHooks = serveWebhooks(mux, api, o)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -109,7 +119,7 @@ func serveSim(o options) (string, func(), error) {
 	// closed; if it failed sooner, the polls would fail, and the run with them.
 	go func() { _ = srv.Serve(l) }()
 
-	return "http://" + l.Addr().String(), func() { _ = srv.Close() }, nil
+	return "http://" + l.Addr().String(), func() { stopHooks(); _ = srv.Close() }, nil
 }
 
 // serveNATS runs a NATS server with JetStream on a loopback port, storing in a
@@ -211,8 +221,10 @@ func (s simClient) do(ctx context.Context, method, path string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (s simClient) change(ctx context.Context) error {
-	return s.do(ctx, http.MethodPost, pathChange, nil)
+// change changes every session of the world once, spread over over, and returns
+// once all have changed.
+func (s simClient) change(ctx context.Context, over time.Duration) error {
+	return s.do(ctx, http.MethodPost, pathChange+"?over="+over.String(), nil)
 }
 
 func (s simClient) expected(ctx context.Context) (c counts, err error) {

@@ -15,6 +15,13 @@
 //   - a publish-only run of rollcall's publisher, and `nats bench js pub async --dedup`
 //     for as many messages of the same size on the same server.
 //
+// With -webhooks, the simulator also sends VideoSDK's signed webhooks for every change
+// to the worker's webhook listener (late, lost and doubled as the -webhook-* flags
+// say), each a hint to poll that session at once. In every mode the run reports the
+// latency of each change of the churn, from the change to its event's stream
+// timestamp, apart for the changes whose webhook arrived and for the others, and the
+// requests per session per hour the simulator served.
+//
 // The simulator and (unless -nats names a server) a NATS server run in processes of
 // their own, so that the CPU time and memory measured are the worker's alone.
 package main
@@ -44,6 +51,7 @@ import (
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/publisher"
+	"github.com/rollcall/rollcall/sim"
 )
 
 // Bounds on the flags, so that a typo cannot start a run that never ends or fills
@@ -92,6 +100,8 @@ type options struct {
 	latency, interval, timeout                   time.Duration
 	natsURL, natsCLI, cpuProfile                 string
 	seed                                         uint64
+	webhooks                                     bool               // the simulator sends webhooks to the worker
+	hooks                                        sim.WebhookOptions // how, with webhooks
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -110,9 +120,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.churn, "churn", 0.1, "fraction of each session's participants whose stint changes per churn interval")
 	fs.StringVar(&o.natsURL, "nats", "", `NATS server URL ("": an embedded server in a process of its own)`)
 	fs.StringVar(&o.natsCLI, "nats-cli", "nats", "the NATS CLI, for nats bench")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the burst and the steady state, and a heap profile of the steady state, into this directory")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the burst, the steady state and the churn, and a heap profile of the steady state, into this directory")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
-	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes the world makes")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the changes the world makes, and of the webhooks' fates")
+	var tuned bool
+	webhookFlags(fs, &o, &tuned)
 	if err := fs.Parse(args); err != nil {
 		return o, errUsage{err} // the flag package has said what is wrong, with the usage
 	}
@@ -139,6 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-churn must be in 0..1")
 	case o.latency < 0 || o.interval < time.Second || o.timeout <= 0:
 		return o, errors.New("-latency must be 0 or more, -interval at least 1s, -timeout positive")
+	case tuned && !o.webhooks:
+		return o, errors.New("-webhook-delay, -webhook-loss and -webhook-dup need -webhooks")
 	case o.natsURL != "":
 		return o, worker.CheckNATSURL("-nats", o.natsURL)
 	}
@@ -179,8 +193,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		natsURL, where = ns.url, "embedded, in a process of its own"
 		parts = append(parts, ns)
 	}
-	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, latency %s, poll.schedule @every %s, max_concurrency %d, rate_limit %s, NATS %s\n",
-		o.sessions, o.participants, o.perPage, o.latency, o.interval, o.concurrency, rateText(o.rateLimit), where)
+	fmt.Fprintf(stdout, "rollcall-load: %d sessions × %d participants, per_page %d, latency %s, poll.schedule @every %s, max_concurrency %d, rate_limit %s, NATS %s, webhooks %s\n",
+		o.sessions, o.participants, o.perPage, o.latency, o.interval, o.concurrency, rateText(o.rateLimit), where, webhooksText(o))
 
 	wm, err := measureWorker(ctx, o, api.url, natsURL, log, parts)
 	if err != nil {
@@ -217,6 +231,10 @@ type workerRun struct {
 	// the check, and how long each took.
 	steadyRequests, churnRequests map[string]float64
 	steadyTook, churnTook         time.Duration
+	// Requests the simulator served in those phases, all endpoints.
+	steadyServed, churnServed int64
+	latency                   latencies   // of the churn's changes
+	hooks                     *webhookLog // with -webhooks
 }
 
 // measureWorker runs the worker on the simulated API and measures its burst, its
@@ -235,6 +253,9 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	n.URL, n.Stream, n.SubjectPrefix = natsURL, "ROLLCALL_LOAD_"+id, "load"+id
 	n.StateBucket, n.TrackingBucket = "ROLLCALL_LOAD_STATE_"+id, "ROLLCALL_LOAD_TRACKING_"+id
 	cfg.HTTP.Listen = ""
+	if o.webhooks {
+		cfg.Webhook.Listen = "127.0.0.1:0"
+	}
 	if err := cfg.Validate(); err != nil {
 		return m, err
 	}
@@ -259,6 +280,13 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	stream, err := js.Stream(ctx, n.Stream)
 	if err != nil {
 		return m, err
+	}
+	sc := simClient{apiURL}
+	if o.webhooks {
+		// The listener is open: webhooks wait in its backlog until Run serves them.
+		if err := sc.sendWebhooks(ctx, "http://"+w.WebhookAddr()+cfg.Webhook.Path); err != nil {
+			return m, err
+		}
 	}
 
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -295,6 +323,10 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, err
 	}
 	polls0, hist0 := gatherPolls(w.Metrics())
+	served0, err := sc.stats(ctx)
+	if err != nil {
+		return m, err
+	}
 	requests0, steady0 := gatherRequests(w.Metrics()), time.Now()
 	cpu0, others0 = cpuTime(), partsCPU(parts)
 	if err := sleep(ctx, time.Duration(o.steady)*o.interval); err != nil {
@@ -302,6 +334,11 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 	m.steadyCPU, m.steadyOthers = cpuTime()-cpu0, partsCPU(parts)-others0
 	m.steadyRequests, m.steadyTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(steady0)
+	served1, err := sc.stats(ctx)
+	if err != nil {
+		return m, err
+	}
+	m.steadyServed = served1.Requests - served0.Requests
 	polls1, hist1 := gatherPolls(w.Metrics())
 	if err := stopProfile(); err != nil {
 		return m, err
@@ -320,15 +357,20 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 
 	// Churn, then the truth: every stint once, every ended stint's left once.
+	if served0, err = sc.stats(ctx); err != nil {
+		return m, err
+	}
+	if stopProfile, err = startProfile(o.cpuProfile, "churn.pprof"); err != nil {
+		return m, err
+	}
 	requests0, churn0 := gatherRequests(w.Metrics()), time.Now()
-	sc := simClient{apiURL}
 	for range o.churnIntervals {
-		if err := sc.change(ctx); err != nil {
+		if err := sc.change(ctx, o.interval); err != nil {
 			return m, err
 		}
-		if err := sleep(ctx, o.interval); err != nil {
-			return m, err
-		}
+	}
+	if err := stopProfile(); err != nil {
+		return m, err
 	}
 	if m.want, err = sc.expected(ctx); err != nil {
 		return m, err
@@ -339,12 +381,33 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, err
 	}
 	m.churnRequests, m.churnTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(churn0)
+	if served1, err = sc.stats(ctx); err != nil {
+		return m, err
+	}
+	m.churnServed = served1.Requests - served0.Requests
 	// A moment for anything extra (a duplicate that should not be) to show.
 	if err := sleep(ctx, time.Second); err != nil {
 		return m, err
 	}
-	m.got, err = streamCounts(ctx, stream, n.SubjectPrefix)
-	return m, err
+	if m.got, err = streamCounts(ctx, stream, n.SubjectPrefix); err != nil {
+		return m, err
+	}
+
+	// The latency of each change of the churn, by whether its webhook arrived. The
+	// simulator's clock is the wall clock, as the NATS server's: the times compare.
+	stored, err := storedSince(ctx, js, n.Stream, n.SubjectPrefix, churn0)
+	if err != nil {
+		return m, fmt.Errorf("read the churn's events: %w", err)
+	}
+	if o.webhooks {
+		hooks, err := sc.webhooks(ctx)
+		if err != nil {
+			return m, err
+		}
+		m.hooks = &hooks
+	}
+	m.latency = measureLatencies(stored, churn0, m.hooks)
+	return m, nil
 }
 
 // partsCPU is the CPU time the parts have used so far.
@@ -477,6 +540,9 @@ func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) err
 		fmt.Fprintf(w, "           %s, %s: %.0f active-list requests, %.0f for the lists of all participants (%.1f%% more; %.0f per session per hour)\n",
 			phase.name, ms(phase.took), active, all, 100*all/max(active, 1), all/float64(o.sessions)/phase.took.Hours())
 	}
+	perHour := func(n int64, took time.Duration) float64 { return float64(n) / float64(o.sessions) / took.Hours() }
+	fmt.Fprintf(w, "           requests per session per hour, as the simulator counts them (every endpoint): steady %.0f, churn %.0f\n",
+		perHour(m.steadyServed, m.steadyTook), perHour(m.churnServed, m.churnTook))
 	fmt.Fprintf(w, "ratios:    steady CPU per participant-poll: %.2f× fetch-only (target ≤ 1.1)\n", steadyCPU/baseCPU)
 	if b.benchRate > 0 {
 		bench := time.Duration(float64(m.burstEvents) / b.benchRate * float64(time.Second))
@@ -493,6 +559,9 @@ func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) err
 		burstCPU := m.burstCPU + m.burstOthers
 		fmt.Fprintf(w, "           CPU of the burst, all processes: %s / (a fetch-only cycle %s + nats bench %s) = %.2f×\n",
 			ms(burstCPU), ms(fetchCPU), ms(benchCPU), burstCPU.Seconds()/(fetchCPU+benchCPU).Seconds())
+	}
+	if o.churnIntervals > 0 {
+		reportLatencies(w, o, m.latency, m.hooks)
 	}
 	verdict := "OK"
 	if m.got != m.want {

@@ -59,6 +59,9 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"-interval", "10ms"},
 		{"-sessions", "100000", "-participants", "100"},
 		{"extra"},
+		{"-webhook-loss", "0.1"}, // without -webhooks
+		{"-webhooks", "-webhook-delay", "200ms-20ms"},
+		{"-webhooks", "-webhook-dup", "1.5"},
 	} {
 		var out bytes.Buffer
 		if err := run(context.Background(), args, &out); err == nil {

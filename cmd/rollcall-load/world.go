@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"sync"
+	"time"
 
 	"github.com/rollcall/rollcall/sim"
 )
@@ -49,33 +52,50 @@ func (w *world) join(id, pid string) string {
 	return pid
 }
 
-// change ends perCycle stints in every session, each among those present before the
+// changeOver changes every session once, session i of S at i/S of over from now, and
+// returns when all have changed, or ctx is done. The changes come as a steady stream,
+// as those of independent meetings do, and not all at once: a burst of thousands of
+// webhooks is more than the simulator can sign in the time their delays allow on a
+// small machine. It returns over after it began, so that a session's own changes
+// stay at least one over apart. mu is held while a session changes.
+func (w *world) changeOver(ctx context.Context, over time.Duration, mu *sync.Mutex) error {
+	start := time.Now()
+	for i, id := range w.sessions {
+		if err := sleep(ctx, time.Until(start.Add(over*time.Duration(i)/time.Duration(len(w.sessions))))); err != nil {
+			return err
+		}
+		mu.Lock()
+		w.change(id)
+		mu.Unlock()
+	}
+	return sleep(ctx, time.Until(start.Add(over))) // the next changes come an interval later
+}
+
+// change ends perCycle stints of session id, each among those present before the
 // change, so that every stint lasts through at least one poll when changes are an
 // interval apart. Each ended stint is replaced: by a newcomer, by someone who left
 // earlier coming back, or by the same participant reconnecting (a second connection
 // kicks the first).
-func (w *world) change() {
-	for _, id := range w.sessions {
-		present := w.present[id]
-		for _, i := range w.rng.Perm(len(present))[:min(w.perCycle, len(present))] {
-			pid := present[i]
-			switch w.rng.IntN(3) {
-			case 0: // reconnects
-				w.join(id, pid)
-			case 1: // leaves; someone who left earlier comes back
-				if gone := w.gone[id]; len(gone) > 0 {
-					w.api.Leave(id, pid)
-					j := w.rng.IntN(len(gone))
-					present[i], gone[j] = gone[j], pid
-					w.join(id, present[i])
-					break
-				}
-				fallthrough
-			default: // leaves; a newcomer joins
+func (w *world) change(id string) {
+	present := w.present[id]
+	for _, i := range w.rng.Perm(len(present))[:min(w.perCycle, len(present))] {
+		pid := present[i]
+		switch w.rng.IntN(3) {
+		case 0: // reconnects
+			w.join(id, pid)
+		case 1: // leaves; someone who left earlier comes back
+			if gone := w.gone[id]; len(gone) > 0 {
 				w.api.Leave(id, pid)
-				w.gone[id] = append(w.gone[id], pid)
-				present[i] = w.join(id, "")
+				j := w.rng.IntN(len(gone))
+				present[i], gone[j] = gone[j], pid
+				w.join(id, present[i])
+				break
 			}
+			fallthrough
+		default: // leaves; a newcomer joins
+			w.api.Leave(id, pid)
+			w.gone[id] = append(w.gone[id], pid)
+			present[i] = w.join(id, "")
 		}
 	}
 }
