@@ -84,6 +84,12 @@ const maxRecentBytes = 16 << 20
 // memory, while it catches up.
 const catchUpBatch = 100
 
+// resetAttempts is how many times an ordered consumer tries to recreate itself (after
+// a reconnection, or a stream deleted) before its reader fails. Once: while nats.go
+// waits to try again (up to 10 s), stopping it waits too, and a Close with it; and a
+// failed hub or catch-up costs little, its clients reconnect and resume.
+const resetAttempts = 1
+
 // hubStartTimeout bounds setting up the shared consumer, which a request waits for.
 const hubStartTimeout = 5 * time.Second
 
@@ -270,7 +276,7 @@ func (f *Feed) join(ctx context.Context, s *feedSender, h *feedHub, after uint64
 // unfiltered events in memory begin.
 func (f *Feed) catchUp(ctx context.Context, s *feedSender, h *feedHub, after uint64) (uint64, error) {
 	// A consumer left behind by a client gone is removed by the server soon.
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second, MaxResetAttempts: resetAttempts}
 	if after > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
@@ -536,7 +542,7 @@ func (f *Feed) currentHub(ctx context.Context) (*feedHub, error) {
 		start = head - uint64(f.opts.Recent) + 1
 	}
 	cons, err := f.js.OrderedConsumer(ctx, f.stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, MaxResetAttempts: resetAttempts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("the event feed cannot read stream %s: %w", f.stream, err)

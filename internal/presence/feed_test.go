@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rollcall/rollcall/diff"
@@ -538,6 +540,83 @@ func TestFeedBadRequests(t *testing.T) {
 			t.Errorf("%s with Last-Event-ID %q: %s %s, want 400", tc.path, tc.lastEventID, resp.Status, body)
 		}
 	}
+}
+
+// TestFeedStreamGone: when the stream is deleted, the clients' responses end, and
+// the feed answers 503 until it is there again.
+func TestFeedStreamGone(t *testing.T) {
+	r := newFeedRig(t, FeedOptions{})
+	r.publish(t, diff.Joined, "r1", "s1")
+	c := r.get(t, "/events", "0")
+	c.next(t)
+	if err := r.js.DeleteStream(context.Background(), feedStream); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the response did not end when the stream was deleted")
+	}
+	waitUntil(t, "503 without the stream", func() bool {
+		resp, cancel := r.request(t, "/events", "")
+		defer cancel()
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	err := publisher.EnsureStream(context.Background(), r.js, publisher.StreamConfig{
+		Name: feedStream, Prefix: feedPrefix, Replicas: 1, DuplicateWindow: time.Minute, MaxAge: time.Hour,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := r.get(t, "/events", "")
+	seq := r.publish(t, diff.Joined, "r1", "s1")
+	if got := again.ids(t, 1); got[0] != seq {
+		t.Errorf("id %d, want %d", got[0], seq)
+	}
+}
+
+// TestFeedBrokerRestart: the NATS server restarts under the feed; a client that
+// reconnects with the last id it got, as a browser does when its response ends,
+// gets every event once.
+func TestFeedBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := natstest.StartIn(t, dir, -1)
+	port := ns.Addr().(*net.TCPAddr).Port
+	r := &feedRig{js: natstest.JetStream(t, ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))}
+	err := publisher.EnsureStream(context.Background(), r.js, publisher.StreamConfig{
+		Name: feedStream, Prefix: feedPrefix, Replicas: 1, DuplicateWindow: time.Minute, MaxAge: time.Hour,
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start(t, FeedOptions{})
+	c := r.get(t, "/events", "0")
+	r.publish(t, diff.Joined, "r1", "s1")
+	r.publish(t, diff.Joined, "r1", "s1")
+	got := c.ids(t, 2)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	natstest.StartIn(t, dir, port)
+	waitUntil(t, "reconnected", func() bool { return r.js.Conn().IsConnected() })
+	r.publish(t, diff.Left, "r1", "s1")
+	r.publish(t, diff.Left, "r1", "s1")
+	for len(got) < 4 {
+		select {
+		case e := <-c.events:
+			id, _ := strconv.ParseUint(e.ID, 10, 64)
+			got = append(got, id)
+		case <-c.done:
+			t.Logf("reconnecting after %v", got)
+			c = r.get(t, "/events", strconv.FormatUint(got[len(got)-1], 10))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("got %v, then nothing for 10s", got)
+		}
+	}
+	if d := cmp.Diff([]uint64{1, 2, 3, 4}, got); d != "" {
+		t.Errorf("ids (-want +got):\n%s", d)
+	}
+	c.none(t)
 }
 
 // TestFeedStops: responses end when their clients go away and when the feed closes,
