@@ -335,14 +335,7 @@ func (f *Feed) live(ctx context.Context, s *feedSender, c *feedClient) {
 		var err error
 		select {
 		case fr := <-c.queue:
-			err = s.event(fr)
-			// Those queued meanwhile go out in the same flush: one write for a burst.
-			for n := len(c.queue); n > 0 && err == nil; n-- {
-				err = s.event(<-c.queue)
-			}
-			if err == nil {
-				err = s.flush()
-			}
+			err = s.batch(fr, c.queue)
 			tick.Reset(f.opts.Heartbeat)
 		case <-tick.C:
 			err = s.heartbeat()
@@ -366,7 +359,7 @@ type feedSender struct {
 // write writes b. The deadline is renewed before each write, which also lifts the
 // server's deadline for the whole response.
 func (s *feedSender) write(b []byte) error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+	if err := s.renew(); err != nil {
 		return err
 	}
 	_, err := s.w.Write(b)
@@ -376,8 +369,30 @@ func (s *feedSender) write(b []byte) error {
 func (s *feedSender) event(fr *sseFrame) error { return s.write(fr.b) }
 
 func (s *feedSender) flush() error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+	if err := s.renew(); err != nil {
 		return err
+	}
+	return s.failed(s.rc.Flush())
+}
+
+func (s *feedSender) renew() error {
+	return s.failed(s.rc.SetWriteDeadline(time.Now().Add(s.timeout)))
+}
+
+// batch writes fr and the events queued behind it, and flushes them: one write for
+// a burst, whose deadline is renewed once (a queue is short, and renewing costs as
+// much as a tenth of a write).
+func (s *feedSender) batch(fr *sseFrame, queue <-chan *sseFrame) error {
+	if err := s.renew(); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(fr.b); err != nil {
+		return s.failed(err)
+	}
+	for n := len(queue); n > 0; n-- {
+		if _, err := s.w.Write((<-queue).b); err != nil {
+			return s.failed(err)
+		}
 	}
 	return s.failed(s.rc.Flush())
 }
