@@ -74,6 +74,9 @@ type Metrics struct {
 	ReplicasLive prometheus.Gauge   // replicas whose heartbeat is in the lease bucket
 
 	Webhooks *prometheus.CounterVec // requests to the webhook receiver, by result
+
+	FeedClients prometheus.Gauge   // clients of GET /events served now
+	FeedDropped prometheus.Counter // clients of GET /events dropped for not keeping up
 }
 
 // New returns the instruments, registered with reg; nil registers them nowhere (for
@@ -182,6 +185,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rollcall_webhooks_total", Help: "Requests to the webhook receiver, by result: verified (204), rejected (401: no signature, a bad one, or no key), malformed (400, 405, 413: not a webhook).",
 		}, []string{"result"}),
+		FeedClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rollcall_sse_clients", Help: "Clients of the event feed (GET /events) served now.",
+		}),
+		FeedDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_sse_dropped_total", Help: "Clients of the event feed (GET /events) dropped because they did not keep up: too many events waiting for them, or a write that did not complete in time. They reconnect with Last-Event-ID and lose nothing.",
+		}),
 	}
 	// Every known label value starts at zero, so that rates and alerts see a zero
 	// rather than nothing before the first event of a kind.
@@ -209,7 +218,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
 			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.RecordsRejected, m.Conflicts, m.StatesRebuilt, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
-			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive, m.Webhooks)
+			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive, m.Webhooks,
+			m.FeedClients, m.FeedDropped)
 	}
 	return m
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/rollcall/rollcall/poller"
 )
 
-// handler serves /metrics, /healthz and /readyz.
+// handler serves /metrics, /healthz, /readyz and the event feed, /events.
 func (w *Worker) handler() http.Handler {
 	mux := http.NewServeMux()
 	metricsHandler := promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{})
@@ -40,6 +40,14 @@ func (w *Worker) handler() http.Handler {
 			return
 		}
 		fmt.Fprintln(rw, "ok")
+	})
+	mux.HandleFunc("GET /events", func(rw http.ResponseWriter, r *http.Request) {
+		if !w.wired.Load() {
+			rw.Header().Set("Retry-After", "1")
+			http.Error(rw, "starting: not connected to NATS yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.feed.ServeHTTP(rw, r)
 	})
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
 		checks, ready := w.ready(r.Context())

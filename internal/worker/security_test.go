@@ -113,6 +113,9 @@ func TestNATSWrongPassword(t *testing.T) {
 	if code, body := httpGet(t, cfg.HTTP.Listen, "/readyz"); code != 503 || !strings.Contains(body, `"nats":"not connected: authorization refused`) {
 		t.Errorf("/readyz while waiting for NATS: %d %s", code, body)
 	}
+	if code, body := httpGet(t, cfg.HTTP.Listen, "/events"); code != 503 {
+		t.Errorf("/events while waiting for NATS: %d %s", code, body)
+	}
 	time.Sleep(2 * time.Second) // two more refusals, which must not be logged again
 	if n := strings.Count(logs.String(), "cannot reach NATS"); n != 1 {
 		t.Errorf("%d lines about the refusal, want 1:\n%s", n, logs.String())

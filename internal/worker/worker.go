@@ -33,6 +33,7 @@ import (
 	"github.com/rollcall/rollcall/events"
 	"github.com/rollcall/rollcall/internal/httpserver"
 	"github.com/rollcall/rollcall/internal/metrics"
+	"github.com/rollcall/rollcall/internal/presence"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 )
@@ -98,6 +99,8 @@ type Worker struct {
 	hook         *http.Server
 	hookListener net.Listener
 	follow       chan string // rooms to follow, from UnknownRoom; nil unless webhook.follow_rooms
+
+	feed *presence.Feed // GET /events on http.listen; set before wired
 }
 
 // replicaName names this process among the replicas: $ROLLCALL_REPLICA, if set, which
@@ -177,7 +180,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		}
 		w.http = httpserver.New(w.handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 		go func() {
-			if err := httpserver.Serve(w.http, l); !errors.Is(err, http.ErrServerClosed) {
+			// The event feed's clients hold their connections: they come on top of
+			// what the other endpoints need.
+			if err := w.http.Serve(httpserver.LimitListener(l, httpserver.MaxConns+presence.DefaultMaxClients)); !errors.Is(err, http.ErrServerClosed) {
 				log.Error("no longer serving /metrics, /healthz and /readyz", "err", err)
 			}
 		}()
@@ -258,6 +263,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		Unfinished: unfinished, Log: log, UnknownRoom: unknownRoom,
 		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Vanished: w.vanished, Metrics: w.metrics,
 	})
+	w.feed = presence.NewFeed(js, n.Stream, n.SubjectPrefix, presence.FeedOptions{Metrics: w.metrics, Log: log})
 	if cfg.Webhook.Listen != "" {
 		// Last, so that a webhook is only ever answered by a worker that can act on it.
 		if err := w.listenWebhooks(); err != nil {
@@ -411,6 +417,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // Close closes the connection and shuts the embedded server down; when it returns,
 // store_dir/nats.url is gone.
 func (w *Worker) Close() {
+	if w.feed != nil {
+		w.feed.Close() // ends its responses, which would hold the server's connections
+	}
 	if w.http != nil {
 		_ = w.http.Close() // it fails only on closing its listener, which is let go either way
 	}
