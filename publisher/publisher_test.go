@@ -306,6 +306,52 @@ func TestStore(t *testing.T) {
 	}
 }
 
+// TestStoreLive: Live lists the sessions whose state is kept and has not ended, with
+// who is present; it passes over an ended session, whether its tombstone is written
+// yet or not, and a state that cannot be read.
+func TestStoreLive(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := diff.State{RoomID: "r1", Started: true, Present: []diff.Participant{demo1}}
+	if _, err := s.Save(ctx, "live.one", live, 0); err != nil {
+		t.Fatal(err)
+	}
+	ending := diff.State{RoomID: "r1", Started: true, Ended: true}
+	if _, err := s.Save(ctx, "ending", ending, 0); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.Save(ctx, "ended", live, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(ctx, "ended", live, rev); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "sessions.garbled", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := publisher.ReadStore(ctx, js, "ROLLCALL_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reader.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []publisher.Live{{SessionID: "live.one", State: live}}
+	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(diff.State{}, "Saved")); d != "" {
+		t.Errorf("Live (-want +got):\n%s", d)
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

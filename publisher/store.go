@@ -220,6 +220,37 @@ func (s *Store) Unfinished(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// Live is a session whose state is kept and has not ended, as last saved.
+type Live struct {
+	SessionID string
+	State     diff.State
+}
+
+// Live returns the state of every session kept that has not ended, as of each one's
+// last save: who is present, for `rollcall who` and the presence page. A state that
+// cannot be read is passed over (the worker sets it aside and rebuilds it when it next
+// loads it), and so is one ended or gone since it was listed.
+func (s *Store) Live(ctx context.Context) ([]Live, error) {
+	ids, err := s.Unfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var live []Live
+	for _, id := range ids {
+		st, rev, err := s.Load(ctx, id)
+		switch {
+		case errors.Is(err, ErrUnreadable):
+			continue
+		case err != nil:
+			return nil, err
+		case rev == 0 || st.Ended:
+			continue
+		}
+		live = append(live, Live{SessionID: id, State: st})
+	}
+	return live, nil
+}
+
 // End replaces the state of a session that has ended, saved at revision rev, by its
 // tombstone. The tombstone is written first, so that a stop in between leaves both
 // (and the next End finishes), never neither.

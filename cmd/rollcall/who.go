@@ -98,18 +98,14 @@ func whoIs(ctx context.Context, store *publisher.Store, id string) ([]whoSession
 	if rev > 0 || st.Ended {
 		return []whoSession{present(id, st)}, nil
 	}
-	ids, err := store.Unfinished(ctx)
+	live, err := store.Live(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []whoSession
-	for _, sid := range ids {
-		st, _, err := store.Load(ctx, sid)
-		if err != nil {
-			return nil, err
-		}
-		if st.RoomID == id {
-			out = append(out, present(sid, st))
+	for _, l := range live {
+		if l.State.RoomID == id {
+			out = append(out, present(l.SessionID, l.State))
 		}
 	}
 	if len(out) == 0 {
