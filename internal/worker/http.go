@@ -12,9 +12,17 @@ import (
 	"github.com/rollcall/rollcall/poller"
 )
 
-// handler serves /metrics, /healthz, /readyz and the event feed, /events.
+// handler serves the presence page, /, and the event feed, /events, beside /metrics,
+// /healthz and /readyz.
 func (w *Worker) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(rw http.ResponseWriter, r *http.Request) {
+		if !w.wired.Load() {
+			http.Error(rw, "starting: not connected to NATS yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.page.ServeHTTP(rw, r)
+	})
 	metricsHandler := promhttp.HandlerFor(w.registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
 		if !w.wired.Load() {

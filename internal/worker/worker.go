@@ -89,10 +89,12 @@ type Worker struct {
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
 	http     *http.Server // nil if http.listen is ""
-	cause    *natsCause   // why NATS cannot be reached, if it cannot
-	wired    atomic.Bool  // New is done: the fields above are set, the handlers may use them
-	replica  string       // this replica's name in the lease bucket
-	host     string       // the host in replica, a default name; "" for $ROLLCALL_REPLICA
+	httpAddr string       // where it listens
+	page     *presence.Page
+	cause    *natsCause  // why NATS cannot be reached, if it cannot
+	wired    atomic.Bool // New is done: the fields above are set, the handlers may use them
+	replica  string      // this replica's name in the lease bucket
+	host     string      // the host in replica, a default name; "" for $ROLLCALL_REPLICA
 
 	// The webhook receiver, nil if webhook.listen is "", and its listener, opened by
 	// New and served by Run.
@@ -178,6 +180,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		if err != nil {
 			return nil, fmt.Errorf("http.listen: %w", err)
 		}
+		w.httpAddr = l.Addr().String()
 		w.http = httpserver.New(w.handler(), slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 		go func() {
 			// The event feed's clients hold their connections: they come on top of
@@ -245,6 +248,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 	if err != nil {
 		return nil, err
 	}
+	// The page reads the states apart from the poller's store: a page view must
+	// neither count as the poller's loads nor rebuild a state.
+	states, err := publisher.ReadStore(ctx, js, n.StateBucket)
+	if err != nil {
+		return nil, err
+	}
+	w.page = presence.NewPage(presence.PageConfig{JetStream: js, Stream: n.Stream, States: states, Followed: w.followed, Log: log})
 	unfinished, err := store.Unfinished(ctx)
 	if err != nil {
 		return nil, err
@@ -307,6 +317,20 @@ func (w *Worker) WebhookAddr() string {
 		return ""
 	}
 	return w.hookListener.Addr().String()
+}
+
+// HTTPAddr is the address http.listen listens on ("" without one): the port chosen,
+// for a listen address with port 0.
+func (w *Worker) HTTPAddr() string { return w.httpAddr }
+
+// followed is what the presence page shows: the rooms and sessions of the config file
+// and of the tracking bucket, which every replica reads alike.
+func (w *Worker) followed(ctx context.Context) (rooms, sessions []string, err error) {
+	sessions, rooms, err = w.tracking.List(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(rooms, w.cfg.RoomIDs()...), append(sessions, w.cfg.SessionIDs()...), nil
 }
 
 // Metrics gathers the worker's metrics, as /metrics serves them.
