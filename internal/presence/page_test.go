@@ -40,7 +40,7 @@ func pageOn(t *testing.T, js jetstream.JetStream, rooms, sessions []string) *htt
 	return srv
 }
 
-func get(t *testing.T, url string) (*http.Response, string) {
+func getPage(t *testing.T, url string) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -55,19 +55,19 @@ func get(t *testing.T, url string) (*http.Response, string) {
 }
 
 var (
-	sessionRE     = regexp.MustCompile(`<article class="session" data-session-id="([^"]*)" data-room-id="([^"]*)">`)
-	participantRE = regexp.MustCompile(`data-participant-id="([^"]*)"`)
+	pageSessionRE     = regexp.MustCompile(`<article class="session" data-session-id="([^"]*)" data-room-id="([^"]*)">`)
+	pageParticipantRE = regexp.MustCompile(`data-participant-id="([^"]*)"`)
 )
 
-// rendered is, per data-session-id in body outside its <template> elements, its room
+// renderedSessions is, per data-session-id in body outside its <template> elements, its room
 // and its data-participant-id values, in order.
-func rendered(body string) map[string][]string {
+func renderedSessions(body string) map[string][]string {
 	body, _, _ = strings.Cut(body, "<template")
 	out := make(map[string][]string)
-	parts := sessionRE.Split(body, -1)
-	for i, m := range sessionRE.FindAllStringSubmatch(body, -1) {
+	parts := pageSessionRE.Split(body, -1)
+	for i, m := range pageSessionRE.FindAllStringSubmatch(body, -1) {
 		ids := []string{"room " + m[2]}
-		for _, p := range participantRE.FindAllStringSubmatch(parts[i+1], -1) {
+		for _, p := range pageParticipantRE.FindAllStringSubmatch(parts[i+1], -1) {
 			ids = append(ids, p[1])
 		}
 		out[m[1]] = ids
@@ -119,7 +119,7 @@ func TestPageRendered(t *testing.T) {
 	}
 
 	srv := pageOn(t, js, []string{"r1", "r-empty"}, []string{"s-alone"})
-	resp, body := get(t, srv.URL)
+	resp, body := getPage(t, srv.URL)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("%s, %s:\n%s", resp.Status, resp.Header.Get("Content-Type"), body)
 	}
@@ -127,7 +127,7 @@ func TestPageRendered(t *testing.T) {
 		"s1":      {"room r1", "x", "rec", "v", "late"},
 		"s-alone": {"room r-other", "a"},
 	}
-	if d := cmp.Diff(want, rendered(body)); d != "" {
+	if d := cmp.Diff(want, renderedSessions(body)); d != "" {
 		t.Errorf("sessions and who is present (-want +got):\n%s", d)
 	}
 	for _, room := range []string{"r-empty", "r-other", "r1"} {
@@ -169,7 +169,7 @@ func TestPageWithoutStream(t *testing.T) {
 	if _, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, slog.New(slog.DiscardHandler), nil); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := get(t, pageOn(t, js, nil, nil).URL)
+	resp, body := getPage(t, pageOn(t, js, nil, nil).URL)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "stream not found") {
 		t.Errorf("%s: %s", resp.Status, body)
 	}
