@@ -79,8 +79,8 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	cfg.VideoSDK.BaseURL, cfg.VideoSDK.APIKey, cfg.VideoSDK.Secret = apiURL, key, secret
 	cfg.VideoSDK.PerPage = demoPerPage
 	cfg.Poll.Schedule, cfg.Poll.DiscoverSchedule, cfg.Poll.ReconcileSchedule = demoSchedule, demoDiscover, demoReconcile
-	cfg.NATS.StoreDir = dir // and url "": the embedded server
-	cfg.HTTP.Listen = ""    // no /metrics: a demo must not take a port another worker may use
+	cfg.NATS.StoreDir = dir         // and url "": the embedded server
+	cfg.HTTP.Listen = "127.0.0.1:0" // the presence page; any free port, not one another worker may use
 	cfg.Webhook.Listen = "127.0.0.1:0"
 	for _, id := range rooms {
 		cfg.Rooms = append(cfg.Rooms, worker.Room{ID: id})
@@ -107,6 +107,8 @@ func runDemo(ctx context.Context, d time.Duration, stdout, stderr io.Writer) err
 	}
 	defer removeFile()
 
+	// First, so that it is seen before the feed scrolls.
+	fmt.Fprintf(stdout, "Who is here, live: http://%s/   (the presence page: open it in a browser)\n", w.HTTPAddr())
 	fmt.Fprintf(stdout, "rollcall demo: NATS %s, simulated VideoSDK API %s, following %d rooms (%s): sessions polled %s, rooms listed %s.\n",
 		url, apiURL, len(rooms), strings.Join(rooms, ", "), demoSchedule, demoDiscover)
 	fmt.Fprintf(stdout, "The simulator sends VideoSDK's webhooks to the worker (http://%s%s): each is a hint to poll at once, so events come within a second of a change.\n",

@@ -48,7 +48,8 @@ func TestTokenCommand(t *testing.T) {
 	}
 }
 
-// TestDemo runs the demo briefly: it must show joins in readable lines on its own.
+// TestDemo runs the demo briefly: it must show joins in readable lines on its own,
+// after the presence page's URL, first, which shows the live sessions.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for seconds")
@@ -67,6 +68,14 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("no joined line within 20s:\n%s\n%s", out.String(), errs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	page, ok := strings.CutPrefix(first, "Who is here, live: ")
+	page, _, _ = strings.Cut(page, " ")
+	if !ok || !strings.HasPrefix(page, "http://127.0.0.1:") {
+		t.Errorf("the first line is not the presence page's URL: %q", first)
+	} else if code, body := get(t, strings.Trim(strings.TrimPrefix(page, "http://"), "/"), "/"); code != 200 || !strings.Contains(body, `data-session-id="`) {
+		t.Errorf("GET %s: %d, no live session:\n%s", page, code, body)
 	}
 	cancel()
 	if err := <-done; err != nil {
