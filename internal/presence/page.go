@@ -1,23 +1,5 @@
 // Package presence serves what people look at on http.listen: the presence page
-// (GET /), who is present in each followed room, kept live from the event feed
-// (GET /events). Both read only the stream and the buckets, so every replica serves
-// the same page.
-//
-// # The page
-//
-// The server renders who is present from the state bucket, so the page works
-// without JavaScript, and its markup is a contract (spec.md): each live session is an
-// element with data-session-id and data-room-id, holding one element per present
-// participant with data-participant-id. Names are text, never markup: html/template
-// here, textContent in the script, and a Content-Security-Policy that allows the
-// page's own script and style alone.
-//
-// Before it reads the states, the page reads the stream's last sequence, and embeds
-// it: the poller saves a session's state, with its events in an outbox, before it
-// publishes them, so every event up to that sequence is in the states read after it.
-// The script opens the feed from there; the events after it that the states show
-// already come again, and are harmless: the script applies events idempotently, a
-// stint being a participantId and its joinedAt.
+// (GET /), kept live from the event feed (GET /events).
 package presence
 
 import (
@@ -83,7 +65,22 @@ type PageConfig struct {
 	Log      *slog.Logger
 }
 
-// Page serves the presence page.
+// Page serves the presence page: each followed room, its live sessions and who is
+// present in each.
+//
+// The server renders who is present from the state bucket, so the page works
+// without JavaScript, and its markup is a contract (spec.md): each live session is an
+// element with data-session-id and data-room-id, holding one element per present
+// participant with data-participant-id. Names are text, never markup: html/template
+// here, textContent in the script, and a Content-Security-Policy that allows the
+// page's own script and style alone.
+//
+// Before it reads the states, the page reads the stream's last sequence, and embeds
+// it: the poller saves a session's state, with its events in an outbox, before it
+// publishes them, so every event up to that sequence is in the states read after it.
+// The script follows the feed from there; the events after it that the states show
+// already come again, and are harmless: the script applies events idempotently, a
+// stint being a participantId and its joinedAt.
 type Page struct{ cfg PageConfig }
 
 // NewPage returns the page of cfg.
@@ -146,14 +143,12 @@ type participantView struct {
 // read reads the stream's last sequence, then who is present in the followed rooms
 // and sessions.
 func (p *Page) read(ctx context.Context) (*pageView, error) {
+	// Stream asks the server for the stream's info: its cached info is as of now.
 	s, err := p.cfg.JetStream.Stream(ctx, p.cfg.Stream)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
+	last := s.CachedInfo().State.LastSeq
 	rooms, sessions, err := p.cfg.Followed(ctx)
 	if err != nil {
 		return nil, err
@@ -162,7 +157,7 @@ func (p *Page) read(ctx context.Context) (*pageView, error) {
 	if err != nil {
 		return nil, err
 	}
-	view := &pageView{LastEventID: info.State.LastSeq, At: time.Now().UTC().Format("15:04:05"),
+	view := &pageView{LastEventID: last, At: time.Now().UTC().Format("15:04:05"),
 		Marks: marksJSON, Script: template.JS(pageScript), Style: template.CSS(pageStyle)}
 	view.Rooms = layout(rooms, sessions, live)
 	return view, nil
