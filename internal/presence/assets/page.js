@@ -24,8 +24,8 @@
   function mark(mode, sdkType) {
     mode = (mode || "").toLowerCase();
     sdkType = (sdkType || "").toLowerCase();
-    const r = rules.find((r) => (r.modes || []).includes(mode) || (r.sdkTypes || []).includes(sdkType));
-    return r ? r.mark : "";
+    const rule = rules.find((r) => (r.modes || []).includes(mode) || (r.sdkTypes || []).includes(sdkType));
+    return rule ? rule.mark : "";
   }
 
   function since(el, joinedAt) {
@@ -167,6 +167,7 @@
     };
     for (const [type, f] of Object.entries(apply)) {
       es.addEventListener(type, (m) => {
+        if (m.lastEventId) last = m.lastEventId;
         let e;
         try {
           e = JSON.parse(m.data);
@@ -174,7 +175,6 @@
           return; // not an event: nothing to apply
         }
         f(e.data);
-        if (m.lastEventId) last = m.lastEventId;
       });
     }
   }
