@@ -1,5 +1,3 @@
-// Package presence serves what people look at on http.listen: the presence page
-// (GET /), kept live from the event feed (GET /events).
 package presence
 
 import (

@@ -4,16 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,14 +149,13 @@ func (b *browserPage) until(t *testing.T, d time.Duration, what string, cond fun
 // presentRig is the simulator over HTTP, an embedded NATS server and the worker,
 // which the test stops and starts again on the same addresses.
 type presentRig struct {
-	api    *sim.Server
-	cfg    worker.Config
-	js     jetstream.JetStream
-	logs   testkit.Buffer
-	stop   func()
-	live   []string // the sessions that have not ended, as the test made them
-	feed   *standInFeed
-	server *httptest.Server // the page and the feed, as the browser reaches them
+	api  *sim.Server
+	cfg  worker.Config
+	js   jetstream.JetStream
+	logs testkit.Buffer
+	stop func()
+	live []string // the sessions that have not ended, as the test made them
+	url  string   // the page, on the worker's http.listen
 }
 
 func newPresentRig(t *testing.T) *presentRig {
@@ -180,13 +174,7 @@ func newPresentRig(t *testing.T) *presentRig {
 	for _, id := range []string{"r1", "r2", "r3"} {
 		cfg.Rooms = append(cfg.Rooms, worker.Room{ID: id})
 	}
-	r.cfg = cfg
-	r.feed = &standInFeed{js: r.js}
-	mux := http.NewServeMux()
-	mux.Handle("/events", r.feed)
-	mux.Handle("/", httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: cfg.HTTP.Listen}))
-	r.server = httptest.NewServer(mux)
-	t.Cleanup(r.server.Close)
+	r.cfg, r.url = cfg, "http://"+cfg.HTTP.Listen+"/"
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the worker's log:\n%s", r.logs.String())
@@ -206,16 +194,12 @@ func (r *presentRig) start(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	r.feed.down.Store(false)
 	r.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("the worker: %v", err)
 		}
-		w.Close()
-		// As the worker's own feed does when its server closes.
-		r.feed.down.Store(true)
-		r.server.CloseClientConnections()
+		w.Close() // which ends the feed's responses
 	})
 	t.Cleanup(r.stop)
 }
@@ -294,7 +278,7 @@ func TestPageInBrowser(t *testing.T) {
 
 	// Without JavaScript: the server's rendering.
 	testkit.Eventually(t, 15*time.Second, "the server renders everyone present", func() bool {
-		resp, body := getPage(t, r.server.URL)
+		resp, body := getPage(t, r.url)
 		got := renderedSessions(body)
 		for s := range got {
 			got[s] = got[s][1:] // the room
@@ -309,7 +293,7 @@ func TestPageInBrowser(t *testing.T) {
 			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: logFeed})
 			return err
 		}),
-		chromedp.Navigate(r.server.URL),
+		chromedp.Navigate(r.url),
 		chromedp.Evaluate[chromedp.Void](`window.loadedOnce = true`))
 	if err != nil {
 		t.Fatal(err)
@@ -387,67 +371,5 @@ func TestPageInBrowser(t *testing.T) {
 	// rendered up to, across the restart: the page resumed, and repeated nothing.
 	if len(d.Received) == 0 || d.Received[0] <= rendered || !slices.IsSorted(d.Received) || len(slices.Compact(slices.Clone(d.Received))) != len(d.Received) {
 		t.Errorf("the events the page took, by id: %v; the server rendered up to %d", d.Received, rendered)
-	}
-}
-
-// standInFeed serves GET /events as spec.md says, for this test only, until the
-// worker serves the feed itself: the stream's events after Last-Event-ID (or the
-// lastEventId parameter), else new ones. While down, it answers 503, as a worker
-// that is not there would not answer at all.
-type standInFeed struct {
-	js   jetstream.JetStream
-	down atomic.Bool
-}
-
-func (f *standInFeed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.down.Load() {
-		http.Error(w, "down", http.StatusServiceUnavailable)
-		return
-	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
-	last := r.Header.Get("Last-Event-ID")
-	if last == "" {
-		last = r.URL.Query().Get("lastEventId")
-	}
-	if last != "" {
-		n, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: n + 1}
-	}
-	cons, err := f.js.OrderedConsumer(r.Context(), "ROLLCALL", cfg)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	msgs, err := cons.Messages()
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	defer msgs.Stop()
-	defer context.AfterFunc(r.Context(), msgs.Stop)()
-	w.Header().Set("Content-Type", "text/event-stream")
-	rc := http.NewResponseController(w)
-	if err := rc.Flush(); err != nil {
-		return
-	}
-	for {
-		m, err := msgs.Next()
-		if err != nil {
-			return
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		var e struct{ Type string }
-		_ = json.Unmarshal(m.Data(), &e) // the stream holds only events
-		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", md.Sequence.Stream, e.Type, m.Data())
-		if err := rc.Flush(); err != nil {
-			return
-		}
 	}
 }
