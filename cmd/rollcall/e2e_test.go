@@ -268,7 +268,7 @@ func (e *e2e) httpAddr() string {
 	e.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, rest, ok := strings.Cut(e.logs.String(), "serving /metrics, /healthz and /readyz\" listen="); ok {
+		if _, rest, ok := strings.Cut(e.logs.String(), "serving /, /events, /metrics, /healthz and /readyz\" listen="); ok {
 			addr, _, _ := strings.Cut(rest, "\n")
 			return addr
 		}

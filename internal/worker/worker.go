@@ -186,10 +186,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 			// The event feed's clients hold their connections: they come on top of
 			// what the other endpoints need.
 			if err := w.http.Serve(httpserver.LimitListener(l, httpserver.MaxConns+presence.DefaultMaxClients)); !errors.Is(err, http.ErrServerClosed) {
-				log.Error("no longer serving /metrics, /healthz and /readyz", "err", err)
+				log.Error("no longer serving /, /events, /metrics, /healthz and /readyz", "err", err)
 			}
 		}()
-		log.Info("serving /metrics, /healthz and /readyz", "listen", l.Addr().String())
+		log.Info("serving /, /events, /metrics, /healthz and /readyz", "listen", l.Addr().String())
 	}
 	if url == "" {
 		if w.ns, w.stopNS, err = StartEmbedded(cfg.NATS.StoreDir, log); err != nil {
