@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -23,36 +21,12 @@ import (
 // and the run measures, from each change of the churn to its event's stream
 // timestamp, the latency of the changes whose webhook arrived apart from the others'.
 
-// webhookFlags declares -webhooks and the -webhook-* flags, in the format of `rollcall
-// sim`'s (cmd/rollcall/simflags.go); tuned says whether a -webhook-* flag was given.
+// webhookFlags declares -webhooks and the -webhook-* flags, as `rollcall sim` does;
+// tuned says whether a -webhook-* flag was given.
 func webhookFlags(fs *flag.FlagSet, o *options, tuned *bool) {
 	o.hooks = sim.WebhookOptions{MinDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond, Loss: 0.1, Duplicate: 0.1}
 	fs.BoolVar(&o.webhooks, "webhooks", false, "the simulator sends its signed webhooks to the worker's webhook.listen: a hint to poll at once")
-	fs.Func("webhook-delay", "with -webhooks, delay each webhook by a random time in `MIN-MAX`, or by one duration (default 20ms-200ms)", func(s string) error {
-		first, second, ranged := strings.Cut(s, "-")
-		lo, err := time.ParseDuration(first)
-		hi := lo
-		if err == nil && ranged {
-			hi, err = time.ParseDuration(second)
-		}
-		if err != nil || lo < 0 || hi < lo {
-			return errors.New("want a duration, or MIN-MAX with 0 <= MIN <= MAX, such as 20ms-200ms")
-		}
-		o.hooks.MinDelay, o.hooks.MaxDelay, *tuned = lo, hi, true
-		return nil
-	})
-	fraction := func(dst *float64) func(string) error {
-		return func(s string) error {
-			f, err := strconv.ParseFloat(s, 64)
-			if err != nil || !(f >= 0 && f <= 1) {
-				return errors.New("want a fraction from 0 to 1")
-			}
-			*dst, *tuned = f, true
-			return nil
-		}
-	}
-	fs.Func("webhook-loss", "with -webhooks, drop this `fraction` of the webhooks (default 0.1)", fraction(&o.hooks.Loss))
-	fs.Func("webhook-dup", "with -webhooks, send this `fraction` of the webhooks twice (default 0.1)", fraction(&o.hooks.Duplicate))
+	sim.WebhookFlags(fs, &o.hooks, "with -webhooks, ", tuned)
 }
 
 // webhooksText describes the webhooks of a run, for its first line.
