@@ -33,8 +33,9 @@
 //     a participant-left then a participant-joined;
 //   - links point at the host the request was sent to;
 //   - a rejoin keeps the name, mode and device of the participant's first join;
-//   - fields rollcall does not interpret (events, initTime, deviceInfo, geoLocation)
-//     carry the values of the documented example.
+//   - fields rollcall does not interpret (events, initTime) carry the values of the
+//     documented example; deviceInfo and geoLocation are in its shape, one of a few
+//     dozen devices and thirty places per participant (see devices.go).
 package sim
 
 import (

@@ -18,10 +18,8 @@ const timeLayout = "2006-01-02T15:04:05.000Z"
 // Fixed values of fields rollcall passes along but never interprets: those of the
 // documented example.
 var (
-	noEvents       = json.RawMessage(`{"mic":[],"webcam":[],"screenShare":[],"screenShareAudio":[]}`)
-	emptyList      = json.RawMessage(`[]`)
-	exampleBrowser = json.RawMessage(`{"browser":{"name":"Firefox","version":"115.0"},"os":{"name":"Linux"},"platform":{"type":"desktop"}}`)
-	exampleGeo     = json.RawMessage(`{"city":"Surat","region":"Gujarat","country":"India"}`)
+	noEvents  = json.RawMessage(`{"mic":[],"webcam":[],"screenShare":[],"screenShareAudio":[]}`)
+	emptyList = json.RawMessage(`[]`)
 )
 
 // stamp is a time written as the API writes it.
@@ -169,12 +167,7 @@ func (s *Server) doc(sess *session, pts []*participant, base string, shownUntil 
 			Events:        noEvents,
 			Timelog:       pt.timelogEntries(shownUntil),
 			InitTime:      0.123,
-			DeviceInfo: deviceInfo{
-				SDKType:          pt.SDKType,
-				SDKVersion:       "0.3.29",
-				Platform:         "desktop",
-				BrowserUserAgent: exampleBrowser,
-			},
+			DeviceInfo:    deviceOf(pt.ID, pt.SDKType),
 			ChangeModeHistory: []modeChange{{
 				Mode:    pt.Mode,
 				Timelog: stamp(pt.firstJoin),
@@ -182,7 +175,7 @@ func (s *Server) doc(sess *session, pts []*participant, base string, shownUntil 
 			}},
 			Mode:        pt.Mode,
 			ID:          objectID("participant", sess.id, pt.ID),
-			GeoLocation: exampleGeo,
+			GeoLocation: placeOf(pt.ID),
 		})
 	}
 	return sessionDoc{
