@@ -23,7 +23,7 @@ import (
 	"github.com/rollcall/rollcall/sim"
 )
 
-var memorySessions = flag.Int("memory.sessions", 1000, "TestLoopMemoryBounded: how many sessions to follow and end")
+var memorySessions = flag.Int("memory.sessions", memoryDefault, "TestLoopMemoryBounded: how many sessions to follow and end")
 
 // every is an @every schedule shorter than cron's parser allows, to keep tests short.
 func every(d time.Duration) cron.Schedule { return cron.ConstantDelaySchedule{Delay: d} }

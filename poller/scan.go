@@ -240,7 +240,12 @@ var plainByte = func() (t [256]bool) {
 }()
 
 // string reads a string or null (which leaves a string empty) into a Go string.
-func (s *scanner) string() string {
+func (s *scanner) string() string { return s.text(false) }
+
+// word is string for values that repeat (mode, sdkType): it returns a shared copy.
+func (s *scanner) word() string { return s.text(true) }
+
+func (s *scanner) text(shared bool) string {
 	if s.null() {
 		return ""
 	}
@@ -250,6 +255,9 @@ func (s *scanner) string() string {
 	}
 	v := raw[1 : len(raw)-1]
 	if plain || bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+		if shared {
+			return words.get(v)
+		}
 		return string(v)
 	}
 	// Escapes, or invalid UTF-8 that encoding/json replaces: rare enough for it.
@@ -465,7 +473,7 @@ func (s *scanner) participant(pd *participantDoc, depth int) {
 				pd.Timelog = append(pd.Timelog, e)
 			}
 		case 3:
-			pd.Mode = s.string()
+			pd.Mode = s.word()
 		case 4:
 			if s.peek() == '{' {
 				pd.DeviceInfo, pd.SDKType = s.deviceInfo(depth + 1)
@@ -474,7 +482,7 @@ func (s *scanner) participant(pd *participantDoc, depth int) {
 			}
 		case 5:
 			if raw := s.skip(depth + 1); len(raw) > 0 && raw[0] == '{' {
-				pd.GeoLocation = bytes.Clone(raw)
+				pd.GeoLocation = objs.get(raw)
 			}
 		default:
 			s.skip(depth + 1)
@@ -495,7 +503,7 @@ func (s *scanner) deviceInfo(depth int) (raw json.RawMessage, sdkType string) {
 		}
 		switch s.peek() {
 		case '"', 'n':
-			sdkType = s.string()
+			sdkType = s.word()
 		default:
 			s.skip(depth + 1)
 			bad = true
@@ -504,7 +512,7 @@ func (s *scanner) deviceInfo(depth int) (raw json.RawMessage, sdkType string) {
 	if bad {
 		sdkType = ""
 	}
-	return bytes.Clone(s.b[start:s.i]), sdkType
+	return objs.get(s.b[start:s.i]), sdkType
 }
 
 // entry reads a timelog entry, or null (an entry with no fields).

@@ -1,0 +1,89 @@
+package poller
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func TestInternerSharesRepeatedValues(t *testing.T) {
+	var in interner[json.RawMessage]
+	in.copy = objs.copy
+	body := []byte(`{"city":"Surat"}`)
+	a := in.get(body)
+	body[2] = 'X' // the body buffer is reused for the next page
+	b := in.get([]byte(`{"city":"Surat"}`))
+	if string(a) != `{"city":"Surat"}` || unsafe.SliceData(a) != unsafe.SliceData(b) {
+		t.Fatalf("get = %s at %p, then %s at %p: want one copy of the value, not of the buffer", a, unsafe.SliceData(a), b, unsafe.SliceData(b))
+	}
+	if c := append(a, '!'); unsafe.SliceData(c) == unsafe.SliceData(a) {
+		t.Error("append wrote into the shared copy")
+	}
+	if v := in.get(nil); v != nil {
+		t.Errorf("get(nil) = %q", v)
+	}
+	long := []byte(`"` + strings.Repeat("x", internMaxLen) + `"`)
+	if x, y := in.get(long), in.get(long); unsafe.SliceData(x) == unsafe.SliceData(y) || string(x) != string(long) {
+		t.Error("a value over internMaxLen was kept")
+	}
+}
+
+func TestInternerIsBounded(t *testing.T) {
+	var in interner[string]
+	in.copy = words.copy
+	for i := range 3 * internMaxEntries {
+		v := fmt.Sprintf("%0*d", 1+i%internMaxLen, i) // lengths up to internMaxLen
+		if got := in.get([]byte(v)); got != v {
+			t.Fatalf("get(%q) = %q", v, got)
+		}
+		if len(in.m) > internMaxEntries || in.bytes > internMaxBytes {
+			t.Fatalf("after %d values: %d kept, %d bytes; bounds %d, %d", i+1, len(in.m), in.bytes, internMaxEntries, internMaxBytes)
+		}
+	}
+	if s1, s2 := in.get([]byte("web")), in.get([]byte("web")); unsafe.StringData(s1) != unsafe.StringData(s2) {
+		t.Error("values are not shared after the table started again")
+	}
+}
+
+// TestDecodePageSharesDeviceValues: two participants with the same deviceInfo,
+// geoLocation, mode and sdkType, on two pages read into one reused buffer, hold one
+// copy of each.
+func TestDecodePageSharesDeviceValues(t *testing.T) {
+	page := func(id string) []byte {
+		return []byte(`{"pageInfo":{"currentPage":1,"perPage":10,"lastPage":1,"total":1},"data":[{"_id":"s","roomId":"r","status":"ongoing","start":"2023-07-24T08:28:09.215Z","participants":[` +
+			`{"participantId":"` + id + `","name":"n","timelog":[{"start":"2023-07-24T08:28:09.650Z","end":null}],"mode":"CONFERENCE",` +
+			`"deviceInfo":{"sdkType":"prebuilt","platform":"desktop"},"geoLocation":{"city":"Pune"}}]}]}`)
+	}
+	buf := page("a")
+	first, err := DecodePage(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, page("b"))
+	second, err := DecodePage(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := first.Sessions[0].Participants[0], second.Sessions[0].Participants[0]
+	if a.ID != "a" || b.ID != "b" {
+		t.Fatalf("participants %q and %q, want a and b", a.ID, b.ID)
+	}
+	for _, f := range []struct {
+		name string
+		x, y unsafe.Pointer
+	}{
+		{"deviceInfo", unsafe.Pointer(unsafe.SliceData(a.DeviceInfo)), unsafe.Pointer(unsafe.SliceData(b.DeviceInfo))},
+		{"geoLocation", unsafe.Pointer(unsafe.SliceData(a.GeoLocation)), unsafe.Pointer(unsafe.SliceData(b.GeoLocation))},
+		{"mode", unsafe.Pointer(unsafe.StringData(a.Mode)), unsafe.Pointer(unsafe.StringData(b.Mode))},
+		{"sdkType", unsafe.Pointer(unsafe.StringData(a.SDKType)), unsafe.Pointer(unsafe.StringData(b.SDKType))},
+	} {
+		if f.x != f.y {
+			t.Errorf("%s: two copies", f.name)
+		}
+	}
+	if string(a.DeviceInfo) != `{"sdkType":"prebuilt","platform":"desktop"}` || string(a.GeoLocation) != `{"city":"Pune"}` {
+		t.Errorf("first page's values changed with the buffer: %s, %s", a.DeviceInfo, a.GeoLocation)
+	}
+}
