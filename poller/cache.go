@@ -17,7 +17,8 @@ import (
 // leaves the state out, and so does a write that finds it changed by someone else
 // (compare-and-set); Drop leaves it out from outside.
 type Cache struct {
-	state   diff.State
+	state   diff.State // without its present participants, which are in present
+	present present
 	rev     uint64
 	ok      bool
 	reading listing
@@ -35,10 +36,24 @@ func NewCache(id string, schedule, reconcile cron.Schedule, anchor time.Time) Ca
 }
 
 // Drop leaves out the state: the next poll loads it from the store. The budget stays.
-func (c *Cache) Drop() { c.state, c.rev, c.ok = diff.State{}, 0, false }
+func (c *Cache) Drop() { c.state, c.present, c.rev, c.ok = diff.State{}, nil, 0, false }
 
 // keep notes the state a poll saved, at rev.
-func (c *Cache) keep(st diff.State, rev uint64) { c.state, c.rev, c.ok = st, rev, true }
+func (c *Cache) keep(st diff.State, rev uint64) {
+	c.present = compact(st.Present)
+	st.Present = nil
+	c.state, c.rev, c.ok = st, rev, true
+}
+
+// kept returns the state kept, and its revision; ok is false if none is.
+func (c *Cache) kept() (st diff.State, rev uint64, ok bool) {
+	if c == nil || !c.ok {
+		return diff.State{}, 0, false
+	}
+	st = c.state
+	st.Present = c.present.expand()
+	return st, c.rev, true
+}
 
 // hint notes that the next poll comes from a hint (a webhook): it may read the list
 // of all participants if it needs it, whatever the budget; a hint is a reason to.

@@ -5,7 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rollcall/rollcall/diff"
 )
 
 func TestInternerSharesRepeatedValues(t *testing.T) {
@@ -85,5 +90,45 @@ func TestDecodePageSharesDeviceValues(t *testing.T) {
 	}
 	if string(a.DeviceInfo) != `{"sdkType":"prebuilt","platform":"desktop"}` || string(a.GeoLocation) != `{"city":"Pune"}` {
 		t.Errorf("first page's values changed with the buffer: %s, %s", a.DeviceInfo, a.GeoLocation)
+	}
+}
+
+// TestPresentKeepsEveryField: a state's participants come back from their records as
+// they were, whatever their values: shared or not, empty, too long to share, the
+// same deviceInfo with another mode.
+func TestPresentKeepsEveryField(t *testing.T) {
+	at := time.Date(2023, 7, 24, 8, 28, 9, 650e6, time.UTC)
+	dev := objs.get([]byte(`{"sdkType":"prebuilt","platform":"desktop"}`))
+	geo := objs.get([]byte(`{"city":"Pune"}`))
+	long := json.RawMessage(`{"a":"` + strings.Repeat("x", internMaxLen) + `"}`)
+	ps := []diff.Participant{
+		{ID: "a", Name: "A", JoinedAt: at, Mode: "CONFERENCE", SDKType: "prebuilt", DeviceInfo: dev, GeoLocation: geo},
+		{ID: "b", Name: "B", JoinedAt: at.Add(time.Second), Mode: "CONFERENCE", SDKType: "prebuilt", DeviceInfo: dev, GeoLocation: geo},
+		{ID: "c", JoinedAt: at, Mode: "VIEWER", SDKType: "prebuilt", DeviceInfo: dev, GeoLocation: geo},
+		{ID: "d", JoinedAt: at},
+		{ID: "e", Name: "E", JoinedAt: at, SDKType: "recorder", DeviceInfo: long, GeoLocation: json.RawMessage(`{"city":"Surat"}`)},
+	}
+	rs := compact(ps)
+	if d := cmp.Diff(ps, rs.expand()); d != "" {
+		t.Errorf("expand(compact(ps)) (-ps +got):\n%s", d)
+	}
+	if rs[0].dev != rs[1].dev || rs[0].dev == rs[2].dev {
+		t.Error("participants with the same values do not share one device, or ones with another mode do")
+	}
+	if compact(nil) != nil || present(nil).expand() != nil {
+		t.Error("no participants are not kept as none")
+	}
+}
+
+func TestDevicesAreBounded(t *testing.T) {
+	var tab deviceTable
+	for i := range 3 * internMaxEntries {
+		p := diff.Participant{Mode: fmt.Sprint(i)}
+		if d := tab.get(p); d.mode != p.Mode {
+			t.Fatalf("device of mode %q has mode %q", p.Mode, d.mode)
+		}
+		if len(tab.m) > internMaxEntries {
+			t.Fatalf("%d devices kept", len(tab.m))
+		}
 	}
 }

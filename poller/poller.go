@@ -236,10 +236,11 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 // the stream acknowledged them. The cache is empty until the poll has saved what it
 // leaves.
 func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (prev diff.State, rev uint64, err error) {
-	if cache != nil && cache.ok {
-		prev, rev = cache.state, cache.rev
-	} else if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
-		return diff.State{}, 0, err
+	prev, rev, ok := cache.kept()
+	if !ok {
+		if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
+			return diff.State{}, 0, err
+		}
 	}
 	if cache != nil {
 		cache.Drop()
