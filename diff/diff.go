@@ -200,18 +200,30 @@ func Compute(prev State, next Snapshot, now time.Time, wait time.Duration) ([]Ch
 		return nil, prev
 	}
 	at := make(map[string]int, len(next.Participants)) // participantId -> index in current
-	current := make([]Participant, 0, len(next.Participants))
-	for _, p := range next.Participants {
-		if _, dup := at[p.ID]; !dup {
-			at[p.ID] = len(current)
-			current = append(current, p)
+	current := next.Participants                       // copied only if someone is listed twice
+	for i, p := range next.Participants {
+		if _, dup := at[p.ID]; dup {
+			current = slices.Clone(next.Participants[:i])
+			break
+		}
+		at[p.ID] = i
+	}
+	if len(current) < len(next.Participants) {
+		for _, p := range next.Participants[len(current):] {
+			if _, dup := at[p.ID]; !dup {
+				at[p.ID] = len(current)
+				current = append(current, p)
+			}
 		}
 	}
 	if _, older := prev.Older(next); older {
 		return nil, prev // an answer older than the state: it proves nothing
 	}
 	known := make(map[string]bool, len(prev.Present)+len(prev.Pending)) // participantIds in the state
-	for _, old := range prev.stints() {
+	for _, old := range prev.Present {
+		known[old.ID] = true
+	}
+	for _, old := range prev.Pending {
 		known[old.ID] = true
 	}
 	unreadable := make(map[string]bool, len(next.SetAside)) // listed, but set aside
@@ -546,15 +558,6 @@ func index(list []Participant) map[string]Participant {
 		}
 	}
 	return m
-}
-
-// stints returns the stints the state knows of: present and pending.
-func (s State) stints() []Participant {
-	out := slices.Clone(s.Present)
-	for _, p := range s.Pending {
-		out = append(out, p.Participant)
-	}
-	return out
 }
 
 // endOf returns the end of the timelog entry that started at start, if it has one.

@@ -452,6 +452,11 @@ func (sc *scanning) merge(s diff.Snapshot) error {
 		snap.End = s.End
 	}
 	snap.SetAside = append(snap.SetAside, s.SetAside...)
+	if snap.Participants == nil {
+		// The first page's participants, kept where they are: a session of one page
+		// is not copied.
+		snap.Participants = s.Participants[:0]
+	}
 	for _, p := range s.Participants {
 		if sc.seen[p.ID] {
 			sc.why = fmt.Sprintf("participant %s listed twice", p.ID)

@@ -29,7 +29,9 @@ func scanPage(body []byte) (*pageInfo, []sessionDoc, error) {
 		switch s.field(&seen, "pageInfo", "data") {
 		case 0:
 			if pi = s.pageInfo(); pi != nil {
-				s.perPage = min(max(pi.PerPage, 0), 1000)
+				// As many as this page holds if total is right; a hint only.
+				left := pi.Total - max(pi.CurrentPage-1, 0)*pi.PerPage
+				s.perPage = min(max(pi.PerPage, 0), max(left, 0), 1000)
 			}
 		case 1:
 			switch s.peek() {
@@ -76,8 +78,9 @@ type scanner struct {
 	b   []byte
 	i   int
 	err error
-	// perPage is pageInfo's, which comes before data in the API's answers: room for
-	// as many participants in the first session document saves growing their slice.
+	// perPage is how many participants pageInfo, which comes before data in the API's
+	// answers, says the page holds: room for as many in the first session document
+	// saves growing their slice.
 	perPage int
 }
 
