@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/worker"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/publisher"
 	"golang.org/x/time/rate"
@@ -25,27 +26,37 @@ import (
 // basePage is a page of active participants as the fetch-only baseline decodes it:
 // with encoding/json, into the fields that events need and nothing else.
 type basePage struct {
-	PageInfo struct {
-		LastPage int `json:"lastPage"`
-	} `json:"pageInfo"`
-	Data []struct {
-		ID           string     `json:"_id"`
-		RoomID       string     `json:"roomId"`
-		Status       string     `json:"status"`
-		Start        *time.Time `json:"start"`
-		End          *time.Time `json:"end"`
-		Participants []struct {
-			ParticipantID string          `json:"participantId"`
-			Name          string          `json:"name"`
-			Mode          string          `json:"mode"`
-			DeviceInfo    json.RawMessage `json:"deviceInfo"`
-			GeoLocation   json.RawMessage `json:"geoLocation"`
-			Timelog       []struct {
-				Start time.Time  `json:"start"`
-				End   *time.Time `json:"end"`
-			} `json:"timelog"`
-		} `json:"participants"`
-	} `json:"data"`
+	PageInfo basePageInfo  `json:"pageInfo"`
+	Data     []baseSession `json:"data"`
+}
+
+// baseAll is a page of a session's list of all participants, decoded so.
+type baseAll struct {
+	PageInfo basePageInfo `json:"pageInfo"`
+	Data     baseSession  `json:"data"`
+}
+
+type basePageInfo struct {
+	LastPage int `json:"lastPage"`
+}
+
+type baseSession struct {
+	ID           string     `json:"_id"`
+	RoomID       string     `json:"roomId"`
+	Status       string     `json:"status"`
+	Start        *time.Time `json:"start"`
+	End          *time.Time `json:"end"`
+	Participants []struct {
+		ParticipantID string          `json:"participantId"`
+		Name          string          `json:"name"`
+		Mode          string          `json:"mode"`
+		DeviceInfo    json.RawMessage `json:"deviceInfo"`
+		GeoLocation   json.RawMessage `json:"geoLocation"`
+		Timelog       []struct {
+			Start time.Time  `json:"start"`
+			End   *time.Time `json:"end"`
+		} `json:"timelog"`
+	} `json:"participants"`
 }
 
 // fetcher is the baseline: the requests a poll makes, every page of every session,
@@ -114,20 +125,51 @@ func (f *fetcher) session(ctx context.Context, id string) (int, error) {
 }
 
 func (f *fetcher) get(ctx context.Context, id string, page int, into any) error {
-	body, err := f.page(ctx, id, page)
+	body, err := f.page(ctx, id, "/participants/active", page)
 	if err != nil {
 		return err
 	}
 	return json.Unmarshal(body, into)
 }
 
-// page fetches one page of a session's active participants, under the rate limit.
-func (f *fetcher) page(ctx context.Context, id string, page int) ([]byte, error) {
+// lists reads the lists of all participants of n sessions, o.concurrency at a time,
+// every page, as the worker reads them for reconciliation (poll.reconcile_schedule),
+// decoded as the active lists are.
+func (f *fetcher) lists(ctx context.Context, n int) error {
+	slots := make(chan struct{}, f.o.concurrency)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			for page, last := 1, 1; page <= last; page++ {
+				body, err := f.page(ctx, sessionID(i%f.o.sessions), "/participants", page)
+				var p baseAll
+				if err == nil {
+					err = json.Unmarshal(body, &p)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				last = p.PageInfo.LastPage
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// page fetches one page of a session's list at path (its active participants, or all
+// of them), under the rate limit.
+func (f *fetcher) page(ctx context.Context, id, path string, page int) ([]byte, error) {
 	if err := f.limiter.Wait(ctx); err != nil {
 		return nil, err
 	}
 	q := url.Values{"page": {strconv.Itoa(page)}, "perPage": {strconv.Itoa(f.o.perPage)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"/v2/sessions/"+id+"/participants/active?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.base+"/v2/sessions/"+id+path+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +194,7 @@ func (f *fetcher) page(ctx context.Context, id string, page int) ([]byte, error)
 func (f *fetcher) sample(ctx context.Context) (diff.Snapshot, error) {
 	var snap diff.Snapshot
 	for page, last := 1, 1; page <= last; page++ {
-		body, err := f.page(ctx, sessionID(0), page)
+		body, err := f.page(ctx, sessionID(0), "/participants/active", page)
 		if err != nil {
 			return snap, err
 		}
@@ -257,3 +299,14 @@ func natsBench(ctx context.Context, cli, natsURL string, msgs, size int) (float6
 }
 
 var errNoCLI = errors.New("the nats CLI is not installed")
+
+// reconcileEvery is how often the worker of cfg reads each session's list of all
+// participants when nothing else makes it: poll.reconcile_schedule's interval.
+func reconcileEvery(cfg worker.Config) time.Duration {
+	s, err := worker.ParseSchedule(cfg.Poll.ReconcileSchedule)
+	if err != nil {
+		return time.Minute // the default's
+	}
+	t := s.Next(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC))
+	return s.Next(t).Sub(t)
+}
