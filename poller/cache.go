@@ -21,6 +21,9 @@ type Cache struct {
 	present present
 	rev     uint64
 	ok      bool
+	// unclean: the store's state at rev still holds the outbox of the cycle that
+	// left state, though the stream has acknowledged its events (see Poller.save).
+	unclean bool
 	reading listing
 }
 
@@ -36,23 +39,27 @@ func NewCache(id string, schedule, reconcile cron.Schedule, anchor time.Time) Ca
 }
 
 // Drop leaves out the state: the next poll loads it from the store. The budget stays.
-func (c *Cache) Drop() { c.state, c.present, c.rev, c.ok = diff.State{}, nil, 0, false }
-
-// keep notes the state a poll saved, at rev.
-func (c *Cache) keep(st diff.State, rev uint64) {
-	c.present = compact(st.Present)
-	st.Present = nil
-	c.state, c.rev, c.ok = st, rev, true
+func (c *Cache) Drop() {
+	c.state, c.present, c.rev, c.ok, c.unclean = diff.State{}, nil, 0, false, false
 }
 
-// kept returns the state kept, and its revision; ok is false if none is.
-func (c *Cache) kept() (st diff.State, rev uint64, ok bool) {
+// keep notes the state a poll saved, at rev, and whether the store's still holds the
+// outbox that led to it (unclean).
+func (c *Cache) keep(st diff.State, rev uint64, unclean bool) {
+	c.present = compact(st.Present)
+	st.Present, st.Outbox = nil, nil
+	c.state, c.rev, c.ok, c.unclean = st, rev, true, unclean
+}
+
+// kept returns the state kept, its revision, and whether the store's still holds
+// an outbox; ok is false if none is kept.
+func (c *Cache) kept() (st diff.State, rev uint64, unclean, ok bool) {
 	if c == nil || !c.ok {
-		return diff.State{}, 0, false
+		return diff.State{}, 0, false, false
 	}
 	st = c.state
 	st.Present = c.present.expand()
-	return st, c.rev, true
+	return st, c.rev, c.unclean, true
 }
 
 // hint notes that the next poll comes from a hint (a webhook): it may read the list

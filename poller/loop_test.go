@@ -73,6 +73,8 @@ func (f *fakePolls) PollCached(ctx context.Context, _ *slog.Logger, id string, _
 	return poller.Result{Complete: true, Found: true}, nil
 }
 
+func (f *fakePolls) Settle(context.Context, string, *poller.Cache) error { return nil }
+
 func (f *fakePolls) End(_ context.Context, _ *slog.Logger, id string, _ *time.Time) (poller.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -186,7 +186,17 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	defer func() { release() }()
-	prev, rev, err := p.load(ctx, log, sessionID, cache)
+	prev, rev, unclean, err := p.load(ctx, log, sessionID, cache)
+	if unclean {
+		// The store's state still holds the outbox of the last cycle, whose events
+		// the stream has acknowledged: this cycle's write clears it, or, if the
+		// cycle fails before it writes, this one.
+		defer func() {
+			if unclean && err != nil && ctx.Err() == nil {
+				_, _ = p.store.Save(ctx, sessionID, prev, rev) // else the next cycle sends it again: duplicates, dropped
+			}
+		}()
+	}
 	switch {
 	case err != nil:
 		return Result{}, err
@@ -219,11 +229,13 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		release()
 		release = deliverer
 	}
-	if rev, err = p.save(ctx, sessionID, prev, next, rev, *snap, now, changes); err != nil {
+	owed, wasUnclean := false, unclean // owed: the outbox saved with next is for the next cycle to clear
+	unclean = false                    // save's to clear now
+	if rev, owed, err = p.save(ctx, sessionID, prev, next, rev, wasUnclean, cache != nil, *snap, now, changes); err != nil {
 		return Result{}, err
 	}
 	if cache != nil && !next.Ended {
-		cache.keep(next, rev)
+		cache.keep(next, rev, owed)
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
@@ -235,11 +247,11 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 // with its revision, after sending again the events of a cycle that stopped before
 // the stream acknowledged them. The cache is empty until the poll has saved what it
 // leaves.
-func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (prev diff.State, rev uint64, err error) {
-	prev, rev, ok := cache.kept()
+func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (prev diff.State, rev uint64, unclean bool, err error) {
+	prev, rev, unclean, ok := cache.kept()
 	if !ok {
 		if prev, rev, err = p.store.Load(ctx, sessionID); err != nil {
-			return diff.State{}, 0, err
+			return diff.State{}, 0, false, err
 		}
 	}
 	if cache != nil {
@@ -249,11 +261,11 @@ func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, c
 		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
 		p.metrics.OutboxResends.Add(float64(len(prev.Outbox.Changes)))
 		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
-			return diff.State{}, 0, fmt.Errorf("previous cycle's events: %w", err)
+			return diff.State{}, 0, false, fmt.Errorf("previous cycle's events: %w", err)
 		}
 		prev.Outbox = nil
 	}
-	return prev, rev, nil
+	return prev, rev, unclean, nil
 }
 
 // observe fetches a snapshot of the session's active list, without the participants
@@ -289,23 +301,54 @@ func (p *Poller) compute(ctx context.Context, log *slog.Logger, sessionID string
 	return changes, next, all, listErr
 }
 
-// save stores next, saved at rev before, if it changed; with changes, it saves them
-// with it as its outbox, publishes them, and saves next without them once the stream
-// has acknowledged them (see deliver). It returns the revision saved.
-func (p *Poller) save(ctx context.Context, sessionID string, prev, next diff.State, rev uint64, snap diff.Snapshot, now time.Time, changes []diff.Change) (uint64, error) {
+// save stores next, saved at rev before, if it changed or the state saved still holds
+// a delivered outbox (unclean); with changes, it saves them with it as its outbox,
+// publishes them, and saves next without them once the stream has acknowledged them
+// (see deliver). It returns the revision saved. A session's loop, which keeps the
+// state between cycles (defer), leaves that last write to its next cycle, whose own
+// write it then is (owed): a cycle with changes writes the state once, and a first
+// burst of many sessions is not slowed by a second write each. Until then, a stop
+// leaves the outbox to be sent again: the stream drops it as duplicates (see
+// duplicate_window).
+func (p *Poller) save(ctx context.Context, sessionID string, prev, next diff.State, rev uint64, unclean, deferred bool, snap diff.Snapshot, now time.Time,
+	changes []diff.Change) (newRev uint64, owed bool, err error) {
 	if len(changes) == 0 {
-		if next.Equal(prev) {
-			return rev, nil
+		if next.Equal(prev) && !unclean {
+			return rev, false, nil
 		}
-		return p.store.Save(ctx, sessionID, next, rev)
+		rev, err := p.store.Save(ctx, sessionID, next, rev)
+		return rev, false, err
 	}
 	snap.Participants, snap.Everyone = nil, nil
 	next.Outbox = &diff.Outbox{Session: snap, ObservedAt: now, Changes: changes}
-	rev, err := p.store.Save(ctx, sessionID, next, rev)
-	if err != nil {
-		return 0, err
+	if rev, err = p.store.Save(ctx, sessionID, next, rev); err != nil {
+		return 0, false, err
 	}
-	return p.deliver(ctx, sessionID, next, rev)
+	if deferred && !next.Ended {
+		if err := p.pub.Publish(ctx, snap, now, changes); err != nil {
+			return rev, false, err
+		}
+		return rev, true, nil
+	}
+	rev, err = p.deliver(ctx, sessionID, next, rev)
+	return rev, false, err
+}
+
+// Settle writes what c owes the store: the state its last cycle saved, without the
+// outbox whose events the stream has acknowledged (see save), so that a loop that
+// stops leaves nothing to send again.
+func (p *Poller) Settle(ctx context.Context, sessionID string, c *Cache) error {
+	st, rev, unclean, ok := c.kept()
+	if !ok || !unclean {
+		return nil
+	}
+	rev, err := p.store.Save(ctx, sessionID, st, rev)
+	if err != nil {
+		c.Drop()
+		return err
+	}
+	c.keep(st, rev, false)
+	return nil
 }
 
 // setAside lists the records of a poll's answers that could not be used, each

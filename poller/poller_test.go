@@ -505,9 +505,11 @@ func (s *countingStore) Save(ctx context.Context, id string, st diff.State, rev 
 }
 
 // TestPollCached: with a cache, a poll that changes nothing reads and writes nothing
-// in the store; one with changes writes, but reads nothing. A write by someone else
-// (the state moved under the cache) fails the next save: the poll fails, publishes
-// nothing, and the next one loads the state again and catches up, once.
+// in the store; one with changes writes once, its state with its outbox, and reads
+// nothing; the next poll's write clears the outbox, or, if it has nothing to write,
+// a write of its own. A write by someone else (the state moved under the cache) fails
+// the next save: the poll fails, publishes nothing, and the next one loads the state
+// again and catches up, once.
 func TestPollCached(t *testing.T) {
 	w := newWorld(t, "a", "b")
 	r := newRig(t, w, true)
@@ -522,14 +524,26 @@ func TestPollCached(t *testing.T) {
 		}
 	}
 	if l, s := store.loads.Load(), store.saves.Load(); l != 1 || s != 2 {
-		t.Errorf("four polls, the first with joins: %d loads and %d saves, want 1 and 2 (the outbox, then without it)", l, s)
+		t.Errorf("four polls, the first with joins: %d loads and %d saves, want 1 and 2 (the outbox, then without it, by the second poll)", l, s)
 	}
 	w.api.Leave(session, "a")
 	if err := poll(); err != nil {
 		t.Fatal(err)
 	}
-	if l, s := store.loads.Load(), store.saves.Load(); l != 1 || s != 4 {
-		t.Errorf("a poll with a leave: %d loads and %d saves in all, want 1 and 4", l, s)
+	if l, s := store.loads.Load(), store.saves.Load(); l != 1 || s != 3 {
+		t.Errorf("a poll with a leave: %d loads and %d saves in all, want 1 and 3", l, s)
+	}
+	if st, _, err := r.store.Load(ctx, session); err != nil || st.Outbox == nil || len(st.Outbox.Changes) != 1 {
+		t.Errorf("state after the poll with a leave: %+v, %v; want its outbox of one left, still there", st.Outbox, err)
+	}
+	if err := poll(); err != nil {
+		t.Fatal(err)
+	}
+	if s := store.saves.Load(); s != 4 {
+		t.Errorf("%d saves after a poll that follows one with changes, want 4: it clears the outbox", s)
+	}
+	if st, _, err := r.store.Load(ctx, session); err != nil || st.Outbox != nil || len(st.Present) != 1 {
+		t.Errorf("state after the next poll: %+v, %v; want b alone present, and no outbox", st, err)
 	}
 
 	// Someone else writes the state: the cache's revision is stale.
@@ -573,5 +587,52 @@ func TestPollTellsTimeOnTheAPI(t *testing.T) {
 	}
 	if res.Fetching < 300*time.Millisecond {
 		t.Errorf("Fetching %v for an API that took 300ms to answer", res.Fetching)
+	}
+}
+
+// TestPollCachedRestartsBeforeClearing: a worker stopped after a cycle with changes,
+// before any next cycle cleared its outbox (kill -9): the next worker's first cycle
+// sends the outbox again, and the stream drops what it holds: each event once. A
+// loop that stops on its own settles first: nothing is sent again.
+func TestPollCachedRestartsBeforeClearing(t *testing.T) {
+	w := newWorld(t, "a")
+	r := newRig(t, w, true)
+	ctx := context.Background()
+	var cache poller.Cache
+	if _, err := r.poller.PollCached(ctx, quiet(), session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	w.api.Join(session, "b", "name-b")
+	if _, err := r.poller.PollCached(ctx, quiet(), session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := r.store.Load(ctx, session); err != nil || st.Outbox == nil {
+		t.Fatalf("state after a cycle with changes: outbox %+v, %v; want it kept until the next write", st.Outbox, err)
+	}
+	// Killed here: a new worker, with nothing cached, polls.
+	restarted := poller.New(w.client(2), r.store, publisher.New(r.js, "videosdk", quiet()))
+	w.api.Leave(session, "a")
+	if _, err := restarted.Poll(ctx, quiet(), session); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"session.started", "participant.joined a@1", "participant.joined b@1", "participant.left a@1 until 1"}
+	if d := cmp.Diff(want, r.newEvents(t)); d != "" {
+		t.Errorf("events (-want +got):\n%s", d)
+	}
+
+	// A loop that stops settles: the outbox of its last cycle is cleared.
+	cache = poller.Cache{}
+	if _, err := r.poller.PollCached(ctx, quiet(), session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	w.api.Join(session, "c", "name-c")
+	if _, err := r.poller.PollCached(ctx, quiet(), session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.poller.Settle(ctx, session, &cache); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := r.store.Load(ctx, session); err != nil || st.Outbox != nil || len(st.Present) != 2 {
+		t.Errorf("state after Settle: %+v, %v; want b and c present, and no outbox", st, err)
 	}
 }

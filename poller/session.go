@@ -18,6 +18,8 @@ type Polls interface {
 	PollCached(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (Result, error)
 	// End ends a session that its room's list shows ended (at end, if given).
 	End(ctx context.Context, log *slog.Logger, sessionID string, end *time.Time) (Result, error)
+	// Settle writes what cache owes the store, when the loop stops.
+	Settle(ctx context.Context, sessionID string, cache *Cache) error
 }
 
 // sessionLoop is one session's goroutine, in the shape of Prometheus'
@@ -60,6 +62,9 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 		due := next
 		poked, hinted, ok := wait(ctx, next, s.l.poke, s.l.hint)
 		if !ok {
+			if err := s.m.cfg.Poller.Settle(polls, s.l.id, &s.cache); err != nil {
+				s.log.Warn("the state's last write failed as tracking stops: the next poll sends its last events again, which the stream drops as duplicates", "err", err)
+			}
 			return false
 		}
 		if hinted {

@@ -230,6 +230,7 @@ type workerRun struct {
 	// API requests by endpoint, in the steady state and from the churn's start to
 	// the check, and how long each took.
 	steadyRequests, churnRequests map[string]float64
+	burstSaves, churnSaves        float64 // state writes: by the time the first polls are stored; from the churn's start to the check
 	steadyTook, churnTook         time.Duration
 	// Requests the simulator served in those phases, all endpoints.
 	steadyServed, churnServed int64
@@ -305,6 +306,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	m.burstEvents = uint64(o.sessions * (1 + o.participants))
 	err = waitFor(ctx, stream, m.burstEvents, done)
 	m.burst, m.burstCPU, m.burstOthers = time.Since(start), cpuTime()-cpu0, partsCPU(parts)-others0
+	m.burstSaves = gatherCounter(w.Metrics(), "rollcall_state_saves_total")
 	profileErr := stopProfile()
 	if err != nil {
 		return m, fmt.Errorf("first poll: %w", err)
@@ -363,7 +365,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	if stopProfile, err = startProfile(o.cpuProfile, "churn.pprof"); err != nil {
 		return m, err
 	}
-	requests0, churn0 := gatherRequests(w.Metrics()), time.Now()
+	requests0, saves0, churn0 := gatherRequests(w.Metrics()), gatherCounter(w.Metrics(), "rollcall_state_saves_total"), time.Now()
 	for range o.churnIntervals {
 		if err := sc.change(ctx, o.interval); err != nil {
 			return m, err
@@ -381,6 +383,7 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 		return m, err
 	}
 	m.churnRequests, m.churnTook = minusRequests(gatherRequests(w.Metrics()), requests0), time.Since(churn0)
+	m.churnSaves = gatherCounter(w.Metrics(), "rollcall_state_saves_total") - saves0
 	if served1, err = sc.stats(ctx); err != nil {
 		return m, err
 	}
@@ -551,6 +554,8 @@ func report(w io.Writer, o options, m workerRun, b baselineRun, st simStats) err
 		fmt.Fprintf(w, "           %s, %s: %.0f active-list requests, %.0f for the lists of all participants (%.1f%% more; %.0f per session per hour)\n",
 			phase.name, ms(phase.took), active, all, 100*all/max(active, 1), all/float64(o.sessions)/phase.took.Hours())
 	}
+	fmt.Fprintf(w, "state:     writes by the time the first polls are stored: %.0f (%.2f per session); in the churn: %.0f (%.2f per session per interval)\n",
+		m.burstSaves, m.burstSaves/float64(o.sessions), m.churnSaves, m.churnSaves/float64(o.sessions*max(o.churnIntervals, 1)))
 	perHour := func(n int64, took time.Duration) float64 { return float64(n) / float64(o.sessions) / took.Hours() }
 	fmt.Fprintf(w, "           requests per session per hour, as the simulator counts them (every endpoint): steady %.0f, churn %.0f\n",
 		perHour(m.steadyServed, m.steadyTook), perHour(m.churnServed, m.churnTook))

@@ -112,6 +112,21 @@ func gatherRequests(g prometheus.Gatherer) map[string]float64 {
 	return out
 }
 
+// gatherCounter returns the value of the counter name, 0 if there is none.
+func gatherCounter(g prometheus.Gatherer, name string) float64 {
+	families, _ := g.Gather()
+	for _, f := range families {
+		if f.GetName() == name {
+			var v float64
+			for _, m := range f.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+			return v
+		}
+	}
+	return 0
+}
+
 // minusRequests returns the requests of now that are not in earlier.
 func minusRequests(now, earlier map[string]float64) map[string]float64 {
 	out := maps.Clone(now)
