@@ -599,22 +599,38 @@ func (s State) Equal(o State) bool {
 // does, if any: the answer is older than the state (a cache, a lagging replica), and
 // Compute takes nothing from it.
 func (s State) Older(snap Snapshot) (id string, older bool) {
-	stints := make(map[string]time.Time, len(s.Present)+len(s.Pending))
-	for _, p := range s.Present {
-		stints[p.ID] = p.JoinedAt
+	// Compute leaves Present and Pending sorted by participantId: no map to build.
+	present, pending := byID(s.Present), byID(s.Pending)
+	stint := func(id string) (time.Time, bool) {
+		if i, ok := slices.BinarySearchFunc(pending, id, func(p Pending, id string) int { return cmp.Compare(p.ID, id) }); ok {
+			return pending[i].JoinedAt, true
+		}
+		if i, ok := slices.BinarySearchFunc(present, id, func(p Participant, id string) int { return cmp.Compare(p.ID, id) }); ok {
+			return present[i].JoinedAt, true
+		}
+		return time.Time{}, false
 	}
-	for _, p := range s.Pending {
-		stints[p.ID] = p.JoinedAt
-	}
-	for _, p := range snap.Participants {
-		at, ok := stints[p.ID]
-		if ok && p.JoinedAt.Before(at) {
+	for i, p := range snap.Participants {
+		if at, ok := stint(p.ID); ok && p.JoinedAt.Before(at) &&
+			!slices.ContainsFunc(snap.Participants[:i], func(q Participant) bool { return q.ID == p.ID }) { // listed twice: the first counts
 			return p.ID, true
 		}
-		delete(stints, p.ID) // listed twice: the first counts
 	}
 	return "", false
 }
+
+// byID returns list sorted by participantId: list itself if it is.
+func byID[T interface{ id() string }](list []T) []T {
+	order := func(a, b T) int { return cmp.Compare(a.id(), b.id()) }
+	if slices.IsSortedFunc(list, order) {
+		return list
+	}
+	list = slices.Clone(list)
+	slices.SortStableFunc(list, order)
+	return list
+}
+
+func (p Participant) id() string { return p.ID }
 
 // Absent reports whether a stint of s is missing from snap: the absence that a left
 // would rest on.

@@ -501,3 +501,34 @@ func stints(s diff.Snapshot) []string {
 	}
 	return out
 }
+
+// TestOlder: an answer is older than the state when it shows someone in an earlier
+// stint than the state's, present or pending; a participant listed twice counts
+// once, as first listed; a state not sorted by participantId (written by hand) is
+// read as well.
+func TestOlder(t *testing.T) {
+	state := diff.State{Present: stored(p("a", 10), p("c", 10)), Pending: []diff.Pending{{Participant: stored(p("b", 10))[0], Since: at(20)}}}
+	unsorted := diff.State{Present: stored(p("c", 10), p("a", 10)), Pending: state.Pending}
+	tests := []struct {
+		name  string
+		state diff.State
+		list  []diff.Participant
+		want  string
+	}{
+		{"the same stints", state, []diff.Participant{p("a", 10), p("c", 10)}, ""},
+		{"later stints and newcomers", state, []diff.Participant{p("a", 12), p("b", 11), p("d", 1)}, ""},
+		{"an earlier stint of someone present", state, []diff.Participant{p("a", 10), p("c", 9)}, "c"},
+		{"an earlier stint of someone pending", state, []diff.Participant{p("b", 9)}, "b"},
+		{"listed twice, the earlier stint second", state, []diff.Participant{p("a", 10), p("a", 9)}, ""},
+		{"listed twice, the earlier stint first", state, []diff.Participant{p("a", 9), p("a", 10)}, "a"},
+		{"a state not sorted", unsorted, []diff.Participant{p("a", 10), p("c", 9)}, "c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, older := tt.state.Older(diff.Snapshot{Participants: tt.list})
+			if id != tt.want || older != (tt.want != "") {
+				t.Errorf("Older = %q, %v; want %q", id, older, tt.want)
+			}
+		})
+	}
+}

@@ -43,10 +43,17 @@ func (c *Cache) Drop() {
 	c.state, c.present, c.rev, c.ok, c.unclean = diff.State{}, nil, 0, false, false
 }
 
+// take hands the state over to a poll: until the poll keeps one, the cache holds
+// none. Its records stay, for keep to reuse.
+func (c *Cache) take() { c.state, c.rev, c.ok, c.unclean = diff.State{}, 0, false, false }
+
 // keep notes the state a poll saved, at rev, and whether the store's still holds the
-// outbox that led to it (unclean).
+// outbox that led to it (unclean). Present participants as the cache held them are
+// kept as they are: most polls change no one.
 func (c *Cache) keep(st diff.State, rev uint64, unclean bool) {
-	c.present = compact(st.Present)
+	if !c.present.same(st.Present) {
+		c.present = compact(st.Present)
+	}
 	st.Present, st.Outbox = nil, nil
 	c.state, c.rev, c.ok, c.unclean = st, rev, true, unclean
 }

@@ -115,6 +115,24 @@ func TestPresentKeepsEveryField(t *testing.T) {
 	if rs[0].dev != rs[1].dev || rs[0].dev == rs[2].dev {
 		t.Error("participants with the same values do not share one device, or ones with another mode do")
 	}
+	if !rs.same(rs.expand()) {
+		t.Error("records are not the same as their own participants")
+	}
+	for i, change := range []func(*diff.Participant){
+		func(p *diff.Participant) { p.Name = "A2" },
+		func(p *diff.Participant) { p.JoinedAt = p.JoinedAt.Add(time.Millisecond) },
+		func(p *diff.Participant) { p.Mode = "VIEWER" },
+		func(p *diff.Participant) { p.GeoLocation = json.RawMessage(`{"city":"Delhi"}`) },
+	} {
+		changed := rs.expand()
+		change(&changed[0])
+		if rs.same(changed) {
+			t.Errorf("change %d: records are the same as participants that differ", i)
+		}
+	}
+	if rs.same(rs.expand()[1:]) {
+		t.Error("records are the same as fewer participants")
+	}
 	if compact(nil) != nil || present(nil).expand() != nil {
 		t.Error("no participants are not kept as none")
 	}

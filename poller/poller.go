@@ -255,7 +255,7 @@ func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, c
 		}
 	}
 	if cache != nil {
-		cache.Drop()
+		cache.take()
 	}
 	if prev.Outbox != nil {
 		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"bytes"
 	"encoding/json"
 	"sync"
 	"time"
@@ -38,6 +39,21 @@ func compact(ps []diff.Participant) present {
 		out[i] = record{id: p.ID, name: p.Name, joinedAt: p.JoinedAt, dev: devices.get(p)}
 	}
 	return out
+}
+
+// same reports whether ps holds ps exactly, in order.
+func (ps present) same(list []diff.Participant) bool {
+	if len(ps) != len(list) {
+		return false
+	}
+	for i, r := range ps {
+		p := list[i]
+		if r.id != p.ID || r.name != p.Name || !r.joinedAt.Equal(p.JoinedAt) || r.dev.mode != p.Mode || r.dev.sdkType != p.SDKType ||
+			!bytes.Equal(r.dev.deviceInfo, p.DeviceInfo) || !bytes.Equal(r.dev.geoLocation, p.GeoLocation) {
+			return false
+		}
+	}
+	return true
 }
 
 // expand returns the participants of ps.
