@@ -3,6 +3,7 @@ package poller
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,15 +139,26 @@ func TestPresentKeepsEveryField(t *testing.T) {
 	}
 }
 
+// TestDevicesAreBounded: the table of devices keeps at most internMaxEntries, and
+// values of at most internMaxBytes, whatever it is given: values that differ each
+// poll (not shared: from encoding/json, or too long to intern) included.
 func TestDevicesAreBounded(t *testing.T) {
 	var tab deviceTable
+	long := json.RawMessage(`{"a":"` + strings.Repeat("x", internMaxLen) + `"}`)
 	for i := range 3 * internMaxEntries {
-		p := diff.Participant{Mode: fmt.Sprint(i)}
-		if d := tab.get(p); d.mode != p.Mode {
-			t.Fatalf("device of mode %q has mode %q", p.Mode, d.mode)
+		p := diff.Participant{Mode: fmt.Sprint(i), DeviceInfo: json.RawMessage(fmt.Sprintf(`{"a":"%0*d"}`, 1000, i))}
+		if i%2 == 1 {
+			p.GeoLocation = slices.Clone(long) // as a poll copies a value it cannot intern
 		}
-		if len(tab.m) > internMaxEntries {
-			t.Fatalf("%d devices kept", len(tab.m))
+		if d := tab.get(p); d.mode != p.Mode || string(d.deviceInfo) != string(p.DeviceInfo) || string(d.geoLocation) != string(p.GeoLocation) {
+			t.Fatalf("device %d has other values than its participant", i)
+		}
+		var held int
+		for _, d := range tab.m {
+			held += len(d.mode) + len(d.sdkType) + len(d.deviceInfo) + len(d.geoLocation)
+		}
+		if len(tab.m) > internMaxEntries || held > internMaxBytes {
+			t.Fatalf("after %d participants: %d devices kept, holding %d bytes", i+1, len(tab.m), held)
 		}
 	}
 }

@@ -244,9 +244,11 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 }
 
 // load returns the session's state from cache if it holds it, else from the store,
-// with its revision, after sending again the events of a cycle that stopped before
-// the stream acknowledged them. The cache is empty until the poll has saved what it
-// leaves.
+// with its revision, after sending again the events of an outbox the store's state
+// still holds (a cycle that stopped before its events were acknowledged, or before
+// the next write cleared them), and whether the store's state at rev still holds the
+// outbox of the cycle the cache kept (unclean). The cache is empty until the poll
+// has saved what it leaves.
 func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, cache *Cache) (prev diff.State, rev uint64, unclean bool, err error) {
 	prev, rev, unclean, ok := cache.kept()
 	if !ok {
@@ -258,7 +260,7 @@ func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, c
 		cache.take()
 	}
 	if prev.Outbox != nil {
-		log.Info("sending again the events of a cycle that stopped before the stream acknowledged them", "events", len(prev.Outbox.Changes))
+		log.Info("sending again the events of the last cycle with changes, which stopped before its outbox was cleared: the stream drops those it holds", "events", len(prev.Outbox.Changes))
 		p.metrics.OutboxResends.Add(float64(len(prev.Outbox.Changes)))
 		if rev, err = p.deliver(ctx, sessionID, prev, rev); err != nil {
 			return diff.State{}, 0, false, fmt.Errorf("previous cycle's events: %w", err)

@@ -72,8 +72,9 @@ func (ps present) expand() []diff.Participant {
 // devices hands out one shared device for participants with the same values. Their
 // deviceInfo and geoLocation are the interner's (see objs), so that the same value is
 // the same slice: compared by where it starts and its length, without reading it. A
-// value that is not shared (too long to intern) makes a device of its own, and the
-// table is bounded as an interner is.
+// participant with a value too long to intern gets a device of its own, not kept in
+// the table (its address would be new each poll); the table is bounded as an
+// interner is, in entries and in the bytes its values hold.
 var devices deviceTable
 
 type deviceKey struct {
@@ -83,8 +84,9 @@ type deviceKey struct {
 }
 
 type deviceTable struct {
-	mu sync.RWMutex
-	m  map[deviceKey]*device
+	mu    sync.RWMutex
+	m     map[deviceKey]*device
+	bytes int
 }
 
 func first(b []byte) *byte {
@@ -95,6 +97,9 @@ func first(b []byte) *byte {
 }
 
 func (t *deviceTable) get(p diff.Participant) *device {
+	if len(p.DeviceInfo) > internMaxLen || len(p.GeoLocation) > internMaxLen {
+		return &device{mode: p.Mode, sdkType: p.SDKType, deviceInfo: p.DeviceInfo, geoLocation: p.GeoLocation}
+	}
 	k := deviceKey{mode: p.Mode, sdkType: p.SDKType, deviceInfo: first(p.DeviceInfo), geoLocation: first(p.GeoLocation),
 		deviceInfoN: len(p.DeviceInfo), geoLocationN: len(p.GeoLocation)}
 	t.mu.RLock()
@@ -108,10 +113,12 @@ func (t *deviceTable) get(p diff.Participant) *device {
 	if d, ok := t.m[k]; ok {
 		return d
 	}
-	if t.m == nil || len(t.m) >= internMaxEntries {
-		t.m = make(map[deviceKey]*device, 64)
+	size := len(p.Mode) + len(p.SDKType) + len(p.DeviceInfo) + len(p.GeoLocation)
+	if t.m == nil || len(t.m) >= internMaxEntries || t.bytes+size > internMaxBytes {
+		t.m, t.bytes = make(map[deviceKey]*device, 64), 0
 	}
 	d = &device{mode: p.Mode, sdkType: p.SDKType, deviceInfo: p.DeviceInfo, geoLocation: p.GeoLocation}
 	t.m[k] = d
+	t.bytes += size
 	return d
 }
