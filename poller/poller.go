@@ -154,6 +154,10 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 	return p
 }
 
+// ErrLeaseGone is returned by a poll whose session's lease this replica no longer
+// holds (see Cache's fence): it did nothing.
+var ErrLeaseGone = errors.New("the session's lease is no longer held here")
+
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
 	return p.cycle(ctx, log, sessionID, nil, nil)
@@ -186,6 +190,15 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	defer func() { release() }()
+	if cache != nil && cache.fence != nil {
+		until, held := cache.fence()
+		if !held {
+			return Result{}, ErrLeaseGone
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, until)
+		defer cancel()
+	}
 	prev, rev, unclean, err := p.load(ctx, log, sessionID, cache)
 	if unclean {
 		// The store's state still holds the outbox of the last cycle, whose events

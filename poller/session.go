@@ -51,6 +51,9 @@ func (m *Manager) newSessionLoop(l *loop, room, lease string) *sessionLoop {
 		s.log, s.roomKnown = s.log.With("room_id", room), true
 	}
 	s.cache = NewCache(l.id, m.cfg.Schedule, m.cfg.Reconcile, m.anchor)
+	if m.keeper != nil {
+		s.cache.fence = func() (time.Time, bool) { return m.keeper.deadline(lease) }
+	}
 	return s
 }
 
@@ -112,9 +115,16 @@ func (s *sessionLoop) poll(polls context.Context) (res Result, held bool, err er
 		return Result{}, false, nil
 	}
 	defer done()
+	// The poll takes the lease's deadline itself, once it holds its fetching slot
+	// (the cache's fence): polls, not pctx.
 	res, err = s.guarded(pctx, func() (Result, error) {
-		return s.m.cfg.Poller.PollCached(pctx, s.log, s.l.id, &s.cache)
+		return s.m.cfg.Poller.PollCached(polls, s.log, s.l.id, &s.cache)
 	})
+	if errors.Is(err, ErrLeaseGone) {
+		s.log.Debug("lease gone while the poll waited for its turn: not polled here", "lease", s.lease)
+		s.cache.Drop()
+		return Result{}, false, nil
+	}
 	if s.listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 		s.log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
 		s.cache.Drop()
