@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,19 +21,37 @@ type waitingSource struct {
 func (s waitingSource) Snapshot(ctx context.Context, _ *slog.Logger, _ string) (diff.Snapshot, error) {
 	s.scans.Add(1)
 	<-ctx.Done()
-	return diff.Snapshot{}, ctx.Err()
+	return diff.Snapshot{}, context.Cause(ctx)
 }
 
-// TestPollHeldToItsLease: a poll takes its lease's deadline once it holds its
-// fetching slot, however long it waited for one (a lease renewed meanwhile), and
-// stops at it; with the lease gone it does nothing (no store, no API: none is
-// given).
+// lease is a lease of 50 ms, renewed until it is let go.
+type lease struct {
+	mu     sync.Mutex
+	ends   time.Time
+	letGo  bool
+	checks int
+}
+
+func (l *lease) fence() (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checks++
+	if !l.letGo && !time.Now().Before(l.ends) {
+		l.ends = time.Now().Add(50 * time.Millisecond) // renewed
+	}
+	return l.ends, !l.letGo && time.Now().Before(l.ends)
+}
+
+// TestPollHeldToItsLease: a poll goes on while its lease does, renewed again and
+// again, however long it waited for its fetching slot and however long it runs; it
+// stops when the lease is let go; with the lease gone it does nothing (no store, no
+// API: none is given).
 func TestPollHeldToItsLease(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	var scans atomic.Int32
 	p := New(waitingSource{scans: &scans}, nil, nil, WithConcurrency(1))
-	held := true
-	c := Cache{fence: func() (time.Time, bool) { return time.Now().Add(100 * time.Millisecond), held }}
+	l := &lease{}
+	c := Cache{fence: l.fence}
 	c.keep(diff.State{}, 1, false)
 
 	release, err := acquire(context.Background(), p.fetching) // the only slot
@@ -41,13 +60,22 @@ func TestPollHeldToItsLease(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := p.PollCached(context.Background(), log, "s", &c); done <- err }()
-	time.Sleep(300 * time.Millisecond) // longer than the lease has left at any moment
+	time.Sleep(200 * time.Millisecond) // four terms of the lease, waiting for the slot
 	release()
-	if err := <-done; !errors.Is(err, context.DeadlineExceeded) || scans.Load() != 1 {
-		t.Errorf("poll that waited for its slot: %v after %d scans; want context.DeadlineExceeded after one, at its lease's end", err, scans.Load())
+	select {
+	case err := <-done:
+		t.Fatalf("poll ended while its lease was renewed: %v", err)
+	case <-time.After(300 * time.Millisecond): // six more, scanning
+	}
+	l.mu.Lock()
+	l.letGo = true
+	checks := l.checks
+	l.mu.Unlock()
+	if err := <-done; !errors.Is(err, ErrLeaseGone) || scans.Load() != 1 || checks < 4 {
+		t.Errorf("poll whose lease was let go: %v after %d scans, the lease checked %d times; want ErrLeaseGone after one scan, the lease checked at each of its ends",
+			err, scans.Load(), checks)
 	}
 
-	held = false
 	c.keep(diff.State{}, 1, false)
 	if _, err := p.PollCached(context.Background(), log, "s", &c); !errors.Is(err, ErrLeaseGone) || scans.Load() != 1 {
 		t.Errorf("poll without its lease: %v, %d scans in all; want ErrLeaseGone, and no scan", err, scans.Load())

@@ -120,10 +120,12 @@ func (s *sessionLoop) poll(polls context.Context) (res Result, held bool, err er
 	res, err = s.guarded(pctx, func() (Result, error) {
 		return s.m.cfg.Poller.PollCached(polls, s.log, s.l.id, &s.cache)
 	})
-	if errors.Is(err, ErrLeaseGone) {
-		s.log.Debug("lease gone while the poll waited for its turn: not polled here", "lease", s.lease)
-		s.cache.Drop()
-		return Result{}, false, nil
+	if err != nil && s.cache.fence != nil {
+		if _, held := s.cache.fence(); !held || errors.Is(err, ErrLeaseGone) {
+			s.log.Debug("lease gone before the poll was over: stopped here", "lease", s.lease, "err", err)
+			s.cache.Drop()
+			return Result{}, false, nil
+		}
 	}
 	if s.listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 		s.log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
