@@ -85,6 +85,9 @@ func serveSim(o options) (string, func(), error) {
 			http.Error(rw, "over: want a duration", http.StatusBadRequest)
 			return
 		}
+		// The answer comes once the changes are spread over over: an interval of
+		// 30 s or more outlasts the server's write timeout.
+		_ = http.NewResponseController(rw).SetWriteDeadline(time.Now().Add(over + httpserver.WriteTimeout)) // the server's own holds otherwise
 		if err := w.changeOver(r.Context(), over, &mu); err != nil {
 			http.Error(rw, err.Error(), http.StatusServiceUnavailable) // the run that asked is gone
 		}
