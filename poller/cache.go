@@ -25,11 +25,6 @@ type Cache struct {
 	// left state, though the stream has acknowledged its events (see Poller.save).
 	unclean bool
 	reading listing
-	// fence, if set, tells until when the poll may run (the lease of the session's
-	// loop); false: not at all. A poll takes it once it holds its fetching slot, not
-	// before: the wait for a slot (every session of a first burst waits its turn)
-	// must not eat into a lease that is renewed meanwhile.
-	fence func() (time.Time, bool)
 }
 
 // NewCache returns the cache of session id polled on schedule, whose list of all

@@ -2,82 +2,69 @@ package poller
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
-
-	"github.com/rollcall/rollcall/diff"
 )
 
-// waitingSource answers a scan only when its context ends, and counts the scans.
-type waitingSource struct {
-	Source
-	scans *atomic.Int32
-}
-
-func (s waitingSource) Snapshot(ctx context.Context, _ *slog.Logger, _ string) (diff.Snapshot, error) {
-	s.scans.Add(1)
-	<-ctx.Done()
-	return diff.Snapshot{}, context.Cause(ctx)
-}
-
-// lease is a lease of 50 ms, renewed until it is let go.
+// lease is a lease of 15 s, renewed every 5 s until it is let go, and held until
+// the end of its last term.
 type lease struct {
-	mu     sync.Mutex
-	ends   time.Time
-	letGo  bool
-	checks int
+	mu    sync.Mutex
+	ends  time.Time
+	letGo bool
 }
 
 func (l *lease) fence() (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.checks++
-	if !l.letGo && !time.Now().Before(l.ends) {
-		l.ends = time.Now().Add(50 * time.Millisecond) // renewed
-	}
-	return l.ends, !l.letGo && time.Now().Before(l.ends)
+	return l.ends, time.Now().Before(l.ends)
 }
 
-// TestPollHeldToItsLease: a poll goes on while its lease does, renewed again and
-// again, however long it waited for its fetching slot and however long it runs; it
-// stops when the lease is let go; with the lease gone it does nothing (no store, no
-// API: none is given).
-func TestPollHeldToItsLease(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	var scans atomic.Int32
-	p := New(waitingSource{scans: &scans}, nil, nil, WithConcurrency(1))
-	l := &lease{}
-	c := Cache{fence: l.fence}
-	c.keep(diff.State{}, 1, false)
+func (l *lease) renew(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		if !l.letGo {
+			l.ends = time.Now().Add(15 * time.Second)
+		}
+		l.mu.Unlock()
+		select {
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
-	release, err := acquire(context.Background(), p.fetching) // the only slot
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { _, err := p.PollCached(context.Background(), log, "s", &c); done <- err }()
-	time.Sleep(200 * time.Millisecond) // four terms of the lease, waiting for the slot
-	release()
-	select {
-	case err := <-done:
-		t.Fatalf("poll ended while its lease was renewed: %v", err)
-	case <-time.After(300 * time.Millisecond): // six more, scanning
-	}
-	l.mu.Lock()
-	l.letGo = true
-	checks := l.checks
-	l.mu.Unlock()
-	if err := <-done; !errors.Is(err, ErrLeaseGone) || scans.Load() != 1 || checks < 4 {
-		t.Errorf("poll whose lease was let go: %v after %d scans, the lease checked %d times; want ErrLeaseGone after one scan, the lease checked at each of its ends",
-			err, scans.Load(), checks)
-	}
-
-	c.keep(diff.State{}, 1, false)
-	if _, err := p.PollCached(context.Background(), log, "s", &c); !errors.Is(err, ErrLeaseGone) || scans.Load() != 1 {
-		t.Errorf("poll without its lease: %v, %d scans in all; want ErrLeaseGone, and no scan", err, scans.Load())
-	}
+// TestFencedFollowsRenewals: a poll's context lasts while its lease is renewed, many
+// terms of it (a first burst's queues), and ends, with ErrLeaseGone as its cause,
+// once the lease lapses: at the end of its last term, not before.
+func TestFencedFollowsRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &lease{}
+		renewals, stopRenewing := context.WithCancel(context.Background())
+		defer stopRenewing()
+		go l.renew(renewals)
+		synctest.Wait()
+		ctx, stop := fenced(context.Background(), l.fence)
+		defer stop()
+		time.Sleep(time.Minute) // four terms
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("poll under a lease renewed for a minute: %v", err)
+		}
+		stopped, stopNow := fenced(context.Background(), l.fence)
+		stopNow()
+		if context.Cause(stopped) == ErrLeaseGone {
+			t.Error("a poll's context stopped by its poll ends with ErrLeaseGone")
+		}
+		l.mu.Lock()
+		l.letGo = true
+		lastEnd := l.ends
+		l.mu.Unlock()
+		<-ctx.Done()
+		if cause := context.Cause(ctx); cause != ErrLeaseGone || time.Now().Before(lastEnd) {
+			t.Errorf("poll's context ended at %v with %v; want ErrLeaseGone, at the lease's last end %v", time.Now(), cause, lastEnd)
+		}
+	})
 }

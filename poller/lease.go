@@ -3,6 +3,7 @@ package poller
 import (
 	"cmp"
 	"context"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"maps"
@@ -482,12 +483,47 @@ func (m *Manager) underLease(polls context.Context, key string) (context.Context
 	if m.keeper == nil {
 		return polls, func() {}, true
 	}
-	until, ok := m.keeper.deadline(key)
-	if !ok {
+	fence := func() (time.Time, bool) { return m.keeper.deadline(key) }
+	if _, ok := fence(); !ok {
 		return nil, nil, false
 	}
-	ctx, cancel := context.WithDeadline(polls, until)
-	return ctx, cancel, true
+	ctx, stop := fenced(polls, fence)
+	return ctx, stop, true
+}
+
+// ErrLeaseGone is the cause of a poll's context ending because this replica no
+// longer holds the lease it runs under.
+var ErrLeaseGone = errors.New("the lease is no longer held here")
+
+// fenced returns a context that ends, with ErrLeaseGone as its cause, when fence
+// says the lease is no longer held: at the lease's end, unless it was renewed by
+// then, and then at the new end, and so on. A poll that waits longer than a lease's
+// term (for its fetching slot in a first burst, in a burst's publishing queues) goes
+// on while its lease does.
+func fenced(parent context.Context, fence func() (time.Time, bool)) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	var mu sync.Mutex
+	var t *time.Timer
+	check := func() {
+		until, held := fence()
+		mu.Lock()
+		defer mu.Unlock()
+		if !held || ctx.Err() != nil {
+			cancel(ErrLeaseGone)
+			return
+		}
+		t.Reset(time.Until(until))
+	}
+	mu.Lock()
+	t = time.AfterFunc(time.Hour, check)
+	mu.Unlock()
+	check()
+	return ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Stop()
+		cancel(nil)
+	}
 }
 
 // owns reports whether this replica may run the loop of a session or room tracked by

@@ -51,7 +51,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/rollcall/rollcall/diff"
@@ -155,40 +154,6 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 	return p
 }
 
-// ErrLeaseGone is returned by a poll whose session's lease this replica no longer
-// holds (see Cache's fence): it did nothing.
-var ErrLeaseGone = errors.New("the session's lease is no longer held here")
-
-// fenced returns a context that ends, with ErrLeaseGone as its cause, when fence
-// says the lease is no longer held: at the lease's end, unless it was renewed by
-// then, and then at the new end, and so on. A poll longer than a lease's term (a
-// burst's queues) goes on while its lease does.
-func fenced(parent context.Context, fence func() (time.Time, bool)) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(parent)
-	var mu sync.Mutex
-	var t *time.Timer
-	check := func() {
-		until, held := fence()
-		mu.Lock()
-		defer mu.Unlock()
-		if !held || ctx.Err() != nil {
-			cancel(ErrLeaseGone)
-			return
-		}
-		t.Reset(time.Until(until))
-	}
-	mu.Lock()
-	t = time.AfterFunc(time.Hour, check)
-	mu.Unlock()
-	check()
-	return ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		t.Stop()
-		cancel(nil)
-	}
-}
-
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
 	return p.cycle(ctx, log, sessionID, nil, nil)
@@ -221,14 +186,6 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	defer func() { release() }()
-	if cache != nil && cache.fence != nil {
-		if _, held := cache.fence(); !held {
-			return Result{}, ErrLeaseGone
-		}
-		var stop func()
-		ctx, stop = fenced(ctx, cache.fence)
-		defer stop()
-	}
 	prev, rev, unclean, err := p.load(ctx, log, sessionID, cache)
 	if unclean {
 		// The store's state still holds the outbox of the last cycle, whose events

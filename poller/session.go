@@ -51,9 +51,6 @@ func (m *Manager) newSessionLoop(l *loop, room, lease string) *sessionLoop {
 		s.log, s.roomKnown = s.log.With("room_id", room), true
 	}
 	s.cache = NewCache(l.id, m.cfg.Schedule, m.cfg.Reconcile, m.anchor)
-	if m.keeper != nil {
-		s.cache.fence = func() (time.Time, bool) { return m.keeper.deadline(lease) }
-	}
 	return s
 }
 
@@ -115,29 +112,25 @@ func (s *sessionLoop) poll(polls context.Context) (res Result, held bool, err er
 		return Result{}, false, nil
 	}
 	defer done()
-	// The poll takes the lease's deadline itself, once it holds its fetching slot
-	// (the cache's fence): polls, not pctx.
-	res, err = s.guarded(pctx, func() (Result, error) {
-		return s.m.cfg.Poller.PollCached(polls, s.log, s.l.id, &s.cache)
+	res, err = s.guarded(func() (Result, error) {
+		return s.m.cfg.Poller.PollCached(pctx, s.log, s.l.id, &s.cache)
 	})
-	if err != nil && s.cache.fence != nil {
-		if _, held := s.cache.fence(); !held || errors.Is(err, ErrLeaseGone) {
-			s.log.Debug("lease gone before the poll was over: stopped here", "lease", s.lease, "err", err)
-			s.cache.Drop()
-			return Result{}, false, nil
-		}
+	if err != nil && errors.Is(context.Cause(pctx), ErrLeaseGone) {
+		s.log.Debug("lease gone before the poll was over: stopped here", "lease", s.lease, "err", err)
+		s.cache.Drop()
+		return Result{}, false, nil
 	}
 	if s.listed != nil && (errors.Is(err, ErrNotFound) || (err == nil && !res.Found)) {
 		s.log.Info("the session's active list does not show it ended, its room's sessions list does: ending it")
 		s.cache.Drop()
-		res, err = s.guarded(pctx, func() (Result, error) { return s.m.cfg.Poller.End(pctx, s.log, s.l.id, s.listed.End) })
+		res, err = s.guarded(func() (Result, error) { return s.m.cfg.Poller.End(pctx, s.log, s.l.id, s.listed.End) })
 	}
 	return res, true, err
 }
 
 // guarded runs a cycle, turning a panic into its failure: a bug met by one session
 // must stop neither the others nor the worker.
-func (s *sessionLoop) guarded(ctx context.Context, cycle func() (Result, error)) (res Result, err error) {
+func (s *sessionLoop) guarded(cycle func() (Result, error)) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("cycle panicked", "panic", r, "stack", string(debug.Stack()))
