@@ -543,3 +543,31 @@ func TestManagerSessionBetweenListings(t *testing.T) {
 		})
 	}
 }
+
+// TestManagerSettlesWhenStopping: the outbox of a session's last cycle with changes
+// waits in its state for the next poll's write; a loop that stops, untracked or with
+// the worker, writes its state without it: nothing to send again on the next start.
+func TestManagerSettlesWhenStopping(t *testing.T) {
+	for _, how := range []string{"untracked", "stopped"} {
+		t.Run(how, func(t *testing.T) {
+			w := newWorld(t, "a", "b")
+			r := newRig(t, w, true)
+			m := r.manage(t, func(c *poller.ManagerConfig) { c.Schedule = every(time.Hour) }) // no second poll
+			m.track("bucket", []string{session}, nil)
+			eventually(t, "joins", func() bool { return len(streamEvents(t, r.js)) == 3 })
+			if st, _, err := r.store.Load(context.Background(), session); err != nil || st.Outbox == nil {
+				t.Fatalf("state after the first poll: outbox %v, %v; want it there until the next write", st.Outbox, err)
+			}
+			if how == "untracked" {
+				m.track("bucket", nil, nil)
+				eventually(t, "untracked", func() bool { return len(m.status(t)) == 0 })
+			} else {
+				m.stop()
+			}
+			st, _, err := r.store.Load(context.Background(), session)
+			if err != nil || st.Outbox != nil || len(st.Present) != 2 {
+				t.Errorf("state once the loop stopped: %+v, %v; want a and b present, and no outbox", st, err)
+			}
+		})
+	}
+}
