@@ -180,10 +180,20 @@ func (k *keeper) beat(ctx context.Context) (live []string, ok bool) {
 	return live, true
 }
 
-// renew renews every lease held, as of began, with compare-and-set; one another
-// replica took, or that expired, is lost.
+// renew renews, as of began, with compare-and-set, every lease held but those
+// claimed or renewed in the last sixth of the TTL: a round that comes early (the
+// tracked set changed, as it does twice at start) need not write again the
+// thousands just written, and a lease skipped is at most half its TTL old when the
+// next round, a third of the TTL later, renews it. One another replica took, or
+// that expired, is lost.
 func (k *keeper) renew(ctx context.Context, began time.Time) {
-	renewed := k.each(slices.Collect(maps.Keys(k.held)), func(key string) (uint64, error) {
+	var due []string
+	for key, h := range k.held {
+		if h.until.Sub(began) < k.ttl-k.ttl/6 {
+			due = append(due, key)
+		}
+	}
+	renewed := k.each(due, func(key string) (uint64, error) {
 		return k.store.Renew(ctx, key, k.replica, k.held[key].rev)
 	})
 	for key, r := range renewed {
@@ -298,13 +308,14 @@ type result struct {
 	err error
 }
 
-// each runs op on every key, a few at once (each is a round trip to the server),
-// and returns their outcomes by key.
+// each runs op on every key, up to 128 at once, and returns their outcomes by key.
+// Each is a round trip to the server, and polls start only once the first round has
+// claimed: at 2,000 sessions, 16 at once kept them waiting 0.2 s, 128 about 0.1 s.
 func (k *keeper) each(keys []string, op func(key string) (uint64, error)) map[string]result {
 	out := make(map[string]result, len(keys))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	slots := make(chan struct{}, 16)
+	slots := make(chan struct{}, 128)
 	for _, key := range keys {
 		slots <- struct{}{}
 		wg.Go(func() {

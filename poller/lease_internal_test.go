@@ -74,6 +74,9 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 		t.Fatal("the replicas do not share the 1,000 sessions evenly after 30 rounds")
 	}
 	t.Logf("shared evenly after %d rounds", rounds+1)
+	for _, k := range keepers {
+		age(k, 15*time.Second/3) // the next round comes a third of the TTL later
+	}
 	before := stores[0].writes.Load() + stores[1].writes.Load()
 	began := time.Now()
 	for _, k := range keepers {
@@ -84,6 +87,61 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 	t.Logf("one round of both replicas: %d KV writes in %v; every 5 s (lease_ttl 15s): %.0f writes/s", writes, took.Round(time.Millisecond), float64(writes)/5)
 	if writes != 1000+2 {
 		t.Errorf("%d writes in a round, want 1002: a renewal per lease and a heartbeat per replica", writes)
+	}
+}
+
+// age makes k's leases as old as if d had passed since they were written.
+func age(k *keeper, d time.Duration) {
+	for _, h := range k.held {
+		h.until = h.until.Add(-d)
+	}
+}
+
+// TestEarlyRoundRenewsOnlyWhatIsDue: a round that comes early (at start the tracked
+// set changes twice, each time nudging a round) writes its heartbeat, not again the
+// leases claimed or renewed in the last sixth of the TTL; a lease older than that is
+// renewed, and its deadline moves.
+func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
+	ctx := context.Background()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 15 * time.Second
+	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, ttl, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i := range 100 {
+		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%03d", i)))
+	}
+	store := &counting{LeaseStore: leases}
+	k := newKeeper(store, "a", ttl, slog.New(slog.DiscardHandler), nil)
+	if owned := k.round(ctx, keys, true, true); len(owned) != 100 {
+		t.Fatalf("first round owns %d leases, want 100", len(owned))
+	}
+	writes := func(round func()) int64 {
+		before := store.writes.Load()
+		round()
+		return store.writes.Load() - before
+	}
+	early := func() {
+		if owned := k.round(ctx, keys, false, true); len(owned) != 100 {
+			t.Fatalf("early round owns %d leases, want 100", len(owned))
+		}
+	}
+	if n := writes(early); n != 1 {
+		t.Errorf("a round right after the claims wrote %d times, want 1 (the heartbeat)", n)
+	}
+	key := keys[0]
+	age(k, ttl/6+time.Second)
+	stale := k.held[key].until
+	if n := writes(early); n != 101 {
+		t.Errorf("a round a sixth of the TTL after the claims wrote %d times, want 101 (the heartbeat, every lease)", n)
+	}
+	if renewed, ok := k.deadline(key); !ok || renewed.Sub(stale) < ttl/6 {
+		t.Errorf("a renewed lease's deadline is %v after its last (held %v), want at least %v", renewed.Sub(stale), ok, ttl/6)
 	}
 }
 
