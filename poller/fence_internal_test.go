@@ -6,6 +6,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/testkit"
 )
 
 // lease is a lease of 15 s, renewed every 5 s until it is let go, and held until
@@ -41,7 +43,7 @@ func (l *lease) renew(ctx context.Context) {
 // terms of it (a first burst's queues), and ends, with ErrLeaseGone as its cause,
 // once the lease lapses: at the end of its last term, not before.
 func TestFencedFollowsRenewals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		l := &lease{}
 		renewals, stopRenewing := context.WithCancel(context.Background())
 		defer stopRenewing()

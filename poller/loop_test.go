@@ -26,12 +26,9 @@ import (
 // when each session is polled. What a poll does is tested against real NATS and HTTP
 // elsewhere (poller_test.go, manager_test.go, cmd/rollcall's end-to-end tests).
 //
-// Under -race (Go 1.26.8), the race detector itself sometimes crashes in these tests,
-// in a bubble's timer (SIGSEGV in __tsan::SlotLock or __sanitizer::StackDepot, or
-// "ThreadSanitizer: CHECK failed"): measured on 2026-12-07, about one run of the
-// package in ten, and nearly every run with -count=10. The more synchronisation the
-// process does, the likelier: TestLoopMemoryBounded follows 300 sessions under -race
-// rather than 1000 (race_test.go). Without -race it never happens.
+// Every bubble runs through testkit.Bubble, which puts it on one P under -race: with
+// two, the race detector itself crashed in a bubble's timer in most runs of this
+// package (golang/go#78156).
 
 // fakePolls records polls by session, at the virtual time they began.
 type fakePolls struct {
@@ -170,7 +167,7 @@ func offset(id string, interval time.Duration) time.Duration {
 // TestLoopTicks: each session is polled at once when tracked, then once an
 // interval, at its own offset in the interval, whatever the others do.
 func TestLoopTicks(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		b := startManager(t, f, nil)
 		b.track("s1", "s2", "s3")
@@ -207,7 +204,7 @@ func TestLoopBackOff(t *testing.T) {
 	said := map[error][2]int{poller.ErrNotFound: {1, 1}, poller.ErrUnauthorized: {0, 0}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			testkit.Bubble(t, func(t *testing.T) {
 				f := newFakePolls()
 				f.answer = func(string) (poller.Result, error) { return poller.Result{}, tt.err }
 				var logs testkit.Buffer
@@ -247,7 +244,7 @@ func ticksOf(id string) gocmp.Option {
 // TestLoopUntrackAndTrackAgain: a session untracked is polled no more; tracked again,
 // it is polled at once, and then on its schedule.
 func TestLoopUntrackAndTrackAgain(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		b := startManager(t, f, nil)
 		b.track("s1")
@@ -272,7 +269,7 @@ func TestLoopUntrackAndTrackAgain(t *testing.T) {
 // again, is not polled by a second loop while the first is still in its poll: the
 // new loop starts once the old one returns.
 func TestLoopStoppedInItsPoll(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		f.block = make(chan struct{})
 		b := startManager(t, f, nil)
@@ -299,7 +296,7 @@ func TestLoopStoppedInItsPoll(t *testing.T) {
 // (End, since its active list does not say so): at the instant of that listing, not
 // at the session's next tick.
 func TestLoopPoked(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		f.answer = func(string) (poller.Result, error) { return poller.Result{Complete: true}, nil } // no session document
 		rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
@@ -367,7 +364,7 @@ func TestLoopSessionsBetweenListings(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			testkit.Bubble(t, func(t *testing.T) {
 				f := newFakePolls()
 				rooms := &fakeRooms{lists: map[string][]poller.SessionInfo{}, start: time.Now(), ending: map[string]time.Duration{}}
 				f.answer = func(id string) (poller.Result, error) {
@@ -548,7 +545,7 @@ func (s *memLeases) Release(_ context.Context, key string, rev uint64) error {
 // on a mutex a round holds, virtual time could not advance, and this test would hang
 // until go test's -timeout: a failure all the same.)
 func TestLoopLeasesNeverStallPolls(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		leases := newMemLeases(15 * time.Second)
 		b := startManager(t, f, func(c *poller.ManagerConfig) {
@@ -578,7 +575,7 @@ func TestLoopLeasesNeverStallPolls(t *testing.T) {
 // are past their deadline it polls none of them, and a takes them when they expire;
 // back, p finds them taken, and the two share again, slowly.
 func TestLoopLeasesFenceAPartitionedReplica(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		const ttl = leaseTTL
 		leases := newMemLeases(ttl)
 		a := replica(t, "a", leases, newFakePolls())
@@ -638,7 +635,7 @@ func replica(t *testing.T, name string, store poller.LeaseStore, f *fakePolls, o
 // both, so that each session is polled once an interval in all; when one stops, it
 // gives its leases up and the other takes every session at once.
 func TestLoopLeasesShare(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		leases := newMemLeases(leaseTTL)
 		f := newFakePolls() // both replicas poll into it: a session polled by both shows
 		a := replica(t, "a", leases, f)
@@ -667,7 +664,7 @@ func TestLoopLeasesShare(t *testing.T) {
 // tracked; the other replica takes it, polls it once, finds it ended, and lets go
 // too. The live sessions keep theirs.
 func TestLoopLeasesLetEndedSessionsGo(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		leases := newMemLeases(leaseTTL)
 		f := newFakePolls()
 		f.answer = func(id string) (poller.Result, error) {
@@ -703,7 +700,7 @@ func TestLoopLeasesLetEndedSessionsGo(t *testing.T) {
 // returned: never are two replicas' polls of one session under way at once (the old
 // holder's poll would save its state after the new one loaded it, and fail).
 func TestLoopLeasesMoveOnceTheirPollsReturn(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		leases := newMemLeases(leaseTTL)
 		f := newFakePolls()
 		f.delay = 2500 * time.Millisecond // longer than a lease round: a poll is under way nearly all the time
@@ -733,7 +730,7 @@ func TestLoopLeasesMoveOnceTheirPollsReturn(t *testing.T) {
 func TestLoopMemoryBounded(t *testing.T) {
 	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 	runtime.MemProfileRate = 1
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		const wave = 100
 		f := newFakePolls()
 		var mu sync.Mutex
@@ -813,7 +810,7 @@ func TestLoopMemoryBounded(t *testing.T) {
 // once each, with where their time went; polls on time say nothing, and nor do
 // failed ones (their failure is said).
 func TestLoopSaysWhenPollsRunLate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		const warning = "polls finish more than an interval after they are due"
 		f := newFakePolls()
 		f.delay = 100 * time.Millisecond
@@ -876,7 +873,7 @@ func TestLoopSaysWhenPollsRunLate(t *testing.T) {
 // is said when its polls start failing, once more a minute on with the count, and
 // when they work again; not every poll.
 func TestLoopSaysAFailingSessionOnce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		f.answer = func(string) (poller.Result, error) { return poller.Result{}, errors.New("503 Service Unavailable") }
 		var logs testkit.Buffer
@@ -930,7 +927,7 @@ func (r *slowRooms) RoomSessions(ctx context.Context, room string, all bool) ([]
 // discover interval (it waits behind polls for the rate limit, or the API is slow) is
 // said while it is still under way, and when it is done; one on time says nothing.
 func TestLoopSaysWhenDiscoveryIsBehind(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		rooms := &slowRooms{fakeRooms: fakeRooms{lists: map[string][]poller.SessionInfo{}, ending: map[string]time.Duration{}, start: time.Now()}, took: 20 * time.Second}
 		var logs testkit.Buffer
 		b := startManager(t, newFakePolls(), func(c *poller.ManagerConfig) {
@@ -979,7 +976,7 @@ func (r *countingRooms) count(room string) int {
 // the room at once; a hint from a room that no one tracks goes to UnknownRoom; other
 // webhook types do nothing.
 func TestLoopHints(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		f := newFakePolls()
 		rooms := &countingRooms{fakeRooms: fakeRooms{lists: map[string][]poller.SessionInfo{}, ending: map[string]time.Duration{}, start: time.Now()}, listed: map[string]int{}}
 		var mu sync.Mutex
@@ -1040,7 +1037,7 @@ func TestLoopLeasesTakenOverFromAVanishedReplica(t *testing.T) {
 		{name: "renewing, not answering: left alone", vanished: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			testkit.Bubble(t, func(t *testing.T) {
 				leases := newMemLeases(time.Minute)
 				old := replica(t, "old", killed{leases}, newFakePolls())
 				time.Sleep(time.Second)

@@ -3,6 +3,6 @@
 package poller_test
 
 // memoryDefault is TestLoopMemoryBounded's number of sessions: fewer under the race
-// detector, which crashes the more often the more synchronisation the process does
-// (see loop_test.go). Three waves of 100 still show a leak of a hundred a wave.
+// detector, which runs the bubble on one P (testkit.Bubble) and every step slower.
+// Three waves of 100 still show a leak of a hundred a wave.
 const memoryDefault = 300

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/rollcall/rollcall/internal/testkit"
 )
 
 // received is one POST a webhook receiver got.
@@ -226,7 +228,7 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // delay range after its change, and that the delays reorder webhooks.
 func TestWebhookDelays(t *testing.T) {
 	const minDelay, maxDelay = 20 * time.Millisecond, 200 * time.Millisecond
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		s := New(Config{}) // its clock is the bubble's
 		var mu sync.Mutex
 		var lags []time.Duration

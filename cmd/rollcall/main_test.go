@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -89,7 +88,7 @@ func TestDemo(t *testing.T) {
 // TestDemoLogCounted: the worker's lines go to the demo's log, not the feed; the feed
 // says how many came, at most once every ten seconds, and nothing when none did.
 func TestDemoLogCounted(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		var file, out testkit.Buffer
 		l := &demoLog{Writer: &file}
 		ctx, cancel := context.WithCancel(context.Background())

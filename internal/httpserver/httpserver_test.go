@@ -14,11 +14,13 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/testkit"
 )
 
 // TestLimitListener: past n open connections, Accept waits until one is closed.
 func TestLimitListener(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
 		pipes := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
 		l := LimitListener(pipes, 2)
 		accepted := make(chan net.Conn, 3)
