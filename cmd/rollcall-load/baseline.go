@@ -226,20 +226,11 @@ func publishOnly(ctx context.Context, js jetstream.JetStream, o options, sample 
 	batch := func(i int) (diff.Snapshot, []diff.Change) {
 		snap := sample
 		snap.SessionID = sessionID(i)
-		changes := []diff.Change{{Kind: diff.SessionStarted}}
-		for _, p := range sample.Participants {
-			changes = append(changes, diff.Change{Kind: diff.Joined, Participant: p})
-		}
-		return snap, changes
+		return snap, firstPoll(sample)
 	}
-	size, n := 0, 0
-	snap, changes := batch(0)
-	for _, c := range changes {
-		b, err := json.Marshal(publisher.NewEvent(snap, time.Now(), c))
-		if err != nil {
-			return 0, 0, err
-		}
-		size, n = size+len(b), n+1
+	size, err := eventSize(sample)
+	if err != nil {
+		return 0, 0, err
 	}
 	slots := make(chan struct{}, o.concurrency)
 	errs := make(chan error, 1)
@@ -265,7 +256,31 @@ func publishOnly(ctx context.Context, js jetstream.JetStream, o options, sample 
 		return 0, 0, err
 	default:
 	}
-	return took, size / max(n, 1), nil
+	return took, size, nil
+}
+
+// firstPoll is what a first poll of sample publishes: session.started, and a joined
+// for each participant.
+func firstPoll(sample diff.Snapshot) []diff.Change {
+	changes := []diff.Change{{Kind: diff.SessionStarted}}
+	for _, p := range sample.Participants {
+		changes = append(changes, diff.Change{Kind: diff.Joined, Participant: p})
+	}
+	return changes
+}
+
+// eventSize is the mean size in bytes of the events of a first poll of sample.
+func eventSize(sample diff.Snapshot) (int, error) {
+	changes := firstPoll(sample)
+	size := 0
+	for _, c := range changes {
+		b, err := json.Marshal(publisher.NewEvent(sample, time.Now(), c))
+		if err != nil {
+			return 0, err
+		}
+		size += len(b)
+	}
+	return size / len(changes), nil
 }
 
 // benchRate matches nats bench's summary: "... stats: 50,253 msgs/sec ~ ...".

@@ -28,8 +28,11 @@ import (
 const childEnv = "ROLLCALL_LOAD_CHILD"
 
 const (
-	childSim  = "sim"
-	childNATS = "nats"
+	childSim   = "sim"
+	childNATS  = "nats"
+	childBurst = "burst" // a worker's first burst (extraBursts), on the API and NATS server of these
+	envAPI     = "ROLLCALL_LOAD_API"
+	envNATS    = "ROLLCALL_LOAD_NATS"
 )
 
 // Simulator endpoints besides the API, for the measuring process.
@@ -46,7 +49,8 @@ const apiKey, apiSecret = "load-api-key", "load-api-secret"
 type simStats struct{ Requests, Conns int64 }
 
 // childMain runs the part named by role until its standard input closes (the parent
-// is done, or dead), having printed the URL it serves on as its first line.
+// is done, or dead), having printed the URL it serves on as its first line; a burst
+// prints what it measured (burstTrial).
 func childMain(role string, args []string) error {
 	o, err := parseFlags(args, io.Discard)
 	if err != nil {
@@ -59,6 +63,10 @@ func childMain(role string, args []string) error {
 		url, stop, err = serveSim(o)
 	case childNATS:
 		url, stop, err = serveNATS()
+	case childBurst:
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		url, err = burstTrial(context.Background(), o, os.Getenv(envAPI), os.Getenv(envNATS), log)
+		stop = func() {}
 	default:
 		err = fmt.Errorf("%s=%q: unknown part", childEnv, role)
 	}
@@ -157,15 +165,15 @@ type child struct {
 	url   string
 }
 
-// startChild starts the part role with the same arguments as this run, its errors
-// going to stderr, and returns once it serves.
-func startChild(ctx context.Context, role string, args []string, stderr io.Writer) (*child, error) {
+// startChild starts the part role with the same arguments as this run and env added
+// to its environment, its errors going to stderr, and returns once it serves.
+func startChild(ctx context.Context, role string, args []string, stderr io.Writer, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = append(os.Environ(), childEnv+"="+role)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,6 +50,47 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunBursts: with the nats CLI, a run measures -bursts first bursts, the extra
+// ones by workers of their own before the main run, and prints their median. The CLI
+// here is a stand-in that prints a rate (testdata/fake-nats): what is tested is that
+// every worker's first poll reaches its stream, not the figures.
+func TestRunBursts(t *testing.T) {
+	cli, err := filepath.Abs(filepath.Join("testdata", "fake-nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"-sessions", "3", "-participants", "5", "-latency", "0",
+		"-interval", "1s", "-steady", "1", "-churn-intervals", "1", "-bursts", "3", "-nats-cli", cli}, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`first-poll burst / its floor, median of 3: [0-9.]+× \([0-9.]+×, [0-9.]+×, [0-9.]+×\)`),
+		regexp.MustCompile(`events stored in the burst / nats bench's rate, median of 3: [0-9.]+×`),
+		regexp.MustCompile(`: OK\n`),
+	} {
+		if !want.MatchString(out.String()) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{[]float64{1.3}, 1.3},
+		{[]float64{1.3, 0.9, 1.1}, 1.1},
+		{[]float64{1.4, 1.0, 1.2, 0.8}, 1.1},
+	} {
+		if got := median(c.xs); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("median(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+}
+
 func TestRunRejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-sessions", "0"},
@@ -54,6 +98,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"-participants", "0"},
 		{"-steady", "0"},
 		{"-churn-intervals", "101"},
+		{"-bursts", "0"},
 		{"-churn", "1.5"},
 		{"-per-page", "0"},
 		{"-interval", "10ms"},
