@@ -143,7 +143,9 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 	if scheduled {
 		k.giveUp(fair)
 	}
-	if len(k.held) < fair || len(k.gone) > 0 {
+	// The first round that wants leases looks for predecessors whatever its share: with
+	// fewer sessions than replicas, a killed one's heartbeat can leave it none.
+	if len(k.held) < fair || len(k.gone) > 0 || k.asks(wanted) {
 		if owner, revs, err := k.store.Owners(ctx); err != nil {
 			k.warn(ctx, "reading the leases failed: none claimed this round", "err", err)
 		} else {
@@ -235,14 +237,15 @@ func (k *keeper) publishWithout(key string) {
 }
 
 // buryVanished notes in k.gone, for as long as their leases may last, the holders of
-// leases of wanted that vanished, and deletes their heartbeats. It looks once, in
-// the first round that reads the leases wanted, for predecessors: processes killed
-// before this one started. A holder counts only if it wrote none of its leases since
-// this replica's first heartbeat: a replica that renews them runs. Later, no one
-// answering for a replica proves nothing: it may be cut off from NATS for a moment,
-// and its leases expire on their own if it is gone.
+// leases of wanted that vanished, and deletes their heartbeats (which wakes another
+// round at once, that counts their share as this replica's). It looks once, in the
+// first round that wants leases, for predecessors: processes killed before this one
+// started. A holder counts only if it wrote none of its leases since this replica's
+// first heartbeat: a replica that renews them runs. Later, no one answering for a
+// replica proves nothing: it may be cut off from NATS for a moment, and its leases
+// expire on their own if it is gone.
 func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[string]string, revs map[string]uint64, live []string) {
-	if k.vanished == nil || k.asked || len(wanted) == 0 {
+	if !k.asks(wanted) {
 		return
 	}
 	k.asked = true
@@ -264,6 +267,12 @@ func (k *keeper) buryVanished(ctx context.Context, wanted []string, owner map[st
 		}
 		k.gone[r] = time.Now()
 	}
+}
+
+// asks reports whether a round over wanted is to look for predecessors: the first
+// that wants leases, if vanished can tell.
+func (k *keeper) asks(wanted []string) bool {
+	return k.vanished != nil && !k.asked && len(wanted) > 0
 }
 
 // claim takes, up to the fair share, the leases of wanted that no one holds, and those

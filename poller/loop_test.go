@@ -1100,6 +1100,46 @@ func TestLoopLeasesTakenOverFromAVanishedReplica(t *testing.T) {
 	}
 }
 
+// TestLoopLeaseTakenOverWhateverTheNames: with few sessions, a successor whose name
+// sorts after its killed predecessor's has no fair share, or too small a one, while
+// the predecessor's heartbeat lasts. It looks for predecessors in its first round all
+// the same, and takes at once the lease the predecessor held and its whole share of
+// the others, rather than a lease term or a round later.
+func TestLoopLeaseTakenOverWhateverTheNames(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		tracked []string // by the successor; the predecessor tracked the first
+	}{
+		{name: "no share", tracked: twelve[:1]},
+		{name: "a share too small", tracked: twelve[:2]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			testkit.Bubble(t, func(t *testing.T) {
+				leases := newMemLeases(time.Minute)
+				start := func(name string, store poller.LeaseStore, vanished func(context.Context, string) bool, ids []string) *bubble {
+					b := startManager(t, newFakePolls(), func(c *poller.ManagerConfig) {
+						c.Schedule, c.Leases, c.Replica, c.LeaseTTL, c.Vanished = every(100*time.Millisecond), store, name, leaseTTL, vanished
+					})
+					b.track(ids...)
+					return b
+				}
+				old := start("a-old", killed{leases}, nil, twelve[:1])
+				time.Sleep(time.Second)
+				if n := len(old.polling(t)); n != 1 {
+					t.Fatalf("a-old polls %d sessions, want one", n)
+				}
+				old.stop()
+				next := start("b-next", leases, func(_ context.Context, replica string) bool { return replica == "a-old" }, tt.tracked)
+				defer next.stop()
+				synctest.Wait()
+				if n := len(next.polling(t)); n != len(tt.tracked) {
+					t.Errorf("b-next polls %d sessions at once, want all %d", n, len(tt.tracked))
+				}
+			})
+		})
+	}
+}
+
 const leaseTTL = 3 * time.Second // rounds every second
 
 // statuses returns what m tracks, as its Status says.
