@@ -1140,6 +1140,26 @@ func TestLoopLeaseTakenOverWhateverTheNames(t *testing.T) {
 	}
 }
 
+// TestLoopPollsRunOnThePool: polls run PollsAtOnce at a time, the others waiting
+// their turn: the first polls of twelve sessions, three at once, each a second long,
+// take four seconds.
+func TestLoopPollsRunOnThePool(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.delay = time.Second
+		b := startManager(t, f, func(c *poller.ManagerConfig) { c.Schedule, c.PollsAtOnce = every(time.Hour), 3 })
+		defer b.stop()
+		b.track(twelve...)
+		time.Sleep(500 * time.Millisecond)
+		for second, want := range []int{3, 6, 9, 12, 12} {
+			if n := f.count(); n != want {
+				t.Errorf("%d polls begun by %d.5 s, want %d", n, second, want)
+			}
+			time.Sleep(time.Second)
+		}
+	})
+}
+
 const leaseTTL = 3 * time.Second // rounds every second
 
 // statuses returns what m tracks, as its Status says.

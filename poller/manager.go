@@ -80,6 +80,11 @@ type ManagerConfig struct {
 	// for up to its lease's deadline beside the new holder.
 	Vanished func(ctx context.Context, replica string) bool
 	Metrics  *metrics.Metrics
+	// PollsAtOnce is how many polls run at once (default 256), each on a goroutine of
+	// a pool: the others wait their turn in order. It should be at least what the
+	// Poller fetches and delivers at once (Poller.AtOnce), which it then does not
+	// limit further.
+	PollsAtOnce int
 }
 
 // Manager owns one loop per tracked session and one per tracked room. It starts a
@@ -101,6 +106,8 @@ type Manager struct {
 	origins    map[string]Update // what each origin tracks
 	owned      map[string]bool   // the lease keys this replica holds, with Leases
 	running    sync.WaitGroup
+	// pool runs the loops' polls (see pooled) while Run does.
+	pool chan func()
 
 	keeper *keeper       // nil without Leases
 	nudge  chan struct{} // a lease round now: the tracked set changed
@@ -144,9 +151,12 @@ func NewManager(cfg ManagerConfig) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PollsAtOnce <= 0 {
+		cfg.PollsAtOnce = 256
+	}
 	m := &Manager{
 		cfg: cfg, anchor: time.Now().Truncate(time.Second),
-		events: make(chan func()), queries: make(chan chan []Status), hints: make(chan Hint, hintsQueued),
+		events: make(chan func()), queries: make(chan chan []Status), hints: make(chan Hint, hintsQueued), pool: make(chan func()),
 		sessions: make(map[string]*loop), rooms: make(map[string]*loop), unfinished: make(map[string]bool),
 	}
 	for _, id := range cfg.Unfinished {
@@ -170,14 +180,23 @@ func NewManager(cfg ManagerConfig) *Manager {
 // returns once they all have. ctx ending stops the waits between polls; a poll in
 // flight goes on until polls is done, so that the caller can give it a grace period.
 func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
-	var keeping sync.WaitGroup
+	var keeping, pool sync.WaitGroup
 	if m.keeper != nil {
 		keeping.Go(func() { m.keep(ctx, polls) })
+	}
+	for range m.cfg.PollsAtOnce {
+		pool.Go(func() {
+			for poll := range m.pool {
+				poll()
+			}
+		})
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			m.running.Wait()
+			close(m.pool) // no loop is left to poll
+			pool.Wait()
 			keeping.Wait()
 			if m.keeper != nil {
 				// The loops have returned: the others may take over at once.
@@ -207,6 +226,21 @@ func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
 			q <- m.status()
 		}
 	}
+}
+
+// pooled runs poll on a goroutine of the pool and returns once it has. A poll's calls
+// (fetch, decode, diff, save, publish) need a stack of 16-32 KiB; on its loop's own
+// goroutine, each of thousands of loops would grow its stack to that in its first
+// poll, copying it at each doubling, and keep it for the collector to scan at every
+// cycle. The loops only wait, on 2-4 KiB each, and a few hundred goroutines hold the
+// deep stacks.
+func (m *Manager) pooled(poll func()) {
+	done := make(chan struct{})
+	m.pool <- func() {
+		defer close(done)
+		poll()
+	}
+	<-done
 }
 
 // send runs f on the Run goroutine, unless ctx ends first.

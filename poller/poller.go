@@ -154,6 +154,10 @@ func New(src Source, store Store, pub Publisher, opts ...Option) *Poller {
 	return p
 }
 
+// AtOnce is how many polls it fetches or delivers at once: what ManagerConfig's
+// PollsAtOnce should be, at least.
+func (p *Poller) AtOnce() int { return cap(p.fetching) + cap(p.delivering) }
+
 // Poll runs one cycle of one session and reports whether the session has ended.
 func (p *Poller) Poll(ctx context.Context, log *slog.Logger, sessionID string) (Result, error) {
 	return p.cycle(ctx, log, sessionID, nil, nil)

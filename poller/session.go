@@ -81,7 +81,10 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 			s.listed = poked
 		}
 		began := time.Now()
-		res, held, err := s.poll(polls)
+		var res Result
+		var held bool
+		var err error
+		s.m.pooled(func() { res, held, err = s.poll(polls) })
 		now := time.Now()
 		next = s.ticks.after(now)
 		if !held {

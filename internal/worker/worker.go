@@ -272,6 +272,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Worker, err erro
 		Poller: pl, Rooms: client, Schedule: sched, Discover: discover, Reconcile: reconcile,
 		Unfinished: unfinished, Log: log, UnknownRoom: unknownRoom,
 		Leases: leases, Replica: w.replica, LeaseTTL: n.LeaseTTL.Duration, Vanished: w.vanished, Metrics: w.metrics,
+		PollsAtOnce: pl.AtOnce(),
 	})
 	w.feed = presence.NewFeed(js, n.Stream, n.SubjectPrefix, presence.FeedOptions{Metrics: w.metrics, Log: log})
 	if cfg.Webhook.Listen != "" {
