@@ -145,6 +145,39 @@ func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
 	}
 }
 
+// TestClaimsHandedOverInBatches: a round that claims many leases hands each batch to
+// the loops as soon as it is claimed, the last with what the round returns, so that
+// the first sessions poll while the last are claimed.
+func TestClaimsHandedOverInBatches(t *testing.T) {
+	ctx := context.Background()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, 15*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i := range 600 {
+		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%03d", i)))
+	}
+	k := newKeeper(leases, "a", 15*time.Second, slog.New(slog.DiscardHandler), nil)
+	var handed []int
+	k.claimed = func(owned map[string]bool) {
+		handed = append(handed, len(owned))
+		for key := range owned {
+			if _, ok := k.deadline(key); !ok {
+				t.Errorf("lease %s handed to the loops before its deadline is published", key)
+			}
+		}
+	}
+	owned := k.round(ctx, keys, true, true)
+	if len(owned) != 600 || !slices.Equal(handed, []int{256, 512}) {
+		t.Errorf("the round handed over %v leases, then returned %d; want 256, 512, then 600", handed, len(owned))
+	}
+}
+
 // TestLeaseShares: the shares of n leases add up to n, and differ by one at most,
 // whoever asks; 4 rooms on 3 replicas are 2, 1, 1.
 func TestLeaseShares(t *testing.T) {

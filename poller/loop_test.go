@@ -413,7 +413,8 @@ type memLeases struct {
 	woken  []chan struct{} // one for each WatchReleases
 }
 
-// WatchReleases calls released whenever a lease is released, until ctx ends.
+// WatchReleases calls released whenever a lease is released or a heartbeat deleted
+// (publisher.Leases watches every key of its bucket), until ctx ends.
 func (s *memLeases) WatchReleases(ctx context.Context, released func()) {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
@@ -476,6 +477,7 @@ func (s *memLeases) Leave(_ context.Context, replica string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.keys, "hb."+replica)
+	s.wake()
 	return nil
 }
 
