@@ -2,15 +2,18 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
 )
 
@@ -45,18 +48,7 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 		t.Skip("claims 1,000 leases")
 	}
 	ctx := context.Background()
-	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, 15*time.Second, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for i := range 1000 {
-		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%04d", i)))
-	}
+	leases, keys := openLeases(t, 1000)
 	stores := []*counting{{LeaseStore: leases}, {LeaseStore: leases}}
 	keepers := []*keeper{
 		newKeeper(stores[0], "a", 15*time.Second, slog.New(slog.DiscardHandler), nil),
@@ -103,19 +95,8 @@ func age(k *keeper, d time.Duration) {
 // renewed, and its deadline moves.
 func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
 	ctx := context.Background()
-	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const ttl = 15 * time.Second
-	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, ttl, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for i := range 100 {
-		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%03d", i)))
-	}
+	const ttl = 15 * time.Second // openLeases'
+	leases, keys := openLeases(t, 100)
 	store := &counting{LeaseStore: leases}
 	k := newKeeper(store, "a", ttl, slog.New(slog.DiscardHandler), nil)
 	if owned := k.round(ctx, keys, true, true); len(owned) != 100 {
@@ -150,18 +131,7 @@ func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
 // the first sessions poll while the last are claimed.
 func TestClaimsHandedOverInBatches(t *testing.T) {
 	ctx := context.Background()
-	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	leases, err := publisher.OpenLeases(ctx, js, "ROLLCALL_LEASES", 1, 15*time.Second, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for i := range 600 {
-		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%03d", i)))
-	}
+	leases, keys := openLeases(t, 600)
 	k := newKeeper(leases, "a", 15*time.Second, slog.New(slog.DiscardHandler), nil)
 	var handed []int
 	k.claimed = func(owned map[string]bool) {
@@ -176,6 +146,75 @@ func TestClaimsHandedOverInBatches(t *testing.T) {
 	if len(owned) != 600 || !slices.Equal(handed, []int{256, 512}) {
 		t.Errorf("the round handed over %v leases, then returned %d; want 256, 512, then 600", handed, len(owned))
 	}
+}
+
+// TestLeaveReleasesEveryLease: a replica that stops gives up every lease it holds
+// and its heartbeat, thousands at once, so that the others take over at once; if the
+// releases fail, it says so once, not once a lease.
+func TestLeaveReleasesEveryLease(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		fail     bool
+		warnings int
+	}{
+		{name: "released"},
+		{name: "the releases fail", fail: true, warnings: 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			leases, keys := openLeases(t, 2000)
+			var store LeaseStore = leases
+			if tt.fail {
+				store = failingRelease{leases}
+			}
+			var logs testkit.Buffer
+			k := newKeeper(store, "a", 15*time.Second, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+			if owned := k.round(ctx, keys, true, true); len(owned) != 2000 {
+				t.Fatalf("the round owns %d leases, want 2000", len(owned))
+			}
+			k.leave(ctx)
+			owner, _, err := leases.Owners(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := 0 // in the bucket
+			if tt.fail {
+				left = 2000
+			}
+			if len(owner) != left || len(k.owned()) != 0 {
+				t.Errorf("after leave: %d leases in the bucket, %d owned here; want %d, none", len(owner), len(k.owned()), left)
+			}
+			if n := strings.Count(logs.String(), "level=WARN"); n != tt.warnings {
+				t.Errorf("leave warned %d times, want %d:\n%s", n, tt.warnings, logs.String())
+			}
+		})
+	}
+}
+
+// failingRelease is a lease store whose releases fail.
+type failingRelease struct{ LeaseStore }
+
+func (failingRelease) Release(context.Context, string, uint64) error {
+	return errors.New("no release today")
+}
+
+// openLeases opens a lease bucket (15 s TTL) on a server of the test's own, and
+// returns it with n session lease keys.
+func openLeases(t *testing.T, n int) (*publisher.Leases, []string) {
+	t.Helper()
+	js, err := jetstream.New(natstest.Connect(t, natstest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, err := publisher.OpenLeases(context.Background(), js, "ROLLCALL_LEASES", 1, 15*time.Second, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i := range n {
+		keys = append(keys, leaseKey(KindSession, fmt.Sprintf("s%04d", i)))
+	}
+	return leases, keys
 }
 
 // TestLeaseShares: the shares of n leases add up to n, and differ by one at most,

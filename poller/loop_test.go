@@ -1162,6 +1162,22 @@ func TestLoopPollsRunOnThePool(t *testing.T) {
 	})
 }
 
+// TestLoopStopsWithoutTheQueuedPolls: a stopping Manager lets the polls under way
+// finish, and runs none of those still waiting for their turn.
+func TestLoopStopsWithoutTheQueuedPolls(t *testing.T) {
+	testkit.Bubble(t, func(t *testing.T) {
+		f := newFakePolls()
+		f.delay = time.Second
+		b := startManager(t, f, func(c *poller.ManagerConfig) { c.Schedule, c.PollsAtOnce = every(time.Hour), 3 })
+		b.track(twelve...)
+		time.Sleep(500 * time.Millisecond)
+		b.stop()
+		if n := f.count(); n != 3 {
+			t.Errorf("%d polls begun by the time the Manager stopped, want the 3 under way", n)
+		}
+	})
+}
+
 const leaseTTL = 3 * time.Second // rounds every second
 
 // statuses returns what m tracks, as its Status says.

@@ -234,13 +234,21 @@ func (m *Manager) Run(ctx, polls context.Context, updates <-chan Update) {
 // poll, copying it at each doubling, and keep it for the collector to scan at every
 // cycle. The loops only wait, on 2-4 KiB each, and a few hundred goroutines hold the
 // deep stacks.
-func (m *Manager) pooled(poll func()) {
+//
+// A poll still waiting for its turn when ctx ends is not run (false): the loop is
+// stopping.
+func (m *Manager) pooled(ctx context.Context, poll func()) bool {
 	done := make(chan struct{})
-	m.pool <- func() {
+	select {
+	case m.pool <- func() {
 		defer close(done)
 		poll()
+	}:
+	case <-ctx.Done():
+		return false
 	}
 	<-done
+	return true
 }
 
 // send runs f on the Run goroutine, unless ctx ends first.

@@ -84,7 +84,9 @@ func (s *sessionLoop) run(ctx, polls context.Context) (ended bool) {
 		var res Result
 		var held bool
 		var err error
-		s.m.pooled(func() { res, held, err = s.poll(polls) })
+		if !s.m.pooled(ctx, func() { res, held, err = s.poll(polls) }) {
+			continue // stopping: the wait returns at once
+		}
 		now := time.Now()
 		next = s.ticks.after(now)
 		if !held {
