@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -123,11 +124,7 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		if subjects[e.Type] == "" {
 			subjects[e.Type] = events.Subject(p.prefix, e.Type, snap.RoomID, snap.SessionID)
 		}
-		msgs[i] = &nats.Msg{
-			Subject: subjects[e.Type],
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
-			Data:    body,
-		}
+		msgs[i] = messages.get(subjects[e.Type], e.ID, body)
 	}
 	for start := 0; start < len(changes); {
 		end := start + 1
@@ -142,8 +139,35 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 		start = end
 	}
 	p.metrics.PublishDuration.Observe(time.Since(began).Seconds())
-	buffers.put(buf) // every message is acknowledged: nats.go holds none of them
+	// Every message is acknowledged: nats.go holds none of them.
+	buffers.put(buf)
+	for _, m := range msgs {
+		messages.put(m)
+	}
 	return nil
+}
+
+// messages recycles the messages events are sent in, with their header (a map of
+// about 400 bytes, more than the message itself): a burst sends a hundred thousand.
+var messages msgPool
+
+type msgPool struct{ pool sync.Pool }
+
+// get returns a message of body to subject, with id as its Nats-Msg-Id.
+func (p *msgPool) get(subject, id string, body []byte) *nats.Msg {
+	m, ok := p.pool.Get().(*nats.Msg)
+	if !ok {
+		m = &nats.Msg{Header: nats.Header{jetstream.MsgIDHeader: []string{""}}}
+	}
+	m.Subject, m.Data = subject, body
+	m.Header[jetstream.MsgIDHeader][0] = id
+	return m
+}
+
+// put gives m back; it must no longer be used, by nats.go either.
+func (p *msgPool) put(m *nats.Msg) {
+	m.Data = nil
+	p.pool.Put(m)
 }
 
 // publishAll pipelines msgs and sends again those whose outcome is unknown, until every
