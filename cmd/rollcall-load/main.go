@@ -431,22 +431,42 @@ func startWorker(ctx context.Context, cfg worker.Config, log *slog.Logger) (*wor
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("the worker did not start within 15s: %w", err)
 	}
-	js, n := w.JetStream(), cfg.NATS
 	cleanUp := func() {
 		w.Close()
-		// Best effort: the run's result does not depend on its clean-up.
-		ctx := context.WithoutCancel(ctx)
-		_ = js.DeleteStream(ctx, n.Stream)
-		for _, b := range []string{n.StateBucket, n.TrackingBucket, n.LeaseBucket} {
-			_ = js.DeleteKeyValue(ctx, b)
+		if err := deleteRun(context.WithoutCancel(ctx), cfg.NATS); err != nil {
+			log.Warn("the run's stream and buckets are left on the server", "err", err)
 		}
 	}
-	stream, err := js.Stream(ctx, n.Stream)
+	stream, err := w.JetStream().Stream(ctx, cfg.NATS.Stream)
 	if err != nil {
 		cleanUp()
 		return nil, nil, nil, err
 	}
 	return w, stream, cleanUp, nil
+}
+
+// deleteRun deletes the stream and buckets of a worker of the run, on a connection of
+// its own: the worker's has been drained by the time it stops.
+func deleteRun(ctx context.Context, n worker.NATS) error {
+	nc, err := nats.Connect(n.URL, nats.Name("rollcall-load clean-up"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	errs := []error{js.DeleteStream(ctx, n.Stream)}
+	for _, b := range []string{n.StateBucket, n.TrackingBucket, n.LeaseBucket} {
+		errs = append(errs, js.DeleteKeyValue(ctx, b))
+	}
+	for i, err := range errs {
+		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+			errs[i] = nil // never made: a run without leases has no lease bucket
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // trial is one first burst and its floor, measured one after the other: a

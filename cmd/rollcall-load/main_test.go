@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rollcall/rollcall/internal/natstest"
 )
 
 // TestMain runs the simulator and the NATS server when this test binary is started
@@ -51,19 +54,32 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunBursts: with the nats CLI, a run measures -bursts first bursts, the extra
-// ones by workers of their own before the main run, and prints their median. The CLI
-// here is a stand-in that prints a rate (testdata/fake-nats): what is tested is that
-// every worker's first poll reaches its stream, not the figures.
+// ones by workers of their own before the main run, and prints their median; on an
+// external server (-nats), it leaves none of its workers' streams and buckets behind.
+// The CLI here is a stand-in that prints a rate (testdata/fake-nats): what is tested
+// is that every worker's first poll reaches its stream, not the figures.
 func TestRunBursts(t *testing.T) {
 	cli, err := filepath.Abs(filepath.Join("testdata", "fake-nats"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ns := natstest.Start(t)
 	var out bytes.Buffer
 	err = run(context.Background(), []string{"-sessions", "3", "-participants", "5", "-latency", "0",
-		"-interval", "1s", "-steady", "1", "-churn-intervals", "1", "-bursts", "3", "-nats-cli", cli}, &out)
+		"-interval", "1s", "-steady", "1", "-churn-intervals", "1", "-bursts", "3", "-nats-cli", cli, "-nats", ns.ClientURL()}, &out)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := js.StreamNames(context.Background())
+	for name := range names.Name() {
+		t.Errorf("stream %s left on the server", name)
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`first-poll burst / its floor, median of 3: [0-9.]+× \([0-9.]+×, [0-9.]+×, [0-9.]+×\)`),
