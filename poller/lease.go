@@ -141,7 +141,7 @@ func (k *keeper) round(ctx context.Context, wanted []string, scheduled, settled 
 			k.release(ctx, key)
 		}
 	}
-	k.renew(ctx, began)
+	k.renew(ctx, began, scheduled)
 	k.publish()
 	if scheduled {
 		k.giveUp(fair)
@@ -185,16 +185,15 @@ func (k *keeper) beat(ctx context.Context) (live []string, ok bool) {
 	return live, true
 }
 
-// renew renews, as of began, with compare-and-set, every lease held but those
-// claimed or renewed in the last sixth of the TTL: a round that comes early (the
-// tracked set changed, as it does twice at start) need not write again the
-// thousands just written, and a lease skipped is at most half its TTL old when the
-// next round, a third of the TTL later, renews it. One another replica took, or
-// that expired, is lost.
-func (k *keeper) renew(ctx context.Context, began time.Time) {
+// renew renews, as of began, with compare-and-set, every lease held; a round that
+// comes early (not scheduled: the tracked set changed, as it does twice at start)
+// skips those claimed or renewed in the last sixth of the TTL, rather than write
+// again the thousands just written, and leaves them to the next scheduled round, a
+// third of the TTL after it. One another replica took, or that expired, is lost.
+func (k *keeper) renew(ctx context.Context, began time.Time, scheduled bool) {
 	var due []string
 	for key, h := range k.held {
-		if h.until.Sub(began) < k.ttl-k.ttl/6 {
+		if scheduled || h.until.Sub(began) < k.ttl-k.ttl/6 {
 			due = append(due, key)
 		}
 	}

@@ -66,9 +66,6 @@ func TestLeaseWritesAt1000Sessions(t *testing.T) {
 		t.Fatal("the replicas do not share the 1,000 sessions evenly after 30 rounds")
 	}
 	t.Logf("shared evenly after %d rounds", rounds+1)
-	for _, k := range keepers {
-		age(k, 15*time.Second/3) // the next round comes a third of the TTL later
-	}
 	before := stores[0].writes.Load() + stores[1].writes.Load()
 	began := time.Now()
 	for _, k := range keepers {
@@ -92,7 +89,8 @@ func age(k *keeper, d time.Duration) {
 // TestEarlyRoundRenewsOnlyWhatIsDue: a round that comes early (at start the tracked
 // set changes twice, each time nudging a round) writes its heartbeat, not again the
 // leases claimed or renewed in the last sixth of the TTL; a lease older than that is
-// renewed, and its deadline moves.
+// renewed, and its deadline moves. A scheduled round renews every lease, however
+// fresh.
 func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
 	ctx := context.Background()
 	const ttl = 15 * time.Second // openLeases'
@@ -123,6 +121,14 @@ func TestEarlyRoundRenewsOnlyWhatIsDue(t *testing.T) {
 	}
 	if renewed, ok := k.deadline(key); !ok || renewed.Sub(stale) < ttl/6 {
 		t.Errorf("a renewed lease's deadline is %v after its last (held %v), want at least %v", renewed.Sub(stale), ok, ttl/6)
+	}
+	scheduled := func() {
+		if owned := k.round(ctx, keys, true, true); len(owned) != 100 {
+			t.Fatalf("scheduled round owns %d leases, want 100", len(owned))
+		}
+	}
+	if n := writes(scheduled); n != 101 {
+		t.Errorf("a scheduled round right after the renewals wrote %d times, want 101 (the heartbeat, every lease)", n)
 	}
 }
 
