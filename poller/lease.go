@@ -334,8 +334,8 @@ type result struct {
 }
 
 // each runs op on every key, up to 128 at once, and returns their outcomes by key.
-// Each is a round trip to the server, and polls start only once the first round has
-// claimed: at 2,000 sessions, 16 at once kept them waiting 0.2 s, 128 about 0.1 s.
+// Each is a round trip to the server, and polls wait for their claims: at 2,000
+// sessions, 16 at once took 0.2 s, 128 about 0.1 s.
 func (k *keeper) each(keys []string, op func(key string) (uint64, error)) map[string]result {
 	out := make(map[string]result, len(keys))
 	var mu sync.Mutex
@@ -447,12 +447,15 @@ func (k *keeper) leave(ctx context.Context) {
 func (m *Manager) keep(ctx, polls context.Context) {
 	every := m.cfg.LeaseTTL / 3
 	scheduled := true
-	m.keeper.claimed = func(owned map[string]bool) {
+	// handOver brings the loops in line with what this replica owns: after each round,
+	// and after each batch of a round's claims.
+	handOver := func(owned map[string]bool) {
 		m.send(ctx, func() {
 			m.owned = owned
 			m.apply(ctx, polls)
 		})
 	}
+	m.keeper.claimed = handOver
 	if w, ok := m.cfg.Leases.(interface {
 		WatchReleases(context.Context, func())
 	}); ok {
@@ -480,10 +483,7 @@ func (m *Manager) keep(ctx, polls context.Context) {
 		round, cancel := context.WithTimeout(ctx, every)
 		owned := m.keeper.round(round, w.keys, scheduled, w.settled)
 		cancel()
-		m.send(ctx, func() {
-			m.owned = owned
-			m.apply(ctx, polls)
-		})
+		handOver(owned)
 		select {
 		case <-time.After(every):
 			scheduled = true
