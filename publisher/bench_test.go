@@ -63,10 +63,10 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // BenchmarkStoreSave saves a session's state of n participants to the state bucket
-// with compare-and-set, as a cycle with changes does: plain JSON at 100, gzipped at
-// 5000 (over 256 KiB).
+// with compare-and-set, as a cycle with changes does: plain JSON at 5, gzipped at
+// 100 and 5000 (over 2 KiB).
 func BenchmarkStoreSave(b *testing.B) {
-	for _, n := range []int{100, 5000} {
+	for _, n := range []int{5, 100, 5000} {
 		b.Run(fmt.Sprintf("present=%d", n), func(b *testing.B) {
 			js, err := publisher.NewJetStream(natstest.Connect(b, natstest.Start(b)))
 			if err != nil {

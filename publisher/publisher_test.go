@@ -2,6 +2,7 @@ package publisher_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -416,6 +417,70 @@ func TestStoreLargeState(t *testing.T) {
 	}
 }
 
+// TestStoreGzipsAboveTwoKiB: a state is stored as plain JSON up to 2 KiB, a session
+// of a few participants, and gzipped above, as docs/state.md says; both read back.
+func TestStoreGzipsAboveTwoKiB(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		present int
+		gzipped bool
+	}{{1, false}, {5, false}, {20, true}, {50, true}} {
+		t.Run(fmt.Sprintf("present=%d", tc.present), func(t *testing.T) {
+			want := diff.State{RoomID: "r1", Started: true}
+			for i := range tc.present {
+				p := demo1
+				p.ID = fmt.Sprintf("p%05d", i)
+				want.Present = append(want.Present, p)
+			}
+			id := fmt.Sprintf("s%d", tc.present)
+			if _, err := s.Save(ctx, id, want, 0); err != nil {
+				t.Fatal(err)
+			}
+			e, err := kv.Get(ctx, "sessions."+id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := e.Value()
+			if gzipped := bytes.HasPrefix(raw, []byte{0x1f, 0x8b}); gzipped != tc.gzipped {
+				t.Errorf("%d bytes stored (%d as JSON), gzipped: %v, want %v", len(raw), len(plainJSON(t, raw)), gzipped, tc.gzipped)
+			}
+			got, _, err := s.Load(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equal(want) {
+				t.Errorf("read back %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// plainJSON is a stored state as JSON: gunzipped if it starts as gzip does.
+func plainJSON(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	if !bytes.HasPrefix(raw, []byte{0x1f, 0x8b}) {
+		return raw
+	}
+	r, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestStoreValuesMatchSchema: what the store writes under sessions.<token> and
 // ended.<token> is what docs/state.md and docs/state.schema.json describe.
 func TestStoreValuesMatchSchema(t *testing.T) {
@@ -436,7 +501,7 @@ func TestStoreValuesMatchSchema(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
-		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(e.Value()))
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(plainJSON(t, e.Value())))
 		if err != nil {
 			t.Fatal(err)
 		}

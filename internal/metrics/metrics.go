@@ -152,7 +152,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "rollcall_state_saves_total", Help: "Session states written to the state bucket.",
 		}),
 		StateSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "rollcall_state_size_bytes", Help: "Size of a saved session state, as stored (gzipped above 256 KiB).",
+			Name: "rollcall_state_size_bytes", Help: "Size of a saved session state, as stored (gzipped above 2 KiB).",
 			Buckets: prometheus.ExponentialBuckets(256, 4, 8), // 256 B to 4 MiB
 		}),
 		TrackedSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
