@@ -25,6 +25,9 @@ type Cache struct {
 	// left state, though the stream has acknowledged its events (see Poller.save).
 	unclean bool
 	reading listing
+	// sum is the hash of the one-page active list of a poll that found nothing to do
+	// (see quiet); 0 if there is none.
+	sum uint64
 }
 
 // NewCache returns the cache of session id polled on schedule, whose list of all
@@ -40,7 +43,7 @@ func NewCache(id string, schedule, reconcile cron.Schedule, anchor time.Time) Ca
 
 // Drop leaves out the state: the next poll loads it from the store. The budget stays.
 func (c *Cache) Drop() {
-	c.state, c.present, c.rev, c.ok, c.unclean = diff.State{}, nil, 0, false, false
+	c.state, c.present, c.rev, c.ok, c.unclean, c.sum = diff.State{}, nil, 0, false, false, 0
 }
 
 // take hands the state over to a poll: until the poll keeps one, the cache holds
@@ -55,7 +58,23 @@ func (c *Cache) keep(st diff.State, rev uint64, unclean bool) {
 		c.present = compact(st.Present)
 	}
 	st.Present, st.Outbox = nil, nil
-	c.state, c.rev, c.ok, c.unclean = st, rev, true, unclean
+	c.state, c.rev, c.ok, c.unclean, c.sum = st, rev, true, unclean, 0
+}
+
+// quiet notes, after keep, that the poll read a one-page active list whose hash is
+// sum, and found nothing to do with it: no change, nothing written, no list of all
+// participants read or wanted, and nothing waiting on the clock (no lefts waiting for
+// their end, no session ending). Such a poll depends on nothing but the state and the
+// page, so the next poll that reads the same page may stop there (see since).
+func (c *Cache) quiet(sum uint64) { c.sum = sum }
+
+// since is the sum of the page that a poll allowed list may stop at: none (0) when
+// a reconciliation is due, which reads the list whatever the page.
+func (c *Cache) since(list listMode) uint64 {
+	if c == nil || !c.ok || c.unclean || list == listNow {
+		return 0
+	}
+	return c.sum
 }
 
 // kept returns the state kept, its revision, and whether the store's still holds

@@ -165,11 +165,11 @@ type panickySource struct {
 	bad string
 }
 
-func (s panickySource) Snapshot(ctx context.Context, log *slog.Logger, id string) (diff.Snapshot, error) {
+func (s panickySource) SnapshotSince(ctx context.Context, log *slog.Logger, id string, since uint64) (diff.Snapshot, uint64, error) {
 	if id == s.bad {
 		panic("a bug met by one session")
 	}
-	return s.Source.Snapshot(ctx, log, id)
+	return s.Source.SnapshotSince(ctx, log, id, since)
 }
 
 // TestManagerSurvivesAPanic: a panic while polling one session is logged, and the

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -319,7 +320,15 @@ func participant(pd participantDoc) (diff.Participant, *diff.SetAside) {
 // counts. A scan that found no session document, or a participant without a usable
 // stint, is incomplete too.
 func (c *Client) Snapshot(ctx context.Context, log *slog.Logger, sessionID string) (diff.Snapshot, error) {
-	return c.snapshot(ctx, log, sessionID, 0)
+	snap, _, err := c.snapshot(ctx, log, sessionID, 0, 0)
+	return snap, err
+}
+
+// SnapshotSince is Snapshot, with sum, a hash of the active list when it is one page
+// that agrees with itself (0 otherwise). When sum is since (not 0), the list is byte
+// for byte the one since was taken from, and snap is empty: nothing is decoded.
+func (c *Client) SnapshotSince(ctx context.Context, log *slog.Logger, sessionID string, since uint64) (snap diff.Snapshot, sum uint64, err error) {
+	return c.snapshot(ctx, log, sessionID, 0, since)
 }
 
 // Recheck scans a session of pages pages as Snapshot does, but from the last page to
@@ -329,26 +338,33 @@ func (c *Client) Snapshot(ctx context.Context, log *slog.Logger, sessionID strin
 // backward scan reads pages in the direction of the move, so whoever moves is seen
 // twice (and the scan disagrees) instead, and a newcomer it misses is no false left.
 func (c *Client) Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error) {
-	return c.snapshot(ctx, log, sessionID, max(pages, 1))
+	snap, _, err := c.snapshot(ctx, log, sessionID, max(pages, 1), 0)
+	return snap, err
 }
 
-// snapshot scans forward if last is 0, else backward from page last. A nil log is
-// the client's own, with the session's ID.
-func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID string, last int) (diff.Snapshot, error) {
+// snapshot scans forward if last is 0, else backward from page last; forward, it
+// stops at a one-page list whose sum is since (see SnapshotSince). A nil log is the
+// client's own, with the session's ID.
+func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID string, last int, since uint64) (diff.Snapshot, uint64, error) {
 	if log == nil {
 		log = c.cfg.Log.With("session_id", sessionID)
 	}
 	var snap diff.Snapshot
 	var why string
 	for scan := 1; scan <= maxScans; scan++ {
+		var sum uint64
 		var err error
-		snap, why, err = c.scan(ctx, log, sessionID, last)
+		snap, why, sum, err = c.scan(ctx, log, sessionID, last, since)
+		if errors.Is(err, errSame) {
+			c.cfg.Metrics.ScanPages.Observe(1)
+			return diff.Snapshot{SessionID: sessionID}, since, nil
+		}
 		if err != nil {
-			return diff.Snapshot{}, err
+			return diff.Snapshot{}, 0, err
 		}
 		c.cfg.Metrics.ScanPages.Observe(float64(snap.Pages))
 		if why == "" {
-			return snap, nil
+			return snap, sum, nil
 		}
 		c.cfg.Metrics.ScansDiscarded.Inc()
 		log.Info("pages disagreed, scanning again", "scan", scan, "why", why)
@@ -358,16 +374,34 @@ func (c *Client) snapshot(ctx context.Context, log *slog.Logger, sessionID strin
 	}
 	log.Warn("pages kept disagreeing: no participant's absence counts this cycle", "why", why)
 	snap.Complete = false
-	return snap, nil
+	return snap, 0, nil
 }
 
+// errSame ends a scan at a first page that is the one the caller already has.
+var errSame = errors.New("the same page as before")
+
+// pageSeed seeds the sums of pages: a sum says whether two pages are the same in this
+// process, nothing more, and an API that sent pages made to collide could not know it.
+var pageSeed = maphash.MakeSeed()
+
 // scan fetches every page, forward from page 1 to its lastPage if last is 0, else
-// backward from page last to 1. why says how the pages disagreed, if they did.
-func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, last int) (diff.Snapshot, string, error) {
+// backward from page last to 1; forward, it returns errSame at a first page whose
+// sum is since. why says how the pages disagreed, if they did; sum is the first
+// page's if it was the only one and they agreed.
+func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, last int, since uint64) (diff.Snapshot, string, uint64, error) {
 	sc := scanning{last: last, snap: diff.Snapshot{SessionID: sessionID}, seen: make(map[string]bool)}
 	path := "/v2/sessions/" + url.PathEscape(sessionID) + "/participants/active"
-	if err := walk(ctx, c, log, metrics.EndpointActive, path, nil, foreground, "", max(last, 1), DecodePage, sc.add); err != nil {
-		return sc.snap, "", err
+	var sum uint64
+	decode := func(body []byte) (Page, error) {
+		if sc.pages == 0 && last == 0 {
+			if sum = maphash.Bytes(pageSeed, body); sum == since && since != 0 {
+				return Page{}, errSame
+			}
+		}
+		return DecodePage(body)
+	}
+	if err := walk(ctx, c, log, metrics.EndpointActive, path, nil, foreground, "", max(last, 1), decode, sc.add); err != nil {
+		return sc.snap, "", 0, err
 	}
 	snap := sc.snap
 	snap.Pages = max(sc.first.LastPage, 1)
@@ -382,7 +416,10 @@ func (c *Client) scan(ctx context.Context, log *slog.Logger, sessionID string, l
 	default:
 		snap.Complete = true
 	}
-	return snap, sc.why, nil
+	if snap.Pages != 1 || !snap.Complete || sc.why != "" {
+		sum = 0
+	}
+	return snap, sc.why, sum, nil
 }
 
 // scanning is one scan under way.

@@ -59,8 +59,11 @@ import (
 
 // Source fetches snapshots of a session; Client is one.
 type Source interface {
-	// Snapshot scans every page, first to last, logging to log (the session's).
-	Snapshot(ctx context.Context, log *slog.Logger, sessionID string) (diff.Snapshot, error)
+	// SnapshotSince scans every page, first to last, logging to log (the session's);
+	// sum is a hash of the list when it is one page that agrees with itself, else 0.
+	// When sum is since (not 0), the page is the one since was taken from, byte for
+	// byte, and snap is empty.
+	SnapshotSince(ctx context.Context, log *slog.Logger, sessionID string, since uint64) (snap diff.Snapshot, sum uint64, err error)
 	// Recheck scans a session of pages pages, last to first.
 	Recheck(ctx context.Context, log *slog.Logger, sessionID string, pages int) (diff.Snapshot, error)
 	// Everyone reads the list of all participants, present or gone, with their whole
@@ -190,6 +193,8 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{}, err
 	}
 	defer func() { release() }()
+	list := cache.listMode(began)
+	since := cache.since(list) // before load takes the state out of the cache
 	prev, rev, unclean, err := p.load(ctx, log, sessionID, cache)
 	if unclean {
 		// The store's state still holds the outbox of the last cycle, whose events
@@ -211,15 +216,22 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 		return Result{Ended: true, Complete: true, Found: true}, nil // nothing was announced: nothing to end
 	}
 	fetching := time.Now()
-	snap := ended
+	snap, sum := ended, uint64(0)
 	if snap == nil {
-		if snap, err = p.observe(ctx, log, sessionID, prev); err != nil {
+		if snap, sum, err = p.observe(ctx, log, sessionID, prev, since); err != nil {
 			return Result{}, err
+		}
+		if since != 0 && sum == since {
+			// The page the last poll read, which found nothing to do: this one would
+			// find the same, as nothing waits on the clock (see Cache.quiet).
+			cache.keep(prev, rev, false)
+			cache.quiet(sum)
+			return Result{Complete: true, Found: true, Present: len(prev.Present), RoomID: prev.RoomID, Fetching: time.Since(fetching)}, nil
 		}
 	}
 	snap.RoomID = cmp.Or(snap.RoomID, prev.RoomID)
 	now := p.now() // when the poll saw what it saw: the list, read next, may be slow
-	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, cache.listMode(began))
+	changes, next, all, listErr := p.compute(ctx, log, sessionID, prev, snap, now, list)
 	cache.listRead(log, began, all.Pages, listErr, p.givesUp(next))
 	fetched := time.Since(fetching)
 	p.conflicts(log, prev, next)
@@ -238,13 +250,19 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	if rev, owed, err = p.save(ctx, sessionID, prev, next, rev, wasUnclean, cache != nil, *snap, now, changes); err != nil {
 		return Result{}, err
 	}
+	aside := p.setAside(prev, *snap, all, len(changes) == 0)
 	if cache != nil && !next.Ended {
 		cache.keep(next, rev, owed)
+		// Nothing changed or was written, the list was neither read nor wanted (it
+		// is when lefts wait or the session ends), and no record was set aside.
+		if len(changes) == 0 && !wasUnclean && next.Equal(prev) && all.Pages == 0 && listErr == nil && len(aside) == 0 &&
+			!wantsList(prev, *snap, listIfNeeded, changes, next) {
+			cache.quiet(sum)
+		}
 	}
 	joined, left := p.count(changes)
 	return Result{Ended: next.Ended, Complete: snap.Complete, Found: snap.Found, Present: len(next.Present), RoomID: next.RoomID,
-		Joined: joined, Left: left, Waiting: len(next.Pending), Fetching: fetched,
-		SetAside: p.setAside(prev, *snap, all, len(changes) == 0)}, nil
+		Joined: joined, Left: left, Waiting: len(next.Pending), Fetching: fetched, SetAside: aside}, nil
 }
 
 // load returns the session's state from cache if it holds it, else from the store,
@@ -276,17 +294,21 @@ func (p *Poller) load(ctx context.Context, log *slog.Logger, sessionID string, c
 
 // observe fetches a snapshot of the session's active list, without the participants
 // excluded, confirmed by a second scan when it rests a left on absence from a list of
-// several pages.
-func (p *Poller) observe(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State) (*diff.Snapshot, error) {
-	snap, err := p.src.Snapshot(ctx, log, sessionID)
+// several pages; or, if the list is the one page since was taken from, nothing but
+// since (see Source.SnapshotSince).
+func (p *Poller) observe(ctx context.Context, log *slog.Logger, sessionID string, prev diff.State, since uint64) (*diff.Snapshot, uint64, error) {
+	snap, sum, err := p.src.SnapshotSince(ctx, log, sessionID, since)
 	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+		return nil, 0, fmt.Errorf("fetch: %w", err)
+	}
+	if since != 0 && sum == since {
+		return &snap, sum, nil
 	}
 	snap = p.exclude(prev, snap)
 	if snap.Complete && snap.Pages > 1 && snap.Status != diff.StatusEnded && prev.Absent(snap) {
 		snap = p.exclude(prev, p.confirm(ctx, log, sessionID, snap))
 	}
-	return &snap, nil
+	return &snap, sum, nil
 }
 
 // compute diffs snap against prev, and again with the list of all participants when

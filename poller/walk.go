@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -26,6 +27,10 @@ func walk[P any](ctx context.Context, c *Client, log *slog.Logger, endpoint, pat
 			return err
 		}
 		page, err := decode(body)
+		if errors.Is(err, errSame) {
+			recycle(body)
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("%spage %d: %w; the body begins %q", what, n, err, snippet(body))
 		}
