@@ -45,8 +45,8 @@ const window = 256
 // inFlight bounds the publishes awaiting their acknowledgement for the whole worker,
 // however many sessions publish at once: enough to keep the broker busy (it
 // acknowledges in order, a few hundred microseconds after a message arrives), few
-// enough that nats.go's own limit of pending publishes, past which a publish stalls
-// and fails, is never reached. NewJetStream sets that limit above it.
+// enough that the broker's slowness holds up the sessions rather than piles up
+// messages in the connection's buffers.
 const inFlight = 1024
 
 // retryFor bounds how long one batch is retried. A broker that does not acknowledge
@@ -54,13 +54,12 @@ const inFlight = 1024
 // others' next cycle; the batch stays in the session's outbox and is sent again then.
 const retryFor = 30 * time.Second
 
-// ackTimeout is how long one publish may wait for its acknowledgement before it is
-// treated as an unknown outcome and sent again.
+// ackTimeout is how long the publishes of a run may wait for their acknowledgements,
+// once sent, before those not in are treated as unknown outcomes and sent again.
 const ackTimeout = 5 * time.Second
 
 // Publisher sends changes to the stream.
 type Publisher struct {
-	js     jetstream.JetStream
 	prefix string
 	log    *slog.Logger
 	// backoff is the first wait before a retry; it doubles up to maxBackoff.
@@ -71,6 +70,7 @@ type Publisher struct {
 	// all of its units at once: a run holding some while waiting for more, with
 	// others doing the same, would wait for ever.
 	inFlight *semaphore.Weighted
+	acks     func() (*acks, error) // made at the first publish
 }
 
 // Option configures a Publisher.
@@ -81,11 +81,9 @@ func WithMetrics(m *metrics.Metrics) Option {
 	return func(p *Publisher) { p.metrics = m }
 }
 
-// NewJetStream opens JetStream on nc with the acknowledgement timeout and the limit of
-// pending publishes that Publisher needs.
+// NewJetStream opens JetStream on nc.
 func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout),
-		jetstream.WithPublishAsyncMaxPending(2*inFlight))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
@@ -94,8 +92,8 @@ func NewJetStream(nc *nats.Conn) (jetstream.JetStream, error) {
 
 // New returns a Publisher that publishes under subject prefix.
 func New(js jetstream.JetStream, prefix string, log *slog.Logger, opts ...Option) *Publisher {
-	p := &Publisher{js: js, prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor,
-		inFlight: semaphore.NewWeighted(inFlight)}
+	p := &Publisher{prefix: prefix, log: log, backoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, retryFor: retryFor,
+		inFlight: semaphore.NewWeighted(inFlight), acks: sync.OnceValues(func() (*acks, error) { return newAcks(js.Conn()) })}
 	for _, o := range opts {
 		o(p)
 	}
@@ -201,43 +199,37 @@ func (p *Publisher) publishAll(ctx context.Context, log *slog.Logger, msgs []*na
 
 // try publishes msgs once and returns those not acknowledged, with the first error.
 func (p *Publisher) try(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
-	var failed []*nats.Msg
-	var firstErr error
-	fail := func(m *nats.Msg, err error) {
-		failed = append(failed, m)
-		if firstErr == nil {
-			firstErr = err
-		}
+	a, err := p.acks()
+	if err != nil {
+		return msgs, err
 	}
 	if err := p.inFlight.Acquire(ctx, int64(len(msgs))); err != nil {
 		return msgs, context.Cause(ctx)
 	}
-	held := int64(len(msgs)) // units not yet given back
-	defer func() { p.inFlight.Release(held) }()
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	sent := make([]*nats.Msg, 0, len(msgs))
-	for _, m := range msgs {
-		f, err := p.js.PublishMsgAsync(m)
-		if err != nil {
-			fail(m, err)
-			continue
-		}
-		futures = append(futures, f)
-		sent = append(sent, m)
+	defer p.inFlight.Release(int64(len(msgs)))
+	r := a.send(msgs)
+	timeout := time.NewTimer(ackTimeout)
+	defer timeout.Stop()
+	select {
+	case <-r.done:
+	case <-timeout.C:
+		a.forget(r, fmt.Errorf("no acknowledgement within %v", ackTimeout))
+	case <-ctx.Done():
+		a.forget(r, context.Cause(ctx))
 	}
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				p.metrics.PublishDuplicate.Inc()
+	var failed []*nats.Msg
+	var firstErr error
+	for i, err := range r.errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, errDuplicate):
+			p.metrics.PublishDuplicate.Inc()
+		default:
+			failed = append(failed, msgs[i])
+			if firstErr == nil {
+				firstErr = err
 			}
-		case err := <-f.Err():
-			fail(sent[i], err)
-		case <-ctx.Done():
-			return append(failed, sent[i:]...), context.Cause(ctx)
 		}
-		p.inFlight.Release(1)
-		held--
 	}
 	if errors.Is(firstErr, jetstream.ErrNoStreamResponse) {
 		firstErr = fmt.Errorf("%w (no stream captures the subject)", firstErr)

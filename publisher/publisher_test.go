@@ -21,8 +21,11 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rollcall/rollcall/diff"
 	"github.com/rollcall/rollcall/events"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testkit"
 	"github.com/rollcall/rollcall/publisher"
@@ -257,6 +260,50 @@ func TestPublishWaitsForTheBroker(t *testing.T) {
 	}
 	if n := len(natstest.Messages(t, js, "ROLLCALL")); n != 1 {
 		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+// TestPublishAcknowledgements: the stream's acks, read as they come: a first
+// publish stores every event; the same events again are acknowledged as duplicates,
+// counted, and stored once; a subject no stream captures is said to be one.
+func TestPublishAcknowledgements(t *testing.T) {
+	ctx := context.Background()
+	js, _ := setup(t)
+	if err := publisher.EnsureStream(ctx, js, streamCfg, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(prometheus.NewRegistry())
+	p := publisher.New(js, "videosdk", quiet(), publisher.WithMetrics(m))
+	demo2 := diff.Participant{ID: "mxavzgb5", Name: "demo2", JoinedAt: joinedAt.Add(time.Second)}
+	changes := []diff.Change{{Kind: diff.SessionStarted}, {Kind: diff.Joined, Participant: demo1}, {Kind: diff.Joined, Participant: demo2}}
+	duplicates := func() float64 {
+		var out dto.Metric
+		if err := m.PublishDuplicate.Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.GetCounter().GetValue()
+	}
+	for i, want := range []float64{0, 3} {
+		if err := p.Publish(ctx, snap, observedAt, changes); err != nil {
+			t.Fatal(err)
+		}
+		if got := duplicates(); got != want {
+			t.Errorf("publish %d: %v duplicates counted, want %v", i+1, got, want)
+		}
+	}
+	if n := len(natstest.Messages(t, js, "ROLLCALL")); n != 3 {
+		t.Errorf("stream holds %d messages, want 3", n)
+	}
+
+	var logs testkit.Buffer
+	stray := publisher.New(js, "elsewhere", slog.New(slog.NewTextHandler(&logs, nil)))
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := stray.Publish(short, snap, observedAt, changes); err == nil {
+		t.Fatal("Publish to subjects no stream captures succeeded")
+	}
+	if !strings.Contains(logs.String(), "no stream captures the subject") {
+		t.Errorf("the retries do not say that no stream captures the subject:\n%s", logs.String())
 	}
 }
 
