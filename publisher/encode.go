@@ -107,7 +107,9 @@ func appendEventTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-// appendEvent appends e as json.Marshal writes it.
+// appendEvent appends e as json.Marshal writes it, for an event newEvent built: its
+// data is as json.Marshal writes it already (appendParticipantData,
+// appendSessionData), and is copied, not read again.
 func appendEvent(b []byte, e events.Event) []byte {
 	b = append(b, `{"specversion":`...)
 	b = appendString(b, e.SpecVersion)
@@ -126,7 +128,7 @@ func appendEvent(b []byte, e events.Event) []byte {
 	b = append(b, `,"datacontenttype":`...)
 	b = appendString(b, e.DataContentType)
 	b = append(b, `,"data":`...)
-	b = appendRaw(b, e.Data)
+	b = append(b, e.Data...)
 	return append(b, '}')
 }
 

@@ -21,25 +21,29 @@ func timePtr(t *time.Time) *events.Time {
 // EventID is the deterministic id of a change: the same stint (or session) and kind
 // always give the same id, so a republished event is a duplicate JetStream drops.
 func EventID(sessionID string, c diff.Change) string {
-	h := sha256.New()
-	for _, s := range []string{c.Kind.String(), sessionID, c.Participant.ID, c.Participant.JoinedAt.UTC().Format(time.RFC3339Nano)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	var buf [256]byte // most IDs fit: no allocation but the result's
+	b := append(append(buf[:0], c.Kind.String()...), 0)
+	b = append(append(b, sessionID...), 0)
+	b = append(append(b, c.Participant.ID...), 0)
+	b = append(c.Participant.JoinedAt.UTC().AppendFormat(b, time.RFC3339Nano), 0)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // NewEvent builds the event for a change of session snap, observed at observedAt.
 func NewEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change) events.Event {
-	return newEvent(snap, observedAt, c, nil)
+	return newEvent(snap, source(snap), observedAt, c, nil)
 }
 
-// newEvent is NewEvent with the event's data appended to data.
-func newEvent(snap diff.Snapshot, observedAt time.Time, c diff.Change, data []byte) events.Event {
+// source is the CloudEvents source of session snap's events.
+func source(snap diff.Snapshot) string { return "/v2/sessions/" + url.PathEscape(snap.SessionID) }
+
+// newEvent is NewEvent, with the event's source given, and its data appended to data.
+func newEvent(snap diff.Snapshot, source string, observedAt time.Time, c diff.Change, data []byte) events.Event {
 	e := events.Event{
 		SpecVersion:     events.SpecVersion,
 		ID:              EventID(snap.SessionID, c),
-		Source:          "/v2/sessions/" + url.PathEscape(snap.SessionID),
+		Source:          source,
 		DataContentType: events.ContentType,
 	}
 	obs := events.Time{Time: observedAt}

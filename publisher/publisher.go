@@ -112,8 +112,9 @@ func (p *Publisher) Publish(ctx context.Context, snap diff.Snapshot, observedAt 
 	buf := buffers.get(len(changes) * 1024) // the bodies, one after the other
 	var data []byte                         // each event's data, before it is copied into buf
 	subjects := make(map[string]string, 4)  // by event type
+	src := source(snap)
 	for i, c := range changes {
-		e := newEvent(snap, observedAt, c, data[:0])
+		e := newEvent(snap, src, observedAt, c, data[:0])
 		data = e.Data
 		start := len(buf)
 		buf = appendEvent(buf, e)
