@@ -253,9 +253,10 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	aside := p.setAside(prev, *snap, all, len(changes) == 0)
 	if cache != nil && !next.Ended {
 		cache.keep(next, rev, owed)
-		// Nothing changed or was written, the list was neither read nor wanted (it
-		// is when lefts wait or the session ends), and no record was set aside.
-		if len(changes) == 0 && !wasUnclean && next.Equal(prev) && all.Pages == 0 && listErr == nil && len(aside) == 0 &&
+		// Nothing changed (a write that only cleared the outbox changed nothing), the
+		// list was neither read nor wanted (it is when lefts wait or the session
+		// ends), and no record was set aside.
+		if len(changes) == 0 && next.Equal(prev) && all.Pages == 0 && listErr == nil && len(aside) == 0 &&
 			!wantsList(prev, *snap, listIfNeeded, changes, next) {
 			cache.quiet(sum)
 		}
