@@ -63,8 +63,9 @@ func (c *Cache) keep(st diff.State, rev uint64, unclean bool) {
 
 // quiet notes, after keep, that the poll read a one-page active list whose hash is
 // sum, and found nothing to do with it: no change (but perhaps the outbox of the poll
-// before cleared), no list of all participants read or wanted, and nothing waiting on
-// the clock (no lefts waiting for their end, no session ending). Such a poll depends on nothing but the state and the
+// before cleared), no list of all participants wanted (but perhaps read, for a
+// reconciliation that found nothing), and nothing waiting on the clock (no lefts
+// waiting for their end, no session ending). Such a poll depends on nothing but the state and the
 // page, so the next poll that reads the same page may stop there (see since).
 func (c *Cache) quiet(sum uint64) { c.sum = sum }
 

@@ -254,10 +254,11 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 	if cache != nil && !next.Ended {
 		cache.keep(next, rev, owed)
 		// Nothing changed (a write that only cleared the outbox changed nothing), the
-		// list was neither read nor wanted (it is when lefts wait or the session
-		// ends), and no record was set aside.
-		if len(changes) == 0 && next.Equal(prev) && all.Pages == 0 && listErr == nil && len(aside) == 0 &&
-			!wantsList(prev, *snap, listIfNeeded, changes, next) {
+		// list is not wanted (it is when lefts wait or the session ends), and no
+		// record was set aside. A reconciliation that found nothing may be quiet:
+		// the list adds changes (missed stints) and keeps lefts waiting, and
+		// without it, its poll would have found nothing either.
+		if len(changes) == 0 && next.Equal(prev) && len(aside) == 0 && !wantsList(prev, *snap, listIfNeeded, changes, next) {
 			cache.quiet(sum)
 		}
 	}

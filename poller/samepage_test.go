@@ -112,6 +112,14 @@ func TestPollCachedSamePageStillReconciles(t *testing.T) {
 	if src.same.Load() == 0 {
 		t.Error("no poll stopped at the same page: this is not the test of one")
 	}
+	// A reconciliation that finds nothing leaves the polls after it stopping.
+	before := src.same.Load()
+	for range 12 { // 60 s: two reconciliations
+		poll()
+	}
+	if n := src.same.Load() - before; n != 10 {
+		t.Errorf("%d of 12 polls stopped at the same page, want 10: all but the two reconciliations", n)
+	}
 }
 
 // TestPollCachedSamePageLeftStillWaits: b leaves, and the list of all participants

@@ -303,9 +303,11 @@ func measureWorker(ctx context.Context, o options, apiURL, natsURL string, log *
 	}
 
 	// The steady state: whole intervals in which nothing changes, once the loops have
-	// settled on their ticks. Under a rate limit, the first polls delay the ticks
-	// that fall during the burst: as long again as the burst took lets them drain.
-	if err := sleep(ctx, o.interval+m.burst); err != nil {
+	// settled on their ticks, from every session's third poll: its second still
+	// writes, to clear the first's outbox. Under a rate limit, the first polls delay
+	// the ticks that fall during the burst: as long again as the burst took lets
+	// them drain.
+	if err := sleep(ctx, 2*o.interval+m.burst); err != nil {
 		return m, err
 	}
 	if stopProfile, err = startProfile(o.cpuProfile, "steady.pprof"); err != nil {
