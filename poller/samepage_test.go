@@ -57,6 +57,19 @@ func samePageRig(t *testing.T, reconcile time.Duration, perPage int, participant
 	return w, r, src, poll
 }
 
+// settle polls polls times, the first with the joins, and checks that stops of them
+// stopped at the same page.
+func settle(t *testing.T, r *rig, src *sameCounter, poll func() poller.Result, polls int, stops int64) {
+	t.Helper()
+	for range polls {
+		poll()
+	}
+	r.newEvents(t)
+	if n := src.same.Load(); n != stops {
+		t.Fatalf("%d of %d polls stopped at the same page, want %d", n, polls, stops)
+	}
+}
+
 // TestPollCachedStopsAtTheSamePage: once a poll has found nothing to do with a
 // session's one page, the next polls that read the same page, byte for byte, stop
 // there, with the same result; a page that changes is read whole, and its changes
@@ -93,10 +106,7 @@ func TestPollCachedStopsAtTheSamePage(t *testing.T) {
 // due reads the list of all participants all the same, and publishes c's stint.
 func TestPollCachedSamePageStillReconciles(t *testing.T) {
 	w, r, src, poll := samePageRig(t, 30*time.Second, 100, "a", "b")
-	for range 3 {
-		poll()
-	}
-	r.newEvents(t)
+	settle(t, r, src, poll, 3, 1)
 	w.api.Join(session, "c", "name-c")
 	w.clock.Add(time.Second)
 	w.api.Leave(session, "c")
@@ -130,13 +140,7 @@ func TestPollCachedSamePageLeftStillWaits(t *testing.T) {
 	w, r, src, poll := samePageRig(t, 0, 2, "a", "b", "d")
 	w.api.Leave(session, "d")
 	w.api.SetListLag(20 * time.Second)
-	for range 4 {
-		poll()
-	}
-	r.newEvents(t)
-	if src.same.Load() != 2 {
-		t.Fatalf("%d polls stopped at the same page before b left, want 2", src.same.Load())
-	}
+	settle(t, r, src, poll, 4, 2)
 	w.api.Leave(session, "b")
 	var got []string
 	for range 8 { // 40 s
@@ -155,10 +159,7 @@ func TestPollCachedSamePageLeftStillWaits(t *testing.T) {
 // published.
 func TestPollCachedReadsEveryPageOfALongerList(t *testing.T) {
 	w, r, src, poll := samePageRig(t, 0, 2, "a", "b", "c")
-	for range 4 {
-		poll()
-	}
-	r.newEvents(t)
+	settle(t, r, src, poll, 4, 0)
 	w.api.Join(session, "d", "name-d")
 	poll()
 	if d := gocmp.Diff([]string{"participant.joined d@23"}, r.newEvents(t)); d != "" {
@@ -174,10 +175,7 @@ func TestPollCachedReadsEveryPageOfALongerList(t *testing.T) {
 // reads it, and c's left goes out.
 func TestPollCachedSamePageAfterAChange(t *testing.T) {
 	w, r, src, poll := samePageRig(t, 0, 100, "a", "b")
-	for range 4 {
-		poll()
-	}
-	r.newEvents(t)
+	settle(t, r, src, poll, 4, 2)
 	w.api.Join(session, "c", "name-c")
 	poll()
 	poll() // clears the outbox
@@ -232,13 +230,7 @@ func TestSnapshotSince(t *testing.T) {
 func TestPollCachedSamePageAfterAGlitch(t *testing.T) {
 	w, r, src, poll := samePageRig(t, 0, 100, "a", "b")
 	w.api.SetListLag(20 * time.Second)
-	for range 3 {
-		poll()
-	}
-	r.newEvents(t)
-	if src.same.Load() != 1 {
-		t.Fatalf("%d polls stopped at the same page, want 1", src.same.Load())
-	}
+	settle(t, r, src, poll, 3, 1)
 	w.api.InjectFault(sim.Fault{PathContains: "/participants/active", Rewrite: func(body []byte) []byte {
 		var page map[string]any
 		if err := json.Unmarshal(body, &page); err != nil {

@@ -468,15 +468,7 @@ func TestStoreLargeState(t *testing.T) {
 // of a few participants, and gzipped above, as docs/state.md says; both read back.
 func TestStoreGzipsAboveTwoKiB(t *testing.T) {
 	ctx := context.Background()
-	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, kv := openState(t)
 	for _, tc := range []struct {
 		present int
 		gzipped bool
@@ -511,6 +503,22 @@ func TestStoreGzipsAboveTwoKiB(t *testing.T) {
 	}
 }
 
+// openState opens the store, and its bucket to look at what it writes.
+func openState(t *testing.T) (*publisher.Store, jetstream.KeyValue) {
+	t.Helper()
+	ctx := context.Background()
+	js, _ := setup(t)
+	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, kv
+}
+
 // plainJSON is a stored state as JSON: gunzipped if it starts as gzip does.
 func plainJSON(t *testing.T, raw []byte) []byte {
 	t.Helper()
@@ -532,15 +540,7 @@ func plainJSON(t *testing.T, raw []byte) []byte {
 // ended.<token> is what docs/state.md and docs/state.schema.json describe.
 func TestStoreValuesMatchSchema(t *testing.T) {
 	ctx := context.Background()
-	js, _ := setup(t)
-	s, err := publisher.OpenStore(ctx, js, "ROLLCALL_STATE", 1, time.Hour, quiet(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, "ROLLCALL_STATE")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, kv := openState(t)
 	schema := testkit.Schema(t, "state.schema.json")
 	check := func(key string) {
 		t.Helper()
