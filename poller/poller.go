@@ -226,6 +226,7 @@ func (p *Poller) cycle(ctx context.Context, log *slog.Logger, sessionID string, 
 			// find the same, as nothing waits on the clock (see Cache.quiet).
 			cache.keep(prev, rev, false)
 			cache.quiet(sum)
+			p.metrics.SamePage.Inc()
 			return Result{Complete: true, Found: true, Present: len(prev.Present), RoomID: prev.RoomID, Fetching: time.Since(fetching)}, nil
 		}
 	}

@@ -10,16 +10,21 @@ import (
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rollcall/rollcall/diff"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/poller"
 	"github.com/rollcall/rollcall/sim"
 )
 
-// sameCounter counts the scans that stopped at a page the poll already had.
+// sameCounter counts the scans that stopped at a page the poll already had; metrics
+// are the poller's.
 type sameCounter struct {
 	poller.Source
-	same atomic.Int64
+	same    atomic.Int64
+	metrics *metrics.Metrics
 }
 
 func (s *sameCounter) SnapshotSince(ctx context.Context, log *slog.Logger, id string, since uint64) (diff.Snapshot, uint64, error) {
@@ -37,8 +42,8 @@ func samePageRig(t *testing.T, reconcile time.Duration, perPage int, participant
 	t.Helper()
 	w := newWorld(t, participants...)
 	r := newRig(t, w, true)
-	src := &sameCounter{Source: w.client(perPage)}
-	r.poller = r.with(src, poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute))
+	src := &sameCounter{Source: w.client(perPage), metrics: metrics.New(prometheus.NewRegistry())}
+	r.poller = r.with(src, poller.WithClock(w.clock.Now), poller.WithLeftTimeWait(time.Minute), poller.WithMetrics(src.metrics))
 	var sched = every(reconcile)
 	if reconcile == 0 {
 		sched = nil
@@ -67,6 +72,13 @@ func settle(t *testing.T, r *rig, src *sameCounter, poll func() poller.Result, p
 	r.newEvents(t)
 	if n := src.same.Load(); n != stops {
 		t.Fatalf("%d of %d polls stopped at the same page, want %d", n, polls, stops)
+	}
+	var counted dto.Metric
+	if err := src.metrics.SamePage.Write(&counted); err != nil {
+		t.Fatal(err)
+	}
+	if n := counted.GetCounter().GetValue(); n != float64(stops) {
+		t.Errorf("rollcall_polls_same_page_total %v, want %d", n, stops)
 	}
 }
 

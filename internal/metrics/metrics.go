@@ -45,6 +45,7 @@ type Metrics struct {
 
 	ScanPages       prometheus.Histogram
 	ScansDiscarded  prometheus.Counter     // whose pages disagreed
+	SamePage        prometheus.Counter     // polls that stopped at the page of a quiet poll before
 	ConfirmingScans prometheus.Counter     // backward scans that confirm an absence
 	Reconciled      prometheus.Counter     // stints no poll saw, found in a timelog
 	LeftsUntimed    prometheus.Counter     // lefts published without their end
@@ -111,6 +112,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		ScansDiscarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_scans_discarded_total", Help: "Scans discarded because their pages disagreed (someone came or went mid-scan).",
+		}),
+		SamePage: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rollcall_polls_same_page_total", Help: "Polls that stopped at a one-page active list byte for byte the one of a quiet poll before, without decoding it.",
 		}),
 		ConfirmingScans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rollcall_confirming_scans_total", Help: "Second, backward scans that confirm an absence from a list of several pages.",
@@ -216,7 +220,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Polls, m.PollDuration, m.Requests, m.RequestDuration, m.Retries, m.Holds, m.TokenMints,
-			m.ScanPages, m.ScansDiscarded, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.RecordsRejected, m.Conflicts, m.StatesRebuilt, m.Events, m.PublishDuration, m.PublishDuplicate,
+			m.ScanPages, m.ScansDiscarded, m.SamePage, m.ConfirmingScans, m.Reconciled, m.LeftsUntimed, m.RecordsRejected, m.Conflicts, m.StatesRebuilt, m.Events, m.PublishDuration, m.PublishDuplicate,
 			m.OutboxResends, m.StateSaves, m.StateSize, m.TrackedSessions, m.TrackedRooms, m.Present, m.LeftsWaiting, m.OldestPoll,
 			m.PublishFailures, m.Ready, m.StateLoads, m.LeasesHeld, m.LeaseLosses, m.ReplicasLive, m.Webhooks,
 			m.FeedClients, m.FeedDropped)
