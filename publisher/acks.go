@@ -20,7 +20,6 @@ import (
 type acks struct {
 	nc     *nats.Conn
 	prefix string // the inbox, with its last dot
-	sub    *nats.Subscription
 
 	mu      sync.Mutex
 	next    uint64
@@ -52,7 +51,6 @@ func newAcks(nc *nats.Conn) (*acks, error) {
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
 	}
-	a.sub = sub
 	go a.failOnReconnect(nc.StatusChanged(nats.RECONNECTING, nats.CLOSED))
 	return a, nil
 }
@@ -104,11 +102,7 @@ func (a *acks) forget(r *run, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range r.errs {
-		n := r.first + uint64(i)
-		if w, ok := a.waiting[n]; ok {
-			delete(a.waiting, n)
-			a.record(w, err)
-		}
+		a.settleLocked(r.first+uint64(i), err)
 	}
 }
 
@@ -125,6 +119,11 @@ func (a *acks) receive(m *nats.Msg) {
 func (a *acks) settle(n uint64, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.settleLocked(n, err)
+}
+
+// settleLocked is settle with a.mu held.
+func (a *acks) settleLocked(n uint64, err error) {
 	if w, ok := a.waiting[n]; ok {
 		delete(a.waiting, n)
 		a.record(w, err)
